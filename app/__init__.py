@@ -1,0 +1,1 @@
+"""campaign-queue: sends AI-written WhatsApp campaign messages from a Postgres queue."""

@@ -1,0 +1,26 @@
+-- Only the service role may call the queue's functions; PostgREST exposes nothing else.
+do $$
+declare
+  v_fn text;
+begin
+  foreach v_fn in array array[
+    'get_and_lock_campaign_messages(integer,timestamptz,integer,text,uuid)',
+    'mark_old_campaign_messages_as_skipped(timestamptz)',
+    'get_lead_contexts(uuid[])',
+    'start_campaign_message(uuid,uuid)',
+    'save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer)',
+    'mark_message_part_sent(uuid,uuid,integer,text)',
+    'fail_campaign_message(uuid,uuid,text,boolean)',
+    'skip_campaign_message(uuid,uuid,text)',
+    'release_campaign_messages(jsonb,timestamptz)',
+    'pause_campaign_run(uuid,text)',
+    'resume_campaign_run(uuid)',
+    'finalize_campaign_runs(uuid[])',
+    'requeue_failed_campaign_messages(uuid)',
+    'log_campaign_steps(jsonb)'
+  ] loop
+    execute format('revoke all on function %s from public, anon, authenticated', v_fn);
+    execute format('grant execute on function %s to service_role', v_fn);
+  end loop;
+end
+$$;

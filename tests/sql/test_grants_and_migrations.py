@@ -1,0 +1,116 @@
+"""Who may call the functions, and migrations applied twice."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from app.sandbox.database import create_database, drop_database
+from app.sandbox.seed import seed_campaign
+from app.store.migrations import apply_migrations, load_migrations
+
+
+@pytest.mark.parametrize("role", ["anon", "authenticated"])
+async def test_only_service_role_can_claim(conn: asyncpg.Connection, role: str) -> None:
+    await seed_campaign(conn, leads=1)
+    async with conn.transaction():
+        await conn.execute(f"set local role {role}")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.fetchval("select get_and_lock_campaign_messages(p_batch_size => 1)")
+    async with conn.transaction():
+        await conn.execute("set local role service_role")
+        claimed = await conn.fetchval("select get_and_lock_campaign_messages(p_batch_size => 1)")
+        assert len(claimed) == 1
+
+
+async def test_every_queue_function_is_security_definer_and_service_role_only(
+    conn: asyncpg.Connection,
+) -> None:
+    rows = await conn.fetch(
+        """select p.proname, p.prosecdef, p.proconfig,
+                  has_function_privilege('anon', p.oid, 'execute') as anon,
+                  has_function_privilege('authenticated', p.oid, 'execute') as authenticated,
+                  has_function_privilege('service_role', p.oid, 'execute') as service
+             from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+            where n.nspname = 'public'
+              and p.proname not in ('check_campaign_instance_status', 'log_campaign_step')"""
+    )
+    assert len(rows) == 14
+    for row in rows:
+        assert row["prosecdef"], row["proname"]
+        assert row["proconfig"] == ["search_path=public"], row["proname"]
+        assert (row["anon"], row["authenticated"], row["service"]) == (False, False, True), row[
+            "proname"
+        ]
+
+
+async def test_migrations_applied_twice_change_nothing(pg_server_dsn: str) -> None:
+    dsn = await create_database(pg_server_dsn, "cq_migrate_twice")
+    try:
+        first = await apply_migrations(dsn)
+        assert first == [m.name for m in load_migrations()]
+        snapshot = await _schema_snapshot(dsn)
+        assert await apply_migrations(dsn) == []  # recorded: a no-op
+        # Every file is idempotent on its own too: forget the ledger and apply all again.
+        conn = await asyncpg.connect(dsn)
+        await conn.execute("delete from campaign_queue_migrations")
+        await conn.close()
+        assert await apply_migrations(dsn) == first
+        assert await _schema_snapshot(dsn) == snapshot
+    finally:
+        await drop_database(pg_server_dsn, "cq_migrate_twice")
+
+
+async def test_an_existing_product_function_is_never_replaced(pg_server_dsn: str) -> None:
+    dsn = await create_database(pg_server_dsn, "cq_product_fn")
+    try:
+        conn = await asyncpg.connect(dsn)
+        await conn.execute(
+            """create table inboxes (id uuid primary key, workspace_id uuid, name text,
+                                     status text);
+               create function check_campaign_instance_status(p_inbox_id uuid) returns jsonb
+               language sql as $$ select '{"connected": true, "status": "product"}'::jsonb $$;
+               create function get_and_lock_campaign_messages(p_batch_size integer)
+               returns setof inboxes language sql as $$ select * from inboxes $$;"""
+        )
+        await conn.close()
+        await apply_migrations(dsn)
+        conn = await asyncpg.connect(dsn)
+        try:
+            body = await conn.fetchval(
+                "select prosrc from pg_proc where proname = 'check_campaign_instance_status'"
+            )
+            assert "product" in body
+            signatures = await conn.fetch(
+                """select oid::regprocedure::text as s from pg_proc
+                    where proname = 'get_and_lock_campaign_messages'"""
+            )
+            assert [r["s"] for r in signatures] == [
+                "get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid)"
+            ]
+        finally:
+            await conn.close()
+    finally:
+        await drop_database(pg_server_dsn, "cq_product_fn")
+
+
+async def _schema_snapshot(dsn: str) -> list[tuple[str, ...]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            """select 'fn', p.oid::regprocedure::text, md5(p.prosrc),
+                      coalesce(array_to_string(p.proacl, ','), '')
+                 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+                where n.nspname = 'public'
+               union all
+               select 'idx', indexname, md5(indexdef), '' from pg_indexes
+                where schemaname = 'public'
+               union all
+               select 'col', table_name || '.' || column_name, data_type,
+                      coalesce(column_default, '')
+                 from information_schema.columns where table_schema = 'public'
+               order by 1, 2"""
+        )
+        return [tuple(r) for r in rows]
+    finally:
+        await conn.close()

@@ -1,0 +1,161 @@
+"""Run-level functions: pause, resume, finalize, requeue, logs, contexts."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from app.sandbox.seed import seed_campaign
+from app.store.postgres import PostgresRpc
+from tests.sql.helpers import claim, message_row, run_row
+
+
+async def test_pause_keeps_pending_messages_pending(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    seeded = await seed_campaign(conn, leads=3)
+    assert (
+        await rpc.call(
+            "pause_campaign_run", {"p_run_id": seeded.run_id, "p_reason": "inbox offline"}
+        )
+        is True
+    )
+    assert (
+        await rpc.call("pause_campaign_run", {"p_run_id": seeded.run_id, "p_reason": "again"})
+        is False
+    )
+
+    run = await run_row(conn, seeded.run_id)
+    assert (run["status"], run["error_message"]) == ("paused", "inbox offline")
+    for message_id in seeded.message_ids:
+        assert (await message_row(conn, message_id))["status"] == "pending"
+    assert await claim(rpc) == []
+
+
+async def test_resume_respaces_pending_messages_from_now_keeping_order_and_gaps(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    start = datetime.now(UTC) - timedelta(hours=3)
+    seeded = await seed_campaign(
+        conn, leads=3, run_status="paused", first_scheduled_at=start, spacing=timedelta(minutes=2)
+    )
+    before = [(await message_row(conn, i))["scheduled_at"] for i in seeded.message_ids]
+
+    result = await rpc.call("resume_campaign_run", {"p_run_id": seeded.run_id})
+
+    assert result == {"ok": True, "reason": None, "rescheduled": 3}
+    after = [(await message_row(conn, i))["scheduled_at"] for i in seeded.message_ids]
+    assert [b - a for a, b in itertools.pairwise(after)] == [
+        b - a for a, b in itertools.pairwise(before)
+    ]
+    assert abs((after[0] - datetime.now(UTC)).total_seconds()) < 5
+    assert (await run_row(conn, seeded.run_id))["status"] == "running"
+    # None counts as late any more.
+    assert (
+        await rpc.call(
+            "mark_old_campaign_messages_as_skipped",
+            {"p_one_hour_ago": datetime.now(UTC) - timedelta(hours=1)},
+        )
+        == 0
+    )
+
+
+async def test_resume_needs_a_connected_inbox_and_a_paused_run(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    seeded = await seed_campaign(conn, leads=1, run_status="paused", inbox_status="disconnected")
+    assert await rpc.call("resume_campaign_run", {"p_run_id": seeded.run_id}) == {
+        "ok": False,
+        "reason": "inbox_disconnected",
+        "rescheduled": 0,
+    }
+    assert (await run_row(conn, seeded.run_id))["status"] == "paused"
+    running = await seed_campaign(conn, leads=1)
+    result = await rpc.call("resume_campaign_run", {"p_run_id": running.run_id})
+    assert result["reason"] == "not_paused"
+
+
+async def test_finalize_completes_only_runs_with_nothing_left(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    done = await seed_campaign(conn, leads=2)
+    busy = await seed_campaign(conn, leads=2)
+    await conn.execute(
+        "update campaign_messages set status = 'sent' where run_id = $1", done.run_id
+    )
+    await conn.execute(
+        "update campaign_messages set status = 'failed' where id = $1", busy.message_ids[0]
+    )
+
+    finished = await rpc.call("finalize_campaign_runs", {"p_run_ids": [done.run_id, busy.run_id]})
+
+    assert finished == [str(done.run_id)]
+    assert (await run_row(conn, done.run_id))["status"] == "completed"
+    assert (await run_row(conn, done.run_id))["completed_at"] is not None
+    assert (await run_row(conn, busy.run_id))["status"] == "running"
+    assert await rpc.call("finalize_campaign_runs", {"p_run_ids": [done.run_id]}) == []
+
+
+async def test_requeue_failed_makes_failed_messages_due_again(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    seeded = await seed_campaign(conn, leads=3)
+    await conn.execute(
+        """update campaign_messages set status = 'failed', retry_count = 3, error_message = 'x'
+            where id = any($1::uuid[])""",
+        seeded.message_ids[:2],
+    )
+    await conn.execute(
+        "update campaign_messages set status = 'sent' where id = $1", seeded.message_ids[2]
+    )
+    await conn.execute("update campaign_runs set status = 'completed', leads_failed = 2")
+
+    assert await rpc.call("requeue_failed_campaign_messages", {"p_run_id": seeded.run_id}) == 2
+
+    for message_id in seeded.message_ids[:2]:
+        row = await message_row(conn, message_id)
+        assert (row["status"], row["retry_count"], row["error_message"]) == ("pending", 0, None)
+    run = await run_row(conn, seeded.run_id)
+    assert (run["status"], run["leads_failed"]) == ("running", 0)
+    assert len(await claim(rpc, batch=10)) == 2
+
+
+async def test_log_campaign_steps_inserts_every_entry_in_one_call(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    seeded = await seed_campaign(conn, leads=2)
+    entries = [
+        {
+            "run_id": str(seeded.run_id),
+            "step_name": "generate",
+            "level": "info",
+            "message": "generated",
+            "details": {"ms": 120},
+            "lead_id": str(lead),
+            "message_id": str(message),
+        }
+        for lead, message in zip(seeded.lead_ids, seeded.message_ids, strict=True)
+    ] + [{"run_id": str(seeded.run_id), "step_name": "invocation", "message": "done"}]
+
+    assert await rpc.call("log_campaign_steps", {"p_entries": entries}) == 3
+
+    rows = await conn.fetch("select * from campaign_logs order by step_name, lead_id")
+    assert [r["step_name"] for r in rows] == ["generate", "generate", "invocation"]
+    assert rows[0]["details"] == {"ms": 120}
+    assert rows[2]["level"] == "info"
+    assert await rpc.call("log_campaign_steps", {"p_entries": []}) == 0
+
+
+async def test_lead_contexts_come_in_one_call_keyed_by_lead(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    seeded = await seed_campaign(conn, leads=3)
+    contexts = await rpc.call("get_lead_contexts", {"p_lead_ids": seeded.lead_ids[:2]})
+    assert set(contexts) == {str(i) for i in seeded.lead_ids[:2]}
+    one = contexts[str(seeded.lead_ids[0])]
+    assert one["client_name"]
+    assert one["custom_fields"]["city"] == "São Paulo"
+    assert "phone" not in one  # the prompt never needs the phone number
+    assert await rpc.call("get_lead_contexts", {"p_lead_ids": []}) == {}
