@@ -65,3 +65,6 @@ async def rpc(db_dsn: str) -> AsyncIterator[PostgresRpc]:
 @pytest.fixture(scope="session")
 def pg_server_dsn(pg_server: PostgresServer) -> str:
     return pg_server.dsn
+
+
+pytest_plugins = ["tests.stubs"]

@@ -6,6 +6,8 @@ import sys
 
 
 async def run_demo(leads: int) -> int:
-    print("the demo arrives with POST /process-queue (issue 5); for now: python -m app migrate",
-          file=sys.stderr)
+    print(
+        "the demo arrives with POST /process-queue (issue 5); for now: python -m app migrate",
+        file=sys.stderr,
+    )
     return 1

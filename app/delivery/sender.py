@@ -1,0 +1,65 @@
+"""The internal-send-ai-message client: one text to one conversation, idempotently."""
+
+from __future__ import annotations
+
+import httpx
+
+from app.outbound import (
+    RetryPolicy,
+    error_for_status,
+    error_for_transport,
+    with_retries,
+)
+from app.settings import Settings
+
+
+class Sender:
+    def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
+        self._http = http
+        self._url = settings.resolved_send_url
+        key = settings.supabase_service_role_key
+        self._key = key.get_secret_value() if key else ""
+        self._timeout = settings.send_timeout_s
+        self._policy = RetryPolicy(
+            max_tries=settings.retry_max_tries,
+            base_s=settings.retry_base_s,
+            max_wait_s=settings.retry_max_wait_s,
+        )
+
+    async def send(
+        self,
+        conversation_id: str,
+        text: str,
+        idempotency_key: str,
+        deadline: float | None = None,
+    ) -> str | None:
+        """Sends and returns provider_response.key.id (None when the answer does not say).
+
+        Every attempt carries the same Idempotency-Key, so a send that timed out after the
+        provider took it is not delivered twice by a receiver that honours the key.
+        """
+        headers = {"X-Service-Role-Key": self._key, "Idempotency-Key": idempotency_key}
+        body = {"conversationId": conversation_id, "text": text}
+
+        async def attempt() -> str | None:
+            try:
+                response = await self._http.post(
+                    self._url, json=body, headers=headers, timeout=self._timeout
+                )
+            except httpx.HTTPError as exc:
+                raise error_for_transport(exc, "send") from exc
+            if response.status_code >= 300:
+                raise error_for_status(response, "send")
+            # Delivered: whatever the body looks like, this must not be retried.
+            return _provider_message_id(response)
+
+        return await with_retries(attempt, self._policy, deadline=deadline)
+
+
+def _provider_message_id(response: httpx.Response) -> str | None:
+    try:
+        data = response.json()
+        value = data["provider_response"]["key"]["id"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return str(value) if value is not None else None

@@ -1,0 +1,348 @@
+"""Loopback stand-ins for OpenRouter and internal-send-ai-message, over real HTTP.
+
+Each stub is a small FastAPI app served by uvicorn on 127.0.0.1 (a free port) in a thread of
+its own, so its latency never borrows the event loop of the code under test. Latency is fixed
+or lognormal (seeded); faults come from a script (one per request, in order), from rules
+(a function of the request) or by ratio (seeded), as the real APIs fail: 429 with Retry-After,
+500, hanging past the client's timeout, malformed JSON, empty content, 401, 400 invalid number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+SEND_PATH = "/functions/v1/internal-send-ai-message"
+
+
+class Fault(StrEnum):
+    RATE_LIMIT = "429"
+    SERVER_ERROR = "500"
+    UNAUTHORIZED = "401"
+    HANG = "hang"
+    MALFORMED = "malformed"
+    EMPTY = "empty"
+    INVALID_NUMBER = "invalid_number"
+    STATUS = "status"  # answers FaultPlan.status (any 4xx or 5xx)
+    DELIVER_THEN_HANG = "deliver_then_hang"  # send only: delivered, but the answer never comes
+
+
+@dataclass
+class Latency:
+    """Fixed, or lognormal around median_ms with sigma (seeded, reproducible)."""
+
+    fixed_ms: float = 0.0
+    median_ms: float | None = None
+    sigma: float = 0.6
+    seed: int = 1
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._lock = threading.Lock()
+
+    def sample_s(self) -> float:
+        if self.median_ms is None:
+            return self.fixed_ms / 1000
+        with self._lock:
+            return self._rng.lognormvariate(0.0, self.sigma) * self.median_ms / 1000
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    number: int  # 1-based count of requests this stub has seen
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+Rule = Callable[[RequestInfo], "Fault | None"]
+
+
+@dataclass
+class FaultPlan:
+    script: deque[Fault | None] = field(default_factory=deque)
+    rules: list[Rule] = field(default_factory=list)
+    ratios: dict[Fault, float] = field(default_factory=dict)
+    retry_after: str = "1"
+    status: int = 400
+    hang_s: float = 30.0
+    seed: int = 7
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def choose(self, info: RequestInfo) -> Fault | None:
+        if self.script:
+            return self.script.popleft()
+        for rule in self.rules:
+            fault = rule(info)
+            if fault is not None:
+                return fault
+        if self.ratios:
+            roll = self._rng.random()
+            for fault, ratio in self.ratios.items():
+                if roll < ratio:
+                    return fault
+                roll -= ratio
+        return None
+
+
+class _Stub:
+    def __init__(self, latency: Latency | None, faults: FaultPlan | None) -> None:
+        self.app = FastAPI()
+        self.latency = latency or Latency()
+        self.faults = faults or FaultPlan()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets what it saw and goes back to no latency and no faults."""
+        self.latency = Latency()
+        self.faults = FaultPlan()
+        self.requests = 0
+        self.seen: list[RequestInfo] = []
+        self.faults_served: list[Fault] = []
+
+    async def _prelude(self, request: Request) -> tuple[RequestInfo, Fault | None, Response | None]:
+        """Counts, waits the latency and picks a fault; a Response when the fault is generic."""
+        self.requests += 1
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            body = {}
+        info = RequestInfo(self.requests, request.url.path, dict(request.headers), body)
+        self.seen.append(info)
+        await asyncio.sleep(self.latency.sample_s())
+        fault = self.faults.choose(info)
+        if fault is None:
+            return info, None, None
+        self.faults_served.append(fault)
+        return info, fault, await self._fault_response(fault)
+
+    async def _fault_response(self, fault: Fault) -> Response | None:
+        if fault is Fault.RATE_LIMIT:
+            return JSONResponse(
+                {"error": {"code": 429, "message": "rate limited"}},
+                429,
+                headers={"Retry-After": self.faults.retry_after},
+            )
+        if fault is Fault.SERVER_ERROR:
+            return JSONResponse({"error": {"code": 500, "message": "upstream error"}}, 500)
+        if fault is Fault.UNAUTHORIZED:
+            return JSONResponse({"error": {"code": 401, "message": "invalid key"}}, 401)
+        if fault is Fault.STATUS:
+            status = self.faults.status
+            return JSONResponse({"error": {"code": status, "message": "as configured"}}, status)
+        if fault is Fault.HANG:
+            await asyncio.sleep(self.faults.hang_s)
+            return JSONResponse({"error": "too late"}, 504)
+        if fault is Fault.MALFORMED:
+            return PlainTextResponse(
+                '{"choices": [ {"message": ', 200, media_type="application/json"
+            )
+        return None  # EMPTY and INVALID_NUMBER are shaped by each stub
+
+
+class OpenRouterStub(_Stub):
+    """POST /chat/completions. Writes a message from the lead's name; splits at sentences."""
+
+    def __init__(
+        self,
+        latency: Latency | None = None,
+        faults: FaultPlan | None = None,
+        api_key: str = "test-openrouter-key",
+    ) -> None:
+        self.api_key = api_key
+        super().__init__(latency, faults)
+        self.app.post("/chat/completions")(self._completions)
+
+    def reset(self) -> None:
+        super().reset()
+        self.generations = 0
+        self.splits = 0
+        self.models: list[str] = []
+
+    async def _completions(self, request: Request) -> Response:
+        if request.headers.get("authorization") != f"Bearer {self.api_key}":
+            return JSONResponse({"error": {"code": 401, "message": "no auth"}}, 401)
+        info, fault, faulted = await self._prelude(request)
+        if faulted is not None:
+            return faulted
+        messages = info.body.get("messages") or []
+        system = str(messages[0].get("content", "")) if messages else ""
+        user = str(messages[-1].get("content", "")) if messages else ""
+        self.models.append(str(info.body.get("model")))
+        if system.startswith("Split the WhatsApp message"):
+            self.splits += 1
+            match = re.search(r"at most (\d+)", system)
+            content = json.dumps(
+                _sentence_parts(user, int(match.group(1)) if match else 3), ensure_ascii=False
+            )
+        else:
+            self.generations += 1
+            content = _write_message(user)
+        if fault is Fault.EMPTY:
+            content = ""
+        return JSONResponse(
+            {
+                "id": f"gen-{info.number}",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": len(user) // 4,
+                    "completion_tokens": len(content) // 4,
+                    "total_tokens": (len(user) + len(content)) // 4,
+                },
+            }
+        )
+
+
+class SendStub(_Stub):
+    """POST /functions/v1/internal-send-ai-message; dedupes by Idempotency-Key."""
+
+    def __init__(
+        self,
+        latency: Latency | None = None,
+        faults: FaultPlan | None = None,
+        service_role_key: str = "test-service-role-key",
+    ) -> None:
+        self.service_role_key = service_role_key
+        super().__init__(latency, faults)
+        self.app.post(SEND_PATH)(self._send)
+
+    def reset(self) -> None:
+        super().reset()
+        self.deliveries: list[dict[str, str]] = []
+        self.duplicate_keys = 0
+        self.keys_seen: dict[str, str] = {}
+
+    async def _send(self, request: Request) -> Response:
+        if request.headers.get("x-service-role-key") != self.service_role_key:
+            return JSONResponse({"error": "invalid service role key"}, 401)
+        info, fault, faulted = await self._prelude(request)
+        if faulted is not None:
+            return faulted
+        if fault is Fault.INVALID_NUMBER:
+            return JSONResponse({"error": "invalid phone number", "code": "invalid_number"}, 400)
+        key = info.headers.get("idempotency-key", "")
+        conversation_id = str(info.body.get("conversationId", ""))
+        text = info.body.get("text")
+        if not conversation_id or not isinstance(text, str) or not text.strip():
+            return JSONResponse({"error": "conversationId and text are required"}, 422)
+        if key and key in self.keys_seen:
+            self.duplicate_keys += 1
+            provider_id = self.keys_seen[key]
+        else:
+            provider_id = f"wamid.{len(self.deliveries) + 1:06d}"
+            self.deliveries.append(
+                {
+                    "conversation_id": conversation_id,
+                    "text": text,
+                    "idempotency_key": key,
+                    "provider_id": provider_id,
+                    "at": f"{time.time():.6f}",
+                }
+            )
+            if key:
+                self.keys_seen[key] = provider_id
+        if fault is Fault.DELIVER_THEN_HANG:
+            await asyncio.sleep(self.faults.hang_s)
+        return JSONResponse({"success": True, "provider_response": {"key": {"id": provider_id}}})
+
+    def delivered_keys(self) -> list[str]:
+        return [d["idempotency_key"] for d in self.deliveries]
+
+
+def _write_message(user_prompt: str) -> str:
+    name = re.search(r"^Name: (.+)$", user_prompt, re.MULTILINE)
+    company = re.search(r"^Company: (.+)$", user_prompt, re.MULTILINE)
+    who = name.group(1) if name else "tudo bem"
+    where = f" na {company.group(1)}" if company else ""
+    return (
+        f"Olá {who}! Vi o trabalho de vocês{where} e fiquei curioso. "
+        "Ajudamos equipes comerciais a responder clientes no WhatsApp em minutos, sem perder "
+        "nenhum contato. Faz sentido conversarmos 15 minutos esta semana? "
+        "Posso te mandar um resumo rápido por aqui mesmo."
+    )
+
+
+def _sentence_parts(text: str, max_parts: int) -> list[str]:
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
+    if not sentences:
+        return [text]
+    per_part = -(-len(sentences) // max(1, max_parts))
+    return [" ".join(sentences[i : i + per_part]) for i in range(0, len(sentences), per_part)]
+
+
+def stub_settings_env(
+    openrouter: OpenRouterStub, openrouter_url: str, send: SendStub, send_url: str
+) -> dict[str, str]:
+    """The settings that point the service at running stubs."""
+    return {
+        "OPENROUTER_BASE_URL": openrouter_url,
+        "OPENROUTER_API_KEY": openrouter.api_key,
+        "SEND_URL": send_url + SEND_PATH,
+        "SUPABASE_SERVICE_ROLE_KEY": send.service_role_key,
+    }
+
+
+class StubServer:
+    """Serves an app on 127.0.0.1:<free port> in a background thread until stop()."""
+
+    def __init__(self, app: FastAPI) -> None:
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self.url = ""
+
+    def start(self) -> str:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("stub server did not start")
+            time.sleep(0.01)
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        return self.url
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> StubServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

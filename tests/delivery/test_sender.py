@@ -1,0 +1,110 @@
+"""The send client over real loopback HTTP against the send stub."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from app.delivery.sender import Sender
+from app.outbound import AuthError, PermanentError, RetryableError
+from app.sandbox.stubs import Fault
+from tests.stubs import SettingsFactory, Stubs
+
+
+@pytest_asyncio.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+async def test_send_returns_the_provider_id_and_sends_the_contract_headers(
+    stubs: Stubs, make_settings: SettingsFactory, http: httpx.AsyncClient
+) -> None:
+    sender = Sender(http, make_settings())
+    provider_id = await sender.send("conv-1", "Olá Ana!", "msg-1:0")
+
+    assert provider_id == "wamid.000001"
+    [request] = stubs.send.seen
+    assert request.body == {"conversationId": "conv-1", "text": "Olá Ana!"}
+    assert request.headers["idempotency-key"] == "msg-1:0"
+    assert request.headers["x-service-role-key"] == stubs.send.service_role_key
+    assert [d["text"] for d in stubs.send.deliveries] == ["Olá Ana!"]
+
+
+async def test_a_send_that_timed_out_is_retried_with_the_same_key(
+    stubs: Stubs, make_settings: SettingsFactory, http: httpx.AsyncClient
+) -> None:
+    stubs.send.faults.script = deque([Fault.DELIVER_THEN_HANG])
+    sender = Sender(http, make_settings(send_timeout_s=0.3))
+
+    provider_id = await sender.send("conv-1", "Olá Ana!", "msg-1:0")
+
+    assert stubs.send.requests == 2
+    assert {r.headers["idempotency-key"] for r in stubs.send.seen} == {"msg-1:0"}
+    assert len(stubs.send.deliveries) == 1  # the receiver deduplicated the retry
+    assert stubs.send.duplicate_keys == 1
+    assert provider_id == stubs.send.deliveries[0]["provider_id"]
+
+
+async def test_invalid_number_is_permanent_and_not_retried(
+    stubs: Stubs, make_settings: SettingsFactory, http: httpx.AsyncClient
+) -> None:
+    stubs.send.faults.ratios = {Fault.INVALID_NUMBER: 1.0}
+    sender = Sender(http, make_settings())
+    with pytest.raises(PermanentError) as raised:
+        await sender.send("conv-1", "Olá Ana!", "msg-1:0")
+    assert not isinstance(raised.value, AuthError)
+    assert raised.value.status == 400
+    assert stubs.send.requests == 1
+    assert stubs.send.deliveries == []
+
+
+async def test_a_wrong_service_key_is_an_auth_error(
+    stubs: Stubs, make_settings: SettingsFactory, http: httpx.AsyncClient
+) -> None:
+    sender = Sender(http, make_settings(supabase_service_role_key="wrong"))
+    with pytest.raises(AuthError):
+        await sender.send("conv-1", "Olá Ana!", "msg-1:0")
+    assert stubs.send.deliveries == []
+
+
+async def test_server_errors_and_429_are_retried(
+    stubs: Stubs, make_settings: SettingsFactory, http: httpx.AsyncClient
+) -> None:
+    stubs.send.faults.script = deque([Fault.SERVER_ERROR, Fault.RATE_LIMIT])
+    stubs.send.faults.retry_after = "0.1"
+    sender = Sender(http, make_settings())
+    assert await sender.send("conv-1", "Olá Ana!", "msg-1:0")
+    assert stubs.send.requests == 3
+    assert len(stubs.send.deliveries) == 1
+
+
+async def test_three_failures_give_up_with_a_retryable_error(
+    stubs: Stubs, make_settings: SettingsFactory, http: httpx.AsyncClient
+) -> None:
+    stubs.send.faults.ratios = {Fault.SERVER_ERROR: 1.0}
+    sender = Sender(http, make_settings())
+    with pytest.raises(RetryableError):
+        await sender.send("conv-1", "Olá Ana!", "msg-1:0")
+    assert stubs.send.requests == 3
+
+
+async def test_a_delivered_send_with_a_malformed_body_is_not_retried(
+    stubs: Stubs, make_settings: SettingsFactory, http: httpx.AsyncClient
+) -> None:
+    stubs.send.faults.script = deque([Fault.MALFORMED])
+    sender = Sender(http, make_settings())
+    assert await sender.send("conv-1", "Olá Ana!", "msg-1:0") is None
+    assert stubs.send.requests == 1
+
+
+async def test_an_unreachable_endpoint_is_retryable(
+    make_settings: SettingsFactory, http: httpx.AsyncClient
+) -> None:
+    sender = Sender(http, make_settings(send_url="http://127.0.0.1:9/nothing-listens-here"))
+    with pytest.raises(RetryableError, match="connection failed"):
+        await sender.send("conv-1", "Olá Ana!", "msg-1:0")
