@@ -21,7 +21,7 @@ from app.sandbox.database import (
     drop_database,
     start_postgres,
 )
-from app.store.postgres import PostgresRpc, create_pool, init_connection
+from app.store.postgres import PostgresRpc, init_connection
 
 
 @pytest.fixture(scope="session")
@@ -57,9 +57,9 @@ async def conn(db_dsn: str) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest_asyncio.fixture
 async def rpc(db_dsn: str) -> AsyncIterator[PostgresRpc]:
-    pool = await create_pool(db_dsn, max_size=8)
-    yield PostgresRpc(pool)
-    await pool.close()
+    connector = PostgresRpc(db_dsn, max_size=8)
+    yield connector
+    await connector.close()
 
 
 @pytest.fixture(scope="session")
@@ -67,4 +67,4 @@ def pg_server_dsn(pg_server: PostgresServer) -> str:
     return pg_server.dsn
 
 
-pytest_plugins = ["tests.stubs"]
+pytest_plugins = ["tests.stubs", "tests.service"]

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from app.sandbox.stubs import OpenRouterStub, SendStub, StubServer, stub_settings_env
+from app.sandbox.server import LoopbackServer
+from app.sandbox.stubs import OpenRouterStub, SendStub, stub_settings_env
 from app.settings import Settings
 
 CRON_SECRET = "test-cron-secret-0123456789"
@@ -28,7 +29,7 @@ class Stubs:
 @pytest.fixture(scope="session")
 def running_stubs() -> Iterator[Stubs]:
     openrouter, send = OpenRouterStub(), SendStub()
-    with StubServer(openrouter.app) as o, StubServer(send.app) as s:
+    with LoopbackServer(openrouter.app) as o, LoopbackServer(send.app) as s:
         yield Stubs(openrouter, o.url, send, s.url)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,14 +56,18 @@ def start_postgres(data_dir: Path | None = None) -> PostgresServer:
     if external:
         return PostgresServer(dsn=external)
 
-    import pgserver
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        import pgserver
 
     tmpdir = None
     if data_dir is None:
         tmpdir = tempfile.TemporaryDirectory(prefix="campaign-queue-pg-")
         data_dir = Path(tmpdir.name)
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")
     for name, value in _SANDBOX_TUNING.items():
         server.psql(f"alter system set {name} = '{value}';")
     server.psql("select pg_reload_conf();")

@@ -1,13 +1,164 @@
-"""`python -m app demo`: one campaign end to end on this machine (completed by issue 5)."""
+"""`python -m app demo`: one campaign run end to end on this machine, then it stops.
+
+Embedded Postgres, sql/ applied, two seeded campaigns (one inbox splits its messages), the
+service on 127.0.0.1, and POST /process-queue as the scheduler sends it. OpenRouter and the
+WhatsApp send endpoint are loopback stubs unless OPENROUTER_API_KEY, or SEND_URL with
+SUPABASE_SERVICE_ROLE_KEY, are set in the environment: then the real ones are called.
+"""
 
 from __future__ import annotations
 
-import sys
+import json
+import os
+import secrets
+import time
+from typing import Any
+
+import asyncpg
+import httpx
+
+from app.main import create_app
+from app.sandbox.database import create_migrated_database, running_postgres
+from app.sandbox.seed import seed_campaign
+from app.sandbox.server import LoopbackServer
+from app.sandbox.stubs import SEND_PATH, Latency, OpenRouterStub, SendStub
+from app.settings import Settings
+from app.store.postgres import init_connection
 
 
-async def run_demo(leads: int) -> int:
+async def run_demo(leads: int = 40) -> int:
+    if leads < 2:
+        print("error: --leads must be at least 2")
+        return 2
+    started = time.monotonic()
+    openrouter_stub = OpenRouterStub(latency=Latency(median_ms=150, sigma=0.6, seed=42))
+    send_stub = SendStub(latency=Latency(median_ms=40, sigma=0.3, seed=43))
+    stub_servers = [LoopbackServer(openrouter_stub.app), LoopbackServer(send_stub.app)]
+    real_openrouter = bool(os.environ.get("OPENROUTER_API_KEY"))
+    real_send = bool(os.environ.get("SEND_URL") and os.environ.get("SUPABASE_SERVICE_ROLE_KEY"))
+
     print(
-        "the demo arrives with POST /process-queue (issue 5); for now: python -m app migrate",
-        file=sys.stderr,
+        "campaign-queue demo: embedded Postgres, "
+        f"OpenRouter {'(real)' if real_openrouter else '(loopback stub)'}, "
+        f"WhatsApp send {'(real)' if real_send else '(loopback stub)'}"
     )
-    return 1
+    with running_postgres() as server:
+        dsn = await create_migrated_database(server.dsn, "campaign_demo")
+        conn = await asyncpg.connect(dsn)
+        await init_connection(conn)
+        try:
+            plain = await seed_campaign(conn, leads=leads - leads // 2)
+            split = await seed_campaign(
+                conn,
+                leads=leads // 2,
+                split_messages=True,
+                max_split_parts=3,
+                min_chars_to_split=120,
+                delay_between_messages_ms=100,
+            )
+            print(
+                f"seeded {leads} leads over two inboxes (one splits its messages); messages due now"
+            )
+            for stub in stub_servers:
+                stub.start()
+            settings = _settings(
+                dsn,
+                stub_servers[0].url,
+                stub_servers[1].url,
+                openrouter_stub,
+                send_stub,
+                real_openrouter,
+                real_send,
+            )
+            secret = settings.cron_secret.get_secret_value() if settings.cron_secret else ""
+            with LoopbackServer(create_app(settings), lifespan=True) as service:
+                print(f"service on {service.url}; POST /process-queue as the scheduler does\n")
+                async with httpx.AsyncClient(timeout=120) as http:
+                    response = await http.post(
+                        service.url + "/process-queue",
+                        headers={"Authorization": f"Bearer {secret}"},
+                        json={"concurrency": 10, "batch_size": 10},
+                    )
+            print(f"HTTP {response.status_code}")
+            print(json.dumps(response.json(), indent=2))
+            await _print_table(conn)
+            await _print_runs(conn, [plain.run_id, split.run_id])
+            if not real_send:
+                print(
+                    f"\nsend stub: {len(send_stub.deliveries)} deliveries, "
+                    f"{send_stub.duplicate_keys} repeated Idempotency-Keys"
+                )
+        finally:
+            await conn.close()
+            for stub in stub_servers:
+                stub.stop()
+    print(f"done in {time.monotonic() - started:.1f} s")
+    return 0 if response.status_code == 200 else 1
+
+
+def _settings(
+    dsn: str,
+    openrouter_url: str,
+    send_url: str,
+    openrouter_stub: OpenRouterStub,
+    send_stub: SendStub,
+    real_openrouter: bool,
+    real_send: bool,
+) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": dsn,
+        "cron_secret": secrets.token_urlsafe(24),
+        "openrouter_base_url": openrouter_url,
+        "openrouter_api_key": openrouter_stub.api_key,
+        "send_url": send_url + SEND_PATH,
+        "supabase_service_role_key": send_stub.service_role_key,
+        "log_level": "WARNING",
+    }
+    if real_openrouter:
+        values["openrouter_api_key"] = os.environ["OPENROUTER_API_KEY"]
+        values["openrouter_base_url"] = os.environ.get(
+            "OPENROUTER_BASE_URL", "https://openrouter.ai/api/v1"
+        )
+        values["default_model"] = os.environ.get("DEFAULT_MODEL", "openai/gpt-4o-mini")
+    if real_send:
+        values["send_url"] = os.environ["SEND_URL"]
+        values["supabase_service_role_key"] = os.environ["SUPABASE_SERVICE_ROLE_KEY"]
+    return Settings.model_validate(values)
+
+
+async def _print_table(conn: asyncpg.Connection) -> None:
+    rows = await conn.fetch(
+        """select l.client_name, l.company, m.status, m.parts_sent,
+                  coalesce(jsonb_array_length(m.message_parts), 0) as parts,
+                  m.message_parts ->> 0 as first_part, c.split_messages
+           from campaign_messages m
+           join leads l on l.id = m.lead_id
+           join campaign_runs r on r.id = m.run_id
+           join campaign_configs c on c.id = r.config_id
+           order by c.split_messages, m.scheduled_at"""
+    )
+    print(f"\n{'lead':<14} {'company':<20} {'split':<5} {'status':<8} {'parts':<5} first part")
+    for row in rows:
+        preview = (row["first_part"] or "").replace("\n", " ")
+        preview = preview if len(preview) <= 48 else preview[:47] + "…"
+        print(
+            f"{(row['client_name'] or '')[:14]:<14} {(row['company'] or '')[:20]:<20} "
+            f"{'yes' if row['split_messages'] else 'no':<5} {row['status']:<8} "
+            f"{row['parts_sent']}/{row['parts']:<3} {preview}"
+        )
+
+
+async def _print_runs(conn: asyncpg.Connection, run_ids: list[Any]) -> None:
+    rows = await conn.fetch(
+        """select id, status, leads_total, leads_processed, leads_failed, metrics
+           from campaign_runs where id = any($1::uuid[]) order by id""",
+        run_ids,
+    )
+    print()
+    for row in rows:
+        metrics = row["metrics"] or {}
+        print(
+            f"run {str(row['id'])[:8]}: {row['status']}, {row['leads_processed']}/"
+            f"{row['leads_total']} sent, {row['leads_failed']} failed, "
+            f"{metrics.get('parts_sent', 0)} parts, {metrics.get('ai_tokens_used', 0)} tokens"
+        )

@@ -1,10 +1,11 @@
 """Loopback stand-ins for OpenRouter and internal-send-ai-message, over real HTTP.
 
-Each stub is a small FastAPI app served by uvicorn on 127.0.0.1 (a free port) in a thread of
-its own, so its latency never borrows the event loop of the code under test. Latency is fixed
-or lognormal (seeded); faults come from a script (one per request, in order), from rules
-(a function of the request) or by ratio (seeded), as the real APIs fail: 429 with Retry-After,
-500, hanging past the client's timeout, malformed JSON, empty content, 401, 400 invalid number.
+Each stub is a small FastAPI app, served by sandbox.server.LoopbackServer on 127.0.0.1 in a
+thread of its own, so its latency never borrows the event loop of the code under test.
+Latency is fixed or lognormal (seeded); faults come from a script (one per request, in
+order), from rules (a function of the request) or by ratio (seeded), as the real APIs fail:
+429 with Retry-After, 5xx, hanging past the client's timeout, malformed JSON, empty content,
+401, 400 invalid number.
 """
 
 from __future__ import annotations
@@ -19,10 +20,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from types import TracebackType
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
@@ -302,47 +301,3 @@ def stub_settings_env(
         "SEND_URL": send_url + SEND_PATH,
         "SUPABASE_SERVICE_ROLE_KEY": send.service_role_key,
     }
-
-
-class StubServer:
-    """Serves an app on 127.0.0.1:<free port> in a background thread until stop()."""
-
-    def __init__(self, app: FastAPI) -> None:
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self.url = ""
-
-    def start(self) -> str:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("stub server did not start")
-            time.sleep(0.01)
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self.url
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> StubServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -11,14 +12,19 @@ import asyncpg
 from app.store.rpc import DatabaseError
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
+_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
     """json/jsonb as Python values both ways, as PostgREST does."""
     for name in ("json", "jsonb"):
         await conn.set_type_codec(
-            name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
+            name, encoder=_dumps, decoder=json.loads, schema="pg_catalog", format="text"
         )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, default=str)  # UUIDs and datetimes inside JSON arguments
 
 
 async def create_pool(
@@ -34,32 +40,55 @@ async def create_pool(
             init=init_connection,
             command_timeout=60,
         )
-    except (OSError, asyncpg.PostgresError) as exc:
+    except _DB_ERRORS as exc:
         raise DatabaseError(f"cannot connect to the database: {type(exc).__name__}") from exc
     return pool
 
 
 class PostgresRpc:
-    """Calls a SQL function by name with named arguments: `select fn(p_x => $1, ...)`."""
+    """Calls a SQL function by name with named arguments: `select fn(p_x => $1, ...)`.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    The pool is created on first use, not at start-up: a cold start stays light, and a
+    database that is down answers 503 per request instead of stopping the service.
+    """
+
+    def __init__(self, dsn: str, *, statement_cache_size: int = 100, max_size: int = 10) -> None:
+        self._dsn = dsn
+        self._statement_cache_size = statement_cache_size
+        self._max_size = max_size
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+
+    async def _get_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    self._pool = await create_pool(
+                        self._dsn,
+                        statement_cache_size=self._statement_cache_size,
+                        max_size=self._max_size,
+                    )
+        return self._pool
 
     async def call(self, function: str, args: dict[str, Any]) -> Any:
         if not _IDENTIFIER.match(function) or not all(_IDENTIFIER.match(k) for k in args):
             raise ValueError(f"not a function or argument name: {function}")
         placeholders = ", ".join(f"{name} => ${i}" for i, name in enumerate(args, start=1))
         query = f"select public.{function}({placeholders})"
+        pool = await self._get_pool()
         try:
-            return await self._pool.fetchval(query, *args.values())
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            return await pool.fetchval(query, *args.values())
+        except _DB_ERRORS as exc:
             raise DatabaseError(f"{function} failed: {type(exc).__name__}: {exc}") from exc
 
     async def ping(self) -> None:
+        pool = await self._get_pool()
         try:
-            await self._pool.fetchval("select 1")
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await pool.fetchval("select 1")
+        except _DB_ERRORS as exc:
             raise DatabaseError(f"database unreachable: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
-        await self._pool.close()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

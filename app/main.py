@@ -1,0 +1,214 @@
+"""The HTTP service: POST /process-queue and GET /healthz. Clients are built in the lifespan."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import httpx
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from app.ai.openrouter import OpenRouterClient
+from app.delivery.sender import Sender
+from app.logs import configure_logging, log
+from app.models import ProcessQueueResult
+from app.processing.pipeline import MessagePipeline
+from app.processing.processor import QueueProcessor
+from app.settings import Settings, load_settings
+from app.store.rpc import DatabaseError, Rpc
+from app.store.store import Store
+
+
+class ProcessQueueBody(BaseModel):
+    """Every field optional; an empty body takes the settings' defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: Annotated[int | None, Field(strict=True, ge=1, le=100)] = None
+    concurrency: Annotated[int | None, Field(strict=True, ge=1, le=50)] = None
+    max_messages: Annotated[int | None, Field(strict=True, ge=1, le=10000)] = None
+    time_budget_s: Annotated[float | None, Field(ge=1, le=3600)] = None
+    run_id: uuid.UUID | None = None
+    requeue_failed: Annotated[bool, Field(strict=True)] = False
+
+    @model_validator(mode="after")
+    def _requeue_needs_a_run(self) -> ProcessQueueBody:
+        if self.requeue_failed and self.run_id is None:
+            raise ValueError("requeue_failed needs run_id")
+        return self
+
+
+@dataclass
+class Services:
+    settings: Settings
+    rpc: Rpc
+    store: Store
+    http: httpx.AsyncClient
+    processor: QueueProcessor
+
+
+async def build_services(settings: Settings) -> Services:
+    rpc: Rpc
+    if settings.database_url is not None:
+        from app.store.postgres import PostgresRpc
+
+        rpc = PostgresRpc(
+            settings.database_url.get_secret_value(),
+            statement_cache_size=settings.statement_cache_size,
+            max_size=settings.database_pool_max_size,
+        )
+    else:
+        from app.store.supabase import SupabaseRpc
+
+        assert settings.supabase_url
+        assert settings.supabase_service_role_key
+        rpc = await SupabaseRpc.connect(
+            settings.supabase_url, settings.supabase_service_role_key.get_secret_value()
+        )
+    store = Store(rpc)
+    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+    pipeline = MessagePipeline(
+        store,
+        OpenRouterClient(http, settings),
+        Sender(http, settings),
+        default_model=settings.default_model,
+    )
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    return Services(settings, rpc, store, http, QueueProcessor(store, pipeline, settings, worker))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolved = settings or load_settings()
+        configure_logging(resolved.log_level, _secrets(resolved))
+        services = await build_services(resolved)
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.http.aclose()
+            await services.rpc.close()
+
+    app = FastAPI(title="campaign-queue", lifespan=lifespan)
+    app.post(
+        "/process-queue",
+        response_model=ProcessQueueResult,
+        openapi_extra={
+            "requestBody": {
+                "content": {"application/json": {"schema": ProcessQueueBody.model_json_schema()}},
+                "required": False,
+            }
+        },
+        dependencies=[Depends(_require_cron_secret)],
+    )(process_queue)
+    app.get("/healthz")(healthz)
+    app.add_exception_handler(_Unauthorized, _unauthorized)
+    return app
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+class _Unauthorized(Exception):
+    pass
+
+
+async def _require_cron_secret(request: Request) -> None:
+    expected = _services(request).settings.cron_secret
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if (
+        expected is None
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(token.strip().encode(), expected.get_secret_value().encode())
+    ):
+        raise _Unauthorized
+
+
+async def process_queue(request: Request) -> JSONResponse:
+    """Claims and sends due messages; answers the counts."""
+    services = _services(request)
+    raw = await request.body()
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        return _unprocessable(
+            [{"loc": ["body"], "msg": "body is not valid JSON", "type": "json_invalid"}]
+        )
+    if data is None:
+        data = {}
+    try:
+        body = ProcessQueueBody.model_validate(data)
+    except ValidationError as exc:
+        return _unprocessable(
+            exc.errors(include_url=False, include_context=False, include_input=False)
+        )
+    processor = services.processor
+    try:
+        result = await processor.process(
+            processor.request(
+                batch_size=body.batch_size,
+                concurrency=body.concurrency,
+                max_messages=body.max_messages,
+                time_budget_s=body.time_budget_s,
+                run_id=body.run_id,
+                requeue_failed=body.requeue_failed,
+            )
+        )
+    except DatabaseError as exc:
+        log.error("database unavailable", extra={"error": str(exc)})
+        return JSONResponse({"success": False, "error": "database unavailable"}, 503)
+    return JSONResponse(result.model_dump())
+
+
+async def healthz(request: Request) -> JSONResponse:
+    try:
+        await _services(request).store.ping()
+    except DatabaseError:
+        return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
+    return JSONResponse({"status": "ok"})
+
+
+def _unprocessable(errors: list[Any]) -> JSONResponse:
+    detail = [
+        {"loc": ["body", *[p for p in e["loc"] if p != "body"]], "msg": e["msg"], "type": e["type"]}
+        for e in errors
+    ]
+    return JSONResponse({"success": False, "detail": detail}, 422)
+
+
+def _secrets(settings: Settings) -> list[str]:
+    values = [
+        settings.openrouter_api_key,
+        settings.supabase_service_role_key,
+        settings.cron_secret,
+        settings.database_url,
+    ]
+    secrets = [v.get_secret_value() for v in values if v is not None]
+    if settings.database_url is not None:
+        password = urlsplit(settings.database_url.get_secret_value()).password
+        if password:
+            secrets.append(password)
+    return secrets
+
+
+async def _unauthorized(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"success": False, "error": "unauthorized"}, 401, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+app = create_app()  # no I/O here: settings and clients come in the lifespan

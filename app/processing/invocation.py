@@ -1,0 +1,79 @@
+"""State shared by the messages of one invocation: deadline, circuit breaker, log batch."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class CircuitBreaker:
+    """Opens on an auth/credit error, or after `threshold` outbound failures in a row."""
+
+    threshold: int
+    failures_in_a_row: int = 0
+    reason: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.reason is not None
+
+    def success(self) -> None:
+        self.failures_in_a_row = 0
+
+    def failure(self, error: str) -> None:
+        self.failures_in_a_row += 1
+        if self.failures_in_a_row >= self.threshold and self.reason is None:
+            self.reason = f"{self.failures_in_a_row} outbound failures in a row, last: {error}"
+
+    def trip(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+
+
+@dataclass
+class StepLog:
+    """campaign_logs entries, written in one log_campaign_steps call at the end."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(
+        self,
+        run_id: uuid.UUID | None,
+        step: str,
+        message: str,
+        *,
+        level: str = "info",
+        lead_id: uuid.UUID | None = None,
+        message_id: uuid.UUID | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.entries.append(
+            {
+                "run_id": str(run_id) if run_id else None,
+                "step_name": step,
+                "level": level,
+                "message": message,
+                "details": details or {},
+                "lead_id": str(lead_id) if lead_id else None,
+                "message_id": str(message_id) if message_id else None,
+            }
+        )
+
+
+@dataclass
+class Invocation:
+    worker: str
+    deadline: float  # time.monotonic(): no new message starts after it
+    circuit: CircuitBreaker
+    logs: StepLog = field(default_factory=StepLog)
+
+    @property
+    def out_of_time(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    @property
+    def should_stop(self) -> bool:
+        return self.out_of_time or self.circuit.open
