@@ -277,18 +277,26 @@ def _write_message(user_prompt: str) -> str:
     where = f" na {company.group(1)}" if company else ""
     return (
         f"Olá {who}! Vi o trabalho de vocês{where} e fiquei curioso. "
-        "Ajudamos equipes comerciais a responder clientes no WhatsApp em minutos, sem perder "
-        "nenhum contato. Faz sentido conversarmos 15 minutos esta semana? "
+        "Ajudamos equipes comerciais a responder clientes no WhatsApp em minutos. "
+        "Nenhum contato fica sem resposta, nem fora do horário. "
+        "Faz sentido conversarmos 15 minutos esta semana? "
         "Posso te mandar um resumo rápido por aqui mesmo."
     )
 
 
 def _sentence_parts(text: str, max_parts: int) -> list[str]:
+    """Whole sentences in up to max_parts parts, as even as they come."""
     sentences = [s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if s]
     if not sentences:
         return [text]
-    per_part = -(-len(sentences) // max(1, max_parts))
-    return [" ".join(sentences[i : i + per_part]) for i in range(0, len(sentences), per_part)]
+    count = min(max(1, max_parts), len(sentences))
+    size, extra = divmod(len(sentences), count)
+    parts, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        parts.append(" ".join(sentences[start:end]))
+        start = end
+    return parts
 
 
 def stub_settings_env(
