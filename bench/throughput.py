@@ -31,7 +31,7 @@ SEND_MS = 10.0
 def reset_stubs(r: Rig, seed: int) -> None:
     r.openrouter.reset()
     r.send.reset()
-    r.openrouter.latency = Latency(seed=seed, **LLM)  # type: ignore[arg-type]
+    r.openrouter.latency = Latency(seed=seed, **LLM)
     r.send.latency = Latency(fixed_ms=SEND_MS)
 
 
