@@ -171,6 +171,9 @@ async def process_queue(request: Request) -> JSONResponse:
     except DatabaseError as exc:
         log.error("database unavailable", extra={"error": str(exc)})
         return JSONResponse({"success": False, "error": "database unavailable"}, 503)
+    except Exception:  # a bug: still a JSON answer, and the details in the log
+        log.exception("process-queue failed")
+        return JSONResponse({"success": False, "error": "internal error"}, 500)
     return JSONResponse(result.model_dump())
 
 

@@ -22,6 +22,8 @@ import backoff
 import httpx
 from backoff.types import Details
 
+from app.settings import Settings
+
 T = TypeVar("T")
 
 AUTH_STATUSES = frozenset({401, 402, 403})
@@ -60,6 +62,10 @@ class RetryPolicy:
     max_tries: int = 3
     base_s: float = 1.0
     max_wait_s: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        return cls(settings.retry_max_tries, settings.retry_base_s, settings.retry_max_wait_s)
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import time
 import uuid
@@ -21,12 +20,13 @@ from app.models import ClaimedMessage, LeadContext
 from app.processing.invocation import Invocation
 from app.processing.pipeline import MessagePipeline, Outcome
 from app.processing.processor import QueueProcessor
+from app.sandbox import scheduler
 from app.sandbox.database import create_migrated_database, running_postgres
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
 from app.sandbox.stubs import SEND_PATH, OpenRouterStub, SendStub
 from app.settings import Settings
-from app.store.postgres import PostgresRpc, init_connection
+from app.store.postgres import PostgresRpc
 from app.store.rpc import Rpc
 from app.store.store import Store
 
@@ -161,51 +161,5 @@ async def in_process(settings: Settings) -> AsyncIterator[InProcess]:
             await rpc.close()
 
 
-async def drive_until_settled(
-    urls: list[str],
-    dsn: str,
-    *,
-    body: dict[str, Any] | None = None,
-    timeout_s: float = 600,
-) -> list[httpx.Response | Exception]:
-    """Calls POST /process-queue on every URL, again and again, until no due work is left.
-
-    Calls to one URL never overlap each other; calls to different URLs do, as several
-    instances behind one scheduler would.
-    """
-    outcomes: list[httpx.Response | Exception] = []
-    deadline = time.monotonic() + timeout_s
-    conn = await asyncpg.connect(dsn)
-    await init_connection(conn)
-    try:
-        async with httpx.AsyncClient(timeout=120) as http:
-
-            async def keep_calling(url: str) -> None:
-                while time.monotonic() < deadline and not await _settled(conn, lock):
-                    try:
-                        outcomes.append(
-                            await http.post(
-                                url + "/process-queue",
-                                json=body or {},
-                                headers={"Authorization": f"Bearer {CRON_SECRET}"},
-                            )
-                        )
-                    except httpx.HTTPError as exc:
-                        outcomes.append(exc)
-                        await asyncio.sleep(0.2)
-
-            lock = asyncio.Lock()
-            await asyncio.gather(*(keep_calling(url) for url in urls))
-    finally:
-        await conn.close()
-    return outcomes
-
-
-async def _settled(conn: asyncpg.Connection, lock: asyncio.Lock) -> bool:
-    async with lock:  # one connection, shared by the callers
-        left = await conn.fetchval(
-            """select count(*) from campaign_messages
-                where (status = 'pending' and scheduled_at <= now())
-                   or status in ('queued', 'generating', 'sending')"""
-        )
-    return int(left) == 0
+async def drive_until_settled(urls: list[str], dsn: str) -> None:
+    await scheduler.drive_until_settled(urls, dsn, CRON_SECRET)

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from app.processing.invocation import CircuitBreaker, Invocation
 from app.sandbox.stubs import Latency
+from app.settings import Settings
 from bench.harness import Rig, fresh_queue, in_process, rig, status_counts
 
 LLM = {"median_ms": 150.0, "sigma": 0.6}
@@ -35,15 +36,20 @@ def reset_stubs(r: Rig, seed: int) -> None:
     r.send.latency = Latency(fixed_ms=SEND_MS)
 
 
-async def ours(r: Rig, messages: int, concurrency: int) -> tuple[float, float]:
+async def prepare(r: Rig, messages: int, concurrency: int) -> tuple[str, Settings]:
+    """A fresh queue and the stubs reset to the same seeded latencies, for either contender."""
     dsn = await fresh_queue(r, messages)
     reset_stubs(r, seed=11)
-    settings = r.settings(
+    return dsn, r.settings(
         dsn,
         max_concurrency=concurrency,
         batch_size=concurrency,
         database_pool_max_size=concurrency + 5,
     )
+
+
+async def ours(r: Rig, messages: int, concurrency: int) -> tuple[float, float]:
+    _, settings = await prepare(r, messages, concurrency)
     async with in_process(settings) as service:
         started = time.perf_counter()
         result = await service.processor.process(
@@ -56,14 +62,7 @@ async def ours(r: Rig, messages: int, concurrency: int) -> tuple[float, float]:
 
 
 async def edge_function_baseline(r: Rig, messages: int, concurrency: int) -> tuple[float, float]:
-    dsn = await fresh_queue(r, messages)
-    reset_stubs(r, seed=11)
-    settings = r.settings(
-        dsn,
-        max_concurrency=concurrency,
-        batch_size=concurrency,
-        database_pool_max_size=concurrency + 5,
-    )
+    dsn, settings = await prepare(r, messages, concurrency)
     async with in_process(settings) as service:
         store, pipeline = service.store, service.pipeline
         started = time.perf_counter()

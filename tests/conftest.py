@@ -68,3 +68,9 @@ def pg_server_dsn(pg_server: PostgresServer) -> str:
 
 
 pytest_plugins = ["tests.stubs", "tests.service"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long", action="store_true", default=False, help="run the chaos suite at its long size"
+    )

@@ -44,11 +44,7 @@ class OpenRouterClient:
         }
         self._generate_timeout = settings.generate_timeout_s
         self._split_timeout = settings.split_timeout_s
-        self._policy = RetryPolicy(
-            max_tries=settings.retry_max_tries,
-            base_s=settings.retry_base_s,
-            max_wait_s=settings.retry_max_wait_s,
-        )
+        self._policy = RetryPolicy.from_settings(settings)
 
     async def generate(
         self, *, model: str, system: str, user: str, deadline: float | None = None

@@ -20,11 +20,7 @@ class Sender:
         key = settings.supabase_service_role_key
         self._key = key.get_secret_value() if key else ""
         self._timeout = settings.send_timeout_s
-        self._policy = RetryPolicy(
-            max_tries=settings.retry_max_tries,
-            base_s=settings.retry_base_s,
-            max_wait_s=settings.retry_max_wait_s,
-        )
+        self._policy = RetryPolicy.from_settings(settings)
 
     async def send(
         self,

@@ -19,7 +19,7 @@ from app.ai.split import SplitAsker, split_message
 from app.ai.validation import InvalidMessageError, validate_message
 from app.logs import mask_phone
 from app.models import ClaimedMessage, LeadContext
-from app.outbound import AuthError, OutboundError, RetryableError
+from app.outbound import AuthError, OutboundError
 from app.processing.invocation import Invocation
 from app.processing.window import next_opening
 from app.store.rpc import DatabaseError
@@ -85,9 +85,12 @@ class MessagePipeline:
             return Outcome.ERROR
         except Exception as exc:  # a bug must not fail the other messages
             log.exception("unexpected error", extra=_extra(message, "error", started))
-            outcome = await self._fail(
-                message, invocation, f"internal error: {type(exc).__name__}", retryable=True
-            )
+            try:
+                outcome = await self._fail(
+                    message, invocation, f"internal error: {type(exc).__name__}", retryable=True
+                )
+            except DatabaseError:
+                return Outcome.ERROR
         log.info(f"message {outcome.value}", extra=_extra(message, outcome.value, started))
         return outcome
 
@@ -157,7 +160,7 @@ class MessagePipeline:
             )
             return Outcome.AUTH_FAILED
         except OutboundError as exc:
-            if isinstance(exc, RetryableError) and not isinstance(exc, InvalidMessageError):
+            if not isinstance(exc, InvalidMessageError):  # the model, not the far end
                 invocation.circuit.failure(str(exc))
             return await self._fail(message, invocation, str(exc), retryable=exc.retryable)
         invocation.circuit.success()

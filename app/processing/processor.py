@@ -138,11 +138,11 @@ class QueueProcessor:
                 if not in_flight:
                     break
                 done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                outcomes.update(task.result() for task in done)
+                outcomes.update(_outcome(task) for task in done)
         finally:
             if in_flight:  # only on an error: let started messages finish their writes
                 done, _ = await asyncio.wait(in_flight)
-                outcomes.update(t.result() for t in done if not t.exception())
+                outcomes.update(_outcome(task) for task in done)
             if waiting:
                 released = await self._release_unstarted([m for m, _ in waiting])
                 outcomes[Outcome.RELEASED] += released
@@ -188,3 +188,12 @@ class QueueProcessor:
             log.exception(
                 "could not finalize runs or write campaign logs", extra={"worker": self._worker}
             )
+
+
+def _outcome(task: asyncio.Task[Outcome]) -> Outcome:
+    """The pipeline records its own failures; an exception escaping it is a bug, counted."""
+    exc = task.exception()
+    if exc is None:
+        return task.result()
+    log.error("message task failed", exc_info=exc)
+    return Outcome.ERROR

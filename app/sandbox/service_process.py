@@ -25,7 +25,9 @@ def free_port() -> int:
 class ServiceProcess:
     """`uvicorn app.main:app` with the settings given as its whole environment."""
 
-    def __init__(self, settings_env: dict[str, str], port: int | None = None) -> None:
+    def __init__(
+        self, settings_env: dict[str, str], port: int | None = None, log_path: Path | None = None
+    ) -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._env = {
@@ -36,6 +38,7 @@ class ServiceProcess:
             **settings_env,
         }
         self._process: subprocess.Popen[bytes] | None = None
+        self._log_path = log_path  # the service's stderr (its JSON logs), appended
 
     @property
     def pid(self) -> int:
@@ -60,7 +63,7 @@ class ServiceProcess:
             cwd=ROOT,
             env=self._env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=self._log_path.open("ab") if self._log_path else subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -16,7 +16,7 @@ import random
 import re
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -232,6 +232,7 @@ class SendStub(_Stub):
         self.deliveries: list[dict[str, str]] = []
         self.duplicate_keys = 0
         self.keys_seen: dict[str, str] = {}
+        self.repeats: Counter[str] = Counter()  # deliveries of a key already delivered
 
     async def _send(self, request: Request) -> Response:
         if request.headers.get("x-service-role-key") != self.service_role_key:
@@ -248,6 +249,7 @@ class SendStub(_Stub):
             return JSONResponse({"error": "conversationId and text are required"}, 422)
         if key and key in self.keys_seen:
             self.duplicate_keys += 1
+            self.repeats[key] += 1
             provider_id = self.keys_seen[key]
         else:
             provider_id = f"wamid.{len(self.deliveries) + 1:06d}"

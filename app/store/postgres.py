@@ -12,7 +12,15 @@ import asyncpg
 from app.store.rpc import DatabaseError
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
-_DB_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# InternalClientError: asyncpg's own state gets confused when the server cuts a connection
+# mid-operation (seen with pg_terminate_backend during a pool release).
+_DB_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
