@@ -53,7 +53,7 @@ class Services:
     settings: Settings
     rpc: Rpc
     store: Store
-    http: httpx.AsyncClient
+    http_clients: list[httpx.AsyncClient]
     processor: QueueProcessor
 
 
@@ -76,15 +76,19 @@ async def build_services(settings: Settings) -> Services:
             settings.supabase_url, settings.supabase_service_role_key.get_secret_value()
         )
     store = Store(rpc)
-    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+    # One client per far end: httpcore scans its whole pool on every request, so two small
+    # pools cost less CPU than one shared one (bench/overhead.py).
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
+    openrouter_http, send_http = httpx.AsyncClient(limits=limits), httpx.AsyncClient(limits=limits)
     pipeline = MessagePipeline(
         store,
-        OpenRouterClient(http, settings),
-        Sender(http, settings),
+        OpenRouterClient(openrouter_http, settings),
+        Sender(send_http, settings),
         default_model=settings.default_model,
     )
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    return Services(settings, rpc, store, http, QueueProcessor(store, pipeline, settings, worker))
+    processor = QueueProcessor(store, pipeline, settings, worker)
+    return Services(settings, rpc, store, [openrouter_http, send_http], processor)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -97,7 +101,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await services.http.aclose()
+            for client in services.http_clients:
+                await client.aclose()
             await services.rpc.close()
 
     app = FastAPI(title="campaign-queue", lifespan=lifespan)

@@ -133,7 +133,6 @@ class InProcess:
     store: Store
     pipeline: TimedPipeline
     processor: QueueProcessor
-    http: httpx.AsyncClient
     durations: list[float] = field(default_factory=list)
 
 
@@ -146,17 +145,17 @@ async def in_process(settings: Settings) -> AsyncIterator[InProcess]:
         )
     )
     store = Store(rpc)
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=200)) as http:
+    async with httpx.AsyncClient() as openrouter_http, httpx.AsyncClient() as send_http:
         pipeline = TimedPipeline(
             store,
-            OpenRouterClient(http, settings),
-            Sender(http, settings),
+            OpenRouterClient(openrouter_http, settings),
+            Sender(send_http, settings),
             default_model=settings.default_model,
         )
         pipeline.durations = []
         processor = QueueProcessor(store, pipeline, settings, worker="bench")
         try:
-            yield InProcess(settings, rpc, store, pipeline, processor, http)
+            yield InProcess(settings, rpc, store, pipeline, processor)
         finally:
             await rpc.close()
 
