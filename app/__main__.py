@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 
 
 def _migrate() -> int:
+    import asyncpg
+
+    from app.settings import DatabaseSettings
     from app.store.migrations import apply_migrations
 
-    dsn = os.environ.get("DATABASE_URL")
-    if not dsn:
+    dsn = DatabaseSettings().database_url
+    if dsn is None:
         print("error: missing required setting: DATABASE_URL", file=sys.stderr)
         return 2
-    applied = asyncio.run(apply_migrations(dsn))
+    try:
+        applied = asyncio.run(apply_migrations(dsn.get_secret_value()))
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # Postgres errors name the statement's problem, never the connection string.
+        print(f"error: migrations not applied: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     print("applied: " + ", ".join(applied) if applied else "up to date: nothing to apply")
     return 0
 

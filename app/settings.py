@@ -87,6 +87,14 @@ class Settings(BaseSettings):
         return 0 if parts.port == 6543 or "pooler" in (parts.hostname or "") else 100
 
 
+class DatabaseSettings(BaseSettings):
+    """Only what `python -m app migrate` needs, from the environment or `.env`."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_url: SecretStr | None = None
+
+
 def load_settings() -> Settings:
     """Settings from the environment; raises MissingSettingsError naming what is absent."""
     try:
