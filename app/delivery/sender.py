@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from app.outbound import (
+    RetryableError,
     RetryPolicy,
     error_for_status,
     error_for_transport,
@@ -46,16 +47,25 @@ class Sender:
                 raise error_for_transport(exc, "send") from exc
             if response.status_code >= 300:
                 raise error_for_status(response, "send")
-            # Delivered: whatever the body looks like, this must not be retried.
             return _provider_message_id(response)
 
         return await with_retries(attempt, self._policy, deadline=deadline)
 
 
 def _provider_message_id(response: httpx.Response) -> str | None:
+    """The id from a 2xx answer. An unreadable body still means delivered: never re-sent.
+
+    Only an explicit `"success": false` says the text did not go out; the retry carries the
+    same Idempotency-Key, so it is safe either way.
+    """
     try:
         data = response.json()
+    except ValueError:
+        return None
+    if isinstance(data, dict) and data.get("success") is False:
+        raise RetryableError("send: the endpoint answered success=false")
+    try:
         value = data["provider_response"]["key"]["id"]
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, IndexError, TypeError):
         return None
     return str(value) if value is not None else None

@@ -37,6 +37,7 @@ class Fault(StrEnum):
     EMPTY = "empty"
     INVALID_NUMBER = "invalid_number"
     STATUS = "status"  # answers FaultPlan.status (any 4xx or 5xx)
+    REJECTED = "rejected"  # send only: 200 with {"success": false}, nothing delivered
     DELIVER_THEN_HANG = "deliver_then_hang"  # send only: delivered, but the answer never comes
 
 
@@ -240,6 +241,8 @@ class SendStub(_Stub):
         info, fault, faulted = await self._prelude(request)
         if faulted is not None:
             return faulted
+        if fault is Fault.REJECTED:
+            return JSONResponse({"success": False, "error": "instance not ready"}, 200)
         if fault is Fault.INVALID_NUMBER:
             return JSONResponse({"error": "invalid phone number", "code": "invalid_number"}, 400)
         key = info.headers.get("idempotency-key", "")

@@ -108,3 +108,13 @@ async def test_an_unreachable_endpoint_is_retryable(
     sender = Sender(http, make_settings(send_url="http://127.0.0.1:9/nothing-listens-here"))
     with pytest.raises(RetryableError, match="connection failed"):
         await sender.send("conv-1", "Olá Ana!", "msg-1:0")
+
+
+async def test_a_200_that_says_success_false_is_retried(
+    stubs: Stubs, make_settings: SettingsFactory, http: httpx.AsyncClient
+) -> None:
+    stubs.send.faults.script = deque([Fault.REJECTED])
+    sender = Sender(http, make_settings())
+    assert await sender.send("conv-1", "Olá Ana!", "msg-1:0") == "wamid.000001"
+    assert stubs.send.requests == 2
+    assert len(stubs.send.deliveries) == 1
