@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import backoff
 import httpx
@@ -106,6 +106,25 @@ def error_for_transport(exc: httpx.HTTPError, what: str) -> RetryableError:
     if isinstance(exc, httpx.TimeoutException):
         return RetryableError(f"{what}: timed out ({type(exc).__name__})")
     return RetryableError(f"{what}: connection failed ({type(exc).__name__})")
+
+
+async def post_json(
+    http: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    *,
+    headers: dict[str, str],
+    timeout_s: float,
+    what: str,
+) -> httpx.Response:
+    """One POST; a transport failure or a non-2xx answer comes back as a typed error."""
+    try:
+        response = await http.post(url, json=body, headers=headers, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        raise error_for_transport(exc, what) from exc
+    if response.status_code >= 300:
+        raise error_for_status(response, what)
+    return response
 
 
 def _waits(policy: RetryPolicy) -> Generator[float, BaseException | None, None]:

@@ -16,8 +16,7 @@ from app.outbound import (
     OutboundError,
     RetryableError,
     RetryPolicy,
-    error_for_status,
-    error_for_transport,
+    post_json,
     with_retries,
 )
 from app.settings import Settings
@@ -85,14 +84,14 @@ class OpenRouterClient:
         self, payload: dict[str, Any], request_timeout_s: float, deadline: float | None
     ) -> tuple[str, int]:
         async def attempt() -> tuple[str, int]:
-            try:
-                response = await self._http.post(
-                    self._url, json=payload, headers=self._headers, timeout=request_timeout_s
-                )
-            except httpx.HTTPError as exc:
-                raise error_for_transport(exc, "openrouter") from exc
-            if response.status_code >= 300:
-                raise error_for_status(response, "openrouter")
+            response = await post_json(
+                self._http,
+                self._url,
+                payload,
+                headers=self._headers,
+                timeout_s=request_timeout_s,
+                what="openrouter",
+            )
             return _parse_completion(response)
 
         return await with_retries(attempt, self._policy, deadline=deadline)

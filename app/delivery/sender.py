@@ -7,8 +7,7 @@ import httpx
 from app.outbound import (
     RetryableError,
     RetryPolicy,
-    error_for_status,
-    error_for_transport,
+    post_json,
     with_retries,
 )
 from app.settings import Settings
@@ -39,14 +38,9 @@ class Sender:
         body = {"conversationId": conversation_id, "text": text}
 
         async def attempt() -> str | None:
-            try:
-                response = await self._http.post(
-                    self._url, json=body, headers=headers, timeout=self._timeout
-                )
-            except httpx.HTTPError as exc:
-                raise error_for_transport(exc, "send") from exc
-            if response.status_code >= 300:
-                raise error_for_status(response, "send")
+            response = await post_json(
+                self._http, self._url, body, headers=headers, timeout_s=self._timeout, what="send"
+            )
             return _provider_message_id(response)
 
         return await with_retries(attempt, self._policy, deadline=deadline)
