@@ -52,14 +52,6 @@ class MessageSender(Protocol):
     ) -> str | None: ...
 
 
-class _Stop(Exception):
-    """Ends the pipeline early with an outcome already recorded."""
-
-    def __init__(self, outcome: Outcome) -> None:
-        super().__init__(outcome.value)
-        self.outcome = outcome
-
-
 class MessagePipeline:
     def __init__(
         self, store: Store, writer: Writer, sender: MessageSender, *, default_model: str
@@ -75,8 +67,6 @@ class MessagePipeline:
         started = time.perf_counter()
         try:
             outcome = await self._run(message, lead, invocation)
-        except _Stop as stop:
-            outcome = stop.outcome
         except DatabaseError as exc:
             log.error(
                 "database failed mid-message; its lease will bring it back",
@@ -245,19 +235,17 @@ class MessagePipeline:
                 "lease lost; leaving the message to its new owner",
                 extra=_extra(message, "lease_lost"),
             )
-            raise _Stop(Outcome.LEASE_LOST)
+            return Outcome.LEASE_LOST
         if reason == "run_not_running":
             await self._store.release([lease])
-            raise _Stop(Outcome.PAUSED)
+            return Outcome.PAUSED
         if reason == "inbox_disconnected":
             await self._pause_for_inbox(message, invocation)
-            raise _Stop(Outcome.PAUSED)
+            return Outcome.PAUSED
         if reason == "lead_not_found":
-            raise _Stop(await self._skip(message, invocation, "lead not found"))
-        raise _Stop(
-            await self._fail(
-                message, invocation, f"rejected by the database: {reason}", retryable=True
-            )
+            return await self._skip(message, invocation, "lead not found")
+        return await self._fail(
+            message, invocation, f"rejected by the database: {reason}", retryable=True
         )
 
     async def _pause_for_inbox(self, message: ClaimedMessage, invocation: Invocation) -> None:

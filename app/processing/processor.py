@@ -121,11 +121,10 @@ class QueueProcessor:
                         room = request.max_messages - claimed
                         if drained or room <= 0:
                             break
-                        batch = await self._claim(
-                            request, min(request.batch_size, room), horizon, claimed
-                        )
+                        size = min(request.batch_size, room)
+                        batch = await self._claim(request, size, horizon, claimed)
                         claimed += len(batch)
-                        drained = len(batch) < min(request.batch_size, room)
+                        drained = len(batch) < size
                         if not batch:
                             break
                         contexts = await self._store.lead_contexts([m.lead_id for m in batch])
@@ -180,7 +179,7 @@ class QueueProcessor:
 
     async def _wrap_up(self, invocation: Invocation, run_ids: set[uuid.UUID]) -> None:
         try:
-            finished = await self._store.finalize_runs(sorted(run_ids, key=str))
+            finished = await self._store.finalize_runs(list(run_ids))
             for run_id in finished:
                 invocation.logs.add(run_id, "completed", "run completed: nothing left to send")
             await self._store.log_steps(invocation.logs.entries)

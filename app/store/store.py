@@ -24,23 +24,25 @@ class Lease:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Answer:
+    """What a fenced SQL function answered: ok, or the reason it refused."""
+
     ok: bool
     reason: str | None = None
 
 
 @dataclass(frozen=True)
-class SaveOutcome(Outcome):
+class SaveAnswer(Answer):
     conversation_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
-class PartOutcome(Outcome):
+class PartAnswer(Answer):
     completed: bool = False
 
 
 @dataclass(frozen=True)
-class FailOutcome(Outcome):
+class FailAnswer(Answer):
     status: str | None = None  # 'pending' (a retry is scheduled) or 'failed'
     retry_count: int | None = None
     next_attempt_at: datetime | None = None
@@ -83,9 +85,9 @@ class Store:
         data = await self._call("get_lead_contexts", p_lead_ids=sorted(set(lead_ids), key=str))
         return {uuid.UUID(k): LeadContext.model_validate(v) for k, v in (data or {}).items()}
 
-    async def start(self, lease: Lease) -> Outcome:
+    async def start(self, lease: Lease) -> Answer:
         data = await self._call("start_campaign_message", **_fence(lease))
-        return Outcome(bool(data["ok"]), data.get("reason"))
+        return Answer(bool(data["ok"]), data.get("reason"))
 
     async def save_generated(
         self,
@@ -96,7 +98,7 @@ class Store:
         ai_tokens_used: int | None,
         ai_generation_time_ms: int | None,
         split_time_ms: int | None,
-    ) -> SaveOutcome:
+    ) -> SaveAnswer:
         data = await self._call(
             "save_generated_message",
             **_fence(lease),
@@ -107,27 +109,27 @@ class Store:
             p_split_time_ms=split_time_ms,
         )
         conversation = data.get("conversation_id")
-        return SaveOutcome(
+        return SaveAnswer(
             bool(data["ok"]), data.get("reason"), uuid.UUID(conversation) if conversation else None
         )
 
     async def mark_part_sent(
         self, lease: Lease, part_index: int, provider_message_id: str | None
-    ) -> PartOutcome:
+    ) -> PartAnswer:
         data = await self._call(
             "mark_message_part_sent",
             **_fence(lease),
             p_part_index=part_index,
             p_provider_message_id=provider_message_id,
         )
-        return PartOutcome(bool(data["ok"]), data.get("reason"), bool(data.get("completed")))
+        return PartAnswer(bool(data["ok"]), data.get("reason"), bool(data.get("completed")))
 
-    async def fail(self, lease: Lease, error: str, *, retryable: bool) -> FailOutcome:
+    async def fail(self, lease: Lease, error: str, *, retryable: bool) -> FailAnswer:
         data = await self._call(
             "fail_campaign_message", **_fence(lease), p_error=error, p_retryable=retryable
         )
         next_at = data.get("next_attempt_at")
-        return FailOutcome(
+        return FailAnswer(
             bool(data.get("ok")),
             data.get("reason"),
             data.get("status"),
@@ -135,9 +137,9 @@ class Store:
             datetime.fromisoformat(next_at) if isinstance(next_at, str) else None,
         )
 
-    async def skip(self, lease: Lease, reason: str) -> Outcome:
+    async def skip(self, lease: Lease, reason: str) -> Answer:
         data = await self._call("skip_campaign_message", **_fence(lease), p_reason=reason)
-        return Outcome(bool(data["ok"]), data.get("reason"))
+        return Answer(bool(data["ok"]), data.get("reason"))
 
     async def release(self, leases: list[Lease], not_before: datetime | None = None) -> int:
         if not leases:
