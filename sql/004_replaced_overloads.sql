@@ -1,0 +1,46 @@
+-- Replaced functions: drop every overload of our names whose arguments or result differ from
+-- ours, so PostgREST never sees two functions of one name. Product-owned names are not listed.
+-- The function files that follow (010_..., 011_...) create the wanted ones; 090_grants.sql
+-- exposes them to service_role only.
+do $$
+declare
+  v_wanted constant text[][] := array[
+    ['get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid)', 'jsonb'],
+    ['mark_old_campaign_messages_as_skipped(timestamp with time zone)', 'integer'],
+    ['get_lead_contexts(uuid[])', 'jsonb'],
+    ['start_campaign_message(uuid,uuid)', 'jsonb'],
+    ['save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer)', 'jsonb'],
+    ['mark_message_part_sent(uuid,uuid,integer,text)', 'jsonb'],
+    ['fail_campaign_message(uuid,uuid,text,boolean)', 'jsonb'],
+    ['skip_campaign_message(uuid,uuid,text)', 'jsonb'],
+    ['release_campaign_messages(jsonb,timestamp with time zone)', 'integer'],
+    ['pause_campaign_run(uuid,text)', 'boolean'],
+    ['resume_campaign_run(uuid)', 'jsonb'],
+    ['finalize_campaign_runs(uuid[])', 'jsonb'],
+    ['requeue_failed_campaign_messages(uuid)', 'integer'],
+    ['log_campaign_steps(jsonb)', 'integer']
+  ];
+  v_fn record;
+  v_keep boolean;
+  i int;
+begin
+  for v_fn in
+    select p.oid::regprocedure::text as signature, p.proname::text as name,
+           pg_get_function_result(p.oid) as result
+    from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+    where n.nspname = 'public'
+      and p.proname in (select split_part(v_wanted[k][1], '(', 1)
+                        from generate_subscripts(v_wanted, 1) k)
+  loop
+    v_keep := false;
+    for i in 1 .. array_length(v_wanted, 1) loop
+      if v_wanted[i][1] = v_fn.signature and v_wanted[i][2] = v_fn.result then
+        v_keep := true;
+      end if;
+    end loop;
+    if not v_keep then
+      execute format('drop function %s', v_fn.signature);
+    end if;
+  end loop;
+end
+$$;

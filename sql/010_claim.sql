@@ -1,0 +1,168 @@
+-- Claiming due work: the lease (DESIGN section 4) and the skip of late messages.
+-- Message life: pending -> queued (claimed) -> generating -> sending -> sent.
+-- A claim is a lease (lock_token, locked_at); a stale lease is claimable again and spends
+-- a retry.
+
+create or replace function get_and_lock_campaign_messages(
+  p_batch_size int default 5,
+  p_one_hour_ago timestamptz default null,
+  p_lock_timeout_s int default 600,
+  p_worker text default null,
+  p_run_id uuid default null
+) returns jsonb
+language plpgsql security definer set search_path = public
+as $$
+declare
+  v_cutoff constant timestamptz :=
+    now() - make_interval(secs => greatest(coalesce(p_lock_timeout_s, 600), 1));
+  v_stale uuid[];
+  v_claimed uuid[] := '{}';
+  v_left int;
+  v_result jsonb;
+begin
+  if coalesce(p_batch_size, 0) < 1 then
+    return '[]'::jsonb;
+  end if;
+
+  -- 1. Stale leases: their worker stopped renewing them (crash, kill, lost connection).
+  --    Each reclaim spends a retry, so a message that kills its worker ends failed.
+  select coalesce(array_agg(s.id), '{}') into v_stale
+  from (
+    select m.id from campaign_messages m
+    where m.status in ('queued', 'generating', 'sending')
+      and m.locked_at < v_cutoff
+      and (p_run_id is null or m.run_id = p_run_id)
+    order by m.locked_at
+    limit p_batch_size
+    for update of m skip locked
+  ) s;
+
+  if cardinality(v_stale) > 0 then
+    with exhausted as (
+      update campaign_messages m
+         set status = 'failed',
+             error_message = 'lease expired after ' || m.retry_count || ' retries: '
+                             || 'the worker processing it stopped each time',
+             lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
+       where m.id = any(v_stale) and m.retry_count >= 3
+      returning m.run_id
+    )
+    update campaign_runs r
+       set leads_failed = r.leads_failed + e.n
+      from (select run_id, count(*)::int as n from exhausted group by run_id) e
+     where r.id = e.run_id;
+
+    update campaign_messages m
+       set status = 'pending', retry_count = m.retry_count + 1,
+           error_message = 'lease expired while the run was not running: back in the queue',
+           lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
+      from campaign_runs r
+     where r.id = m.run_id and m.id = any(v_stale) and m.retry_count < 3
+       and r.status <> 'running';
+
+    with reclaimed as (
+      update campaign_messages m
+         set status = 'queued', retry_count = m.retry_count + 1,
+             error_message = 'lease expired: reclaimed',
+             lock_token = gen_random_uuid(), locked_at = now(), claimed_by = p_worker,
+             updated_at = now()
+        from campaign_runs r
+       where r.id = m.run_id and m.id = any(v_stale) and m.retry_count < 3
+         and r.status = 'running'
+      returning m.id
+    )
+    select coalesce(array_agg(id), '{}') into v_claimed from reclaimed;
+  end if;
+
+  -- 2. Due pending messages of running runs, oldest first.
+  v_left := p_batch_size - cardinality(v_claimed);
+  if v_left > 0 then
+    with picked as (
+      select m.id from campaign_messages m
+      join campaign_runs r on r.id = m.run_id
+      where m.status = 'pending'
+        and m.scheduled_at <= now()
+        and (p_one_hour_ago is null or m.scheduled_at >= p_one_hour_ago)
+        and (p_run_id is null or m.run_id = p_run_id)
+        and r.status = 'running'
+      order by m.scheduled_at
+      limit v_left
+      for update of m skip locked
+    ), claimed as (
+      update campaign_messages m
+         set status = 'queued', lock_token = gen_random_uuid(), locked_at = now(),
+             claimed_by = p_worker, updated_at = now()
+        from picked
+       where m.id = picked.id
+      returning m.id
+    )
+    select v_claimed || coalesce(array_agg(id), '{}') into v_claimed from claimed;
+  end if;
+
+  if cardinality(v_claimed) = 0 then
+    return '[]'::jsonb;
+  end if;
+
+  select coalesce(jsonb_agg(x.item order by x.scheduled_at, x.id), '[]'::jsonb) into v_result
+  from (
+    select m.id, m.scheduled_at,
+           to_jsonb(m)
+           || jsonb_build_object(
+                'run', jsonb_build_object('id', r.id, 'status', r.status,
+                                          'config_id', r.config_id),
+                'config', jsonb_build_object(
+                  'id', c.id,
+                  'workspace_id', c.workspace_id,
+                  'inbox_id', c.inbox_id,
+                  'ai_instructions', c.ai_instructions,
+                  'split_messages', c.split_messages,
+                  'max_split_parts', c.max_split_parts,
+                  'target_column_id', c.target_column_id,
+                  'start_time', c.start_time,
+                  'end_time', c.end_time,
+                  'timezone', c.timezone,
+                  'model', (select a.model from ai_agents a
+                             where a.workspace_id = c.workspace_id and a.model is not null
+                             limit 1),
+                  'inbox_status', check_campaign_instance_status(c.inbox_id),
+                  'splitter', (select jsonb_build_object(
+                                        'min_chars_to_split', s.min_chars_to_split,
+                                        'delay_between_messages', s.delay_between_messages,
+                                        'temperature', s.temperature,
+                                        'max_tokens', s.max_tokens)
+                                 from ai_message_splitter_config s
+                                where s.workspace_id = c.workspace_id
+                                limit 1)
+                )
+              ) as item
+    from campaign_messages m
+    join campaign_runs r on r.id = m.run_id
+    join campaign_configs c on c.id = r.config_id
+    where m.id = any(v_claimed)
+  ) x;
+  return v_result;
+end;
+$$;
+
+
+create or replace function mark_old_campaign_messages_as_skipped(p_one_hour_ago timestamptz)
+returns integer
+language sql security definer set search_path = public
+as $$
+  -- Only running runs: a paused run keeps its pending messages for resume_campaign_run.
+  with old as (
+    select m.id from campaign_messages m
+    join campaign_runs r on r.id = m.run_id
+    where m.status = 'pending' and m.scheduled_at < p_one_hour_ago and r.status = 'running'
+    for update of m skip locked
+  ), skipped as (
+    update campaign_messages m
+       set status = 'skipped',
+           error_message = 'skipped: scheduled before the horizon ' || p_one_hour_ago::text,
+           updated_at = now()
+      from old
+     where m.id = old.id
+    returning 1
+  )
+  select count(*)::int from skipped;
+$$;

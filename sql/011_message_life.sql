@@ -1,0 +1,305 @@
+-- One claimed message's life, every write fenced on (id, lock_token):
+-- start -> save generated text -> each part sent; or fail (3 retries at +5/+15/+30 minutes),
+-- skip, or release untouched.
+
+create or replace function get_lead_contexts(p_lead_ids uuid[])
+returns jsonb
+language sql stable security definer set search_path = public
+as $$
+  select coalesce(jsonb_object_agg(l.id::text, jsonb_build_object(
+           'id', l.id,
+           'workspace_id', l.workspace_id,
+           'column_id', l.column_id,
+           'client_name', l.client_name,
+           'company', l.company,
+           'deal_value', l.deal_value,
+           'priority', l.priority,
+           'tags', to_jsonb(l.tags),
+           'custom_fields', l.custom_fields)), '{}'::jsonb)
+  from leads l
+  where l.id = any(p_lead_ids);
+$$;
+
+
+create or replace function start_campaign_message(p_message_id uuid, p_lock_token uuid)
+returns jsonb
+language plpgsql security definer set search_path = public
+as $$
+declare
+  v_msg campaign_messages;
+begin
+  select * into v_msg from campaign_messages
+   where id = p_message_id and lock_token = p_lock_token
+     and status in ('queued', 'generating', 'sending')
+   for update;
+  if not found then
+    return jsonb_build_object('ok', false, 'reason', 'lock_lost');
+  end if;
+  if not exists (select 1 from campaign_runs where id = v_msg.run_id and status = 'running') then
+    return jsonb_build_object('ok', false, 'reason', 'run_not_running');
+  end if;
+  update campaign_messages
+     set status = case when status = 'queued' then 'generating' else status end,
+         locked_at = now(), updated_at = now()
+   where id = p_message_id;
+  return jsonb_build_object('ok', true, 'reason', null);
+end;
+$$;
+
+
+create or replace function save_generated_message(
+  p_message_id uuid,
+  p_lock_token uuid,
+  p_generated_message text,
+  p_parts jsonb,
+  p_ai_tokens_used int,
+  p_ai_generation_time_ms int,
+  p_split_time_ms int
+) returns jsonb
+language plpgsql security definer set search_path = public
+as $$
+declare
+  v_msg campaign_messages;
+  v_cfg campaign_configs;
+  v_run_status text;
+  v_lead leads;
+  v_phone text;
+  v_conversation uuid;
+  v_resuming boolean;
+begin
+  select * into v_msg from campaign_messages
+   where id = p_message_id and lock_token = p_lock_token
+     and status in ('queued', 'generating', 'sending')
+   for update;
+  if not found then
+    return jsonb_build_object('ok', false, 'reason', 'lock_lost', 'conversation_id', null);
+  end if;
+
+  select r.status into v_run_status from campaign_runs r where r.id = v_msg.run_id;
+  select c.* into v_cfg
+    from campaign_runs r join campaign_configs c on c.id = r.config_id
+   where r.id = v_msg.run_id;
+  if v_run_status is distinct from 'running' then
+    return jsonb_build_object('ok', false, 'reason', 'run_not_running', 'conversation_id', null);
+  end if;
+  if coalesce((check_campaign_instance_status(v_cfg.inbox_id) ->> 'connected')::boolean, false)
+     is not true then
+    return jsonb_build_object('ok', false, 'reason', 'inbox_disconnected',
+                              'conversation_id', null);
+  end if;
+  select * into v_lead from leads where id = v_msg.lead_id;
+  if not found then
+    return jsonb_build_object('ok', false, 'reason', 'lead_not_found', 'conversation_id', null);
+  end if;
+
+  -- Parts already partly delivered are never rewritten: a retry resumes them.
+  v_resuming := v_msg.parts_sent > 0 and v_msg.message_parts is not null;
+  if not v_resuming then
+    if p_generated_message is null or btrim(p_generated_message) = '' then
+      return jsonb_build_object('ok', false, 'reason', 'invalid_message', 'conversation_id', null);
+    end if;
+    if p_parts is null or jsonb_typeof(p_parts) <> 'array' or jsonb_array_length(p_parts) = 0
+       or exists (select 1 from jsonb_array_elements(p_parts) e
+                   where jsonb_typeof(e) <> 'string' or btrim(e #>> '{}') = '') then
+      return jsonb_build_object('ok', false, 'reason', 'invalid_parts', 'conversation_id', null);
+    end if;
+  end if;
+
+  v_conversation := v_msg.conversation_id;
+  if v_conversation is null then
+    v_phone := coalesce(nullif(v_msg.phone_normalized, ''), v_msg.phone_number);
+    -- One conversation per (workspace, inbox, phone), even without a unique constraint.
+    perform pg_advisory_xact_lock(
+      hashtextextended(v_cfg.workspace_id::text || ':' || v_cfg.inbox_id::text || ':' || v_phone, 0));
+    select id into v_conversation from conversations
+     where workspace_id = v_cfg.workspace_id and inbox_id = v_cfg.inbox_id
+       and contact_phone = v_phone
+     order by created_at
+     limit 1;
+    if v_conversation is null then
+      insert into conversations (workspace_id, inbox_id, lead_id, contact_phone, contact_name,
+                                 channel, status)
+      values (v_cfg.workspace_id, v_cfg.inbox_id, v_lead.id, v_phone, v_lead.client_name,
+              'whatsapp', 'open')
+      returning id into v_conversation;
+    end if;
+  end if;
+
+  update campaign_messages
+     set status = 'sending',
+         generated_message = case when v_resuming then generated_message
+                                  else btrim(p_generated_message) end,
+         message_parts = case when v_resuming then message_parts else p_parts end,
+         conversation_id = v_conversation,
+         ai_tokens_used = coalesce(p_ai_tokens_used, ai_tokens_used),
+         ai_generation_time_ms = coalesce(p_ai_generation_time_ms, ai_generation_time_ms),
+         split_time_ms = coalesce(p_split_time_ms, split_time_ms),
+         locked_at = now(), updated_at = now()
+   where id = p_message_id;
+  return jsonb_build_object('ok', true, 'reason', null, 'conversation_id', v_conversation);
+end;
+$$;
+
+
+create or replace function mark_message_part_sent(
+  p_message_id uuid,
+  p_lock_token uuid,
+  p_part_index int,
+  p_provider_message_id text
+) returns jsonb
+language plpgsql security definer set search_path = public
+as $$
+declare
+  v_msg campaign_messages;
+  v_total int;
+  v_target uuid;
+begin
+  -- A sent message keeps its last lock_token, so a repeated call after completion is
+  -- answered truthfully instead of as a lost lease.
+  select * into v_msg from campaign_messages
+   where id = p_message_id and lock_token = p_lock_token
+     and status in ('queued', 'generating', 'sending', 'sent')
+   for update;
+  if not found then
+    return jsonb_build_object('ok', false, 'reason', 'lock_lost', 'completed', false);
+  end if;
+  if v_msg.status = 'sent' then
+    return jsonb_build_object('ok', true, 'reason', null, 'completed', true);
+  end if;
+  v_total := coalesce(jsonb_array_length(v_msg.message_parts), 0);
+  if v_msg.status <> 'sending' or p_part_index is null or p_part_index < 0
+     or p_part_index >= v_total or p_part_index > v_msg.parts_sent then
+    return jsonb_build_object('ok', false, 'reason', 'out_of_order', 'completed', false);
+  end if;
+  if p_part_index < v_msg.parts_sent then
+    return jsonb_build_object('ok', true, 'reason', null, 'completed', false);
+  end if;
+
+  if p_part_index + 1 < v_total then
+    update campaign_messages
+       set parts_sent = p_part_index + 1,
+           provider_message_id = coalesce(p_provider_message_id, provider_message_id),
+           locked_at = now(), updated_at = now()
+     where id = p_message_id;
+    return jsonb_build_object('ok', true, 'reason', null, 'completed', false);
+  end if;
+
+  update campaign_messages
+     set parts_sent = v_total, status = 'sent', sent_at = now(), error_message = null,
+         provider_message_id = coalesce(p_provider_message_id, provider_message_id),
+         locked_at = null, claimed_by = null, updated_at = now()
+   where id = p_message_id;
+
+  select c.target_column_id into v_target
+    from campaign_runs r join campaign_configs c on c.id = r.config_id
+   where r.id = v_msg.run_id;
+  if v_target is not null then
+    update leads set column_id = v_target, updated_at = now() where id = v_msg.lead_id;
+  end if;
+  if v_msg.conversation_id is not null then
+    update conversations set last_message_at = now() where id = v_msg.conversation_id;
+  end if;
+
+  update campaign_runs r
+     set leads_processed = r.leads_processed + 1,
+         metrics = coalesce(r.metrics, '{}'::jsonb) || jsonb_build_object(
+           'messages_sent', coalesce((r.metrics ->> 'messages_sent')::bigint, 0) + 1,
+           'parts_sent', coalesce((r.metrics ->> 'parts_sent')::bigint, 0) + v_total,
+           'ai_tokens_used', coalesce((r.metrics ->> 'ai_tokens_used')::bigint, 0)
+                             + coalesce(v_msg.ai_tokens_used, 0),
+           'ai_generation_time_ms', coalesce((r.metrics ->> 'ai_generation_time_ms')::bigint, 0)
+                                    + coalesce(v_msg.ai_generation_time_ms, 0),
+           'split_time_ms', coalesce((r.metrics ->> 'split_time_ms')::bigint, 0)
+                            + coalesce(v_msg.split_time_ms, 0))
+   where r.id = v_msg.run_id;
+  return jsonb_build_object('ok', true, 'reason', null, 'completed', true);
+end;
+$$;
+
+
+create or replace function fail_campaign_message(
+  p_message_id uuid,
+  p_lock_token uuid,
+  p_error text,
+  p_retryable boolean default true
+) returns jsonb
+language plpgsql security definer set search_path = public
+as $$
+declare
+  v_msg campaign_messages;
+  v_next timestamptz;
+  v_delays constant int[] := array[5, 15, 30];  -- minutes before retry 1, 2 and 3
+begin
+  select * into v_msg from campaign_messages
+   where id = p_message_id and lock_token = p_lock_token
+     and status in ('queued', 'generating', 'sending')
+   for update;
+  if not found then
+    return jsonb_build_object('ok', false, 'reason', 'lock_lost', 'status', null,
+                              'retry_count', null, 'next_attempt_at', null);
+  end if;
+
+  if coalesce(p_retryable, true) and v_msg.retry_count < cardinality(v_delays) then
+    v_next := now() + make_interval(mins => v_delays[v_msg.retry_count + 1]);
+    update campaign_messages
+       set status = 'pending', retry_count = retry_count + 1, scheduled_at = v_next,
+           error_message = left(coalesce(p_error, 'unknown error'), 2000),
+           lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
+     where id = p_message_id;
+    return jsonb_build_object('ok', true, 'reason', null, 'status', 'pending',
+                              'retry_count', v_msg.retry_count + 1, 'next_attempt_at', v_next);
+  end if;
+
+  update campaign_messages
+     set status = 'failed', error_message = left(coalesce(p_error, 'unknown error'), 2000),
+         lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
+   where id = p_message_id;
+  update campaign_runs set leads_failed = leads_failed + 1 where id = v_msg.run_id;
+  return jsonb_build_object('ok', true, 'reason', null, 'status', 'failed',
+                            'retry_count', v_msg.retry_count, 'next_attempt_at', null);
+end;
+$$;
+
+
+create or replace function skip_campaign_message(
+  p_message_id uuid,
+  p_lock_token uuid,
+  p_reason text
+) returns jsonb
+language plpgsql security definer set search_path = public
+as $$
+begin
+  update campaign_messages
+     set status = 'skipped', error_message = left(coalesce(p_reason, 'skipped'), 2000),
+         lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
+   where id = p_message_id and lock_token = p_lock_token
+     and status in ('queued', 'generating', 'sending');
+  if not found then
+    return jsonb_build_object('ok', false, 'reason', 'lock_lost');
+  end if;
+  return jsonb_build_object('ok', true, 'reason', null);
+end;
+$$;
+
+
+create or replace function release_campaign_messages(
+  p_messages jsonb,
+  p_not_before timestamptz default null
+) returns integer
+language sql security definer set search_path = public
+as $$
+  with requested as (
+    select (e ->> 'id')::uuid as id, (e ->> 'lock_token')::uuid as lock_token
+    from jsonb_array_elements(
+      case when jsonb_typeof(p_messages) = 'array' then p_messages else '[]'::jsonb end) e
+  ), released as (
+    update campaign_messages m
+       set status = 'pending', scheduled_at = coalesce(p_not_before, m.scheduled_at),
+           lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
+      from requested q
+     where m.id = q.id and m.lock_token = q.lock_token
+       and m.status in ('queued', 'generating', 'sending')
+    returning 1
+  )
+  select count(*)::int from released;
+$$;

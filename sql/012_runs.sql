@@ -1,0 +1,99 @@
+-- Runs: pause, resume, complete, and manual reprocessing of failed messages.
+
+create or replace function pause_campaign_run(p_run_id uuid, p_reason text)
+returns boolean
+language plpgsql security definer set search_path = public
+as $$
+begin
+  update campaign_runs set status = 'paused', error_message = p_reason
+   where id = p_run_id and status = 'running';
+  return found;
+end;
+$$;
+
+
+create or replace function resume_campaign_run(p_run_id uuid)
+returns jsonb
+language plpgsql security definer set search_path = public
+as $$
+declare
+  v_status text;
+  v_inbox uuid;
+  v_shift interval;
+  v_count int := 0;
+begin
+  select r.status, c.inbox_id into v_status, v_inbox
+    from campaign_runs r join campaign_configs c on c.id = r.config_id
+   where r.id = p_run_id
+   for update of r;
+  if not found then
+    return jsonb_build_object('ok', false, 'reason', 'run_not_found', 'rescheduled', 0);
+  end if;
+  if v_status <> 'paused' then
+    return jsonb_build_object('ok', false, 'reason', 'not_paused', 'rescheduled', 0);
+  end if;
+  if coalesce((check_campaign_instance_status(v_inbox) ->> 'connected')::boolean, false)
+     is not true then
+    return jsonb_build_object('ok', false, 'reason', 'inbox_disconnected', 'rescheduled', 0);
+  end if;
+
+  -- Shift every pending message by how late the earliest one is: order and gaps are kept,
+  -- and none is late when the run starts again. Messages not yet due are never moved earlier.
+  select greatest(now() - min(scheduled_at), interval '0') into v_shift
+    from campaign_messages where run_id = p_run_id and status = 'pending';
+  if v_shift > interval '0' then
+    update campaign_messages
+       set scheduled_at = scheduled_at + v_shift, updated_at = now()
+     where run_id = p_run_id and status = 'pending';
+    get diagnostics v_count = row_count;
+  end if;
+
+  update campaign_runs set status = 'running', error_message = null where id = p_run_id;
+  return jsonb_build_object('ok', true, 'reason', null, 'rescheduled', v_count);
+end;
+$$;
+
+
+create or replace function finalize_campaign_runs(p_run_ids uuid[])
+returns jsonb
+language sql security definer set search_path = public
+as $$
+  with finished as (
+    update campaign_runs r
+       set status = 'completed', completed_at = now()
+     where r.id = any(p_run_ids) and r.status = 'running'
+       and not exists (select 1 from campaign_messages m
+                        where m.run_id = r.id
+                          and m.status in ('pending', 'queued', 'generating', 'sending'))
+    returning r.id
+  )
+  select coalesce(jsonb_agg(id), '[]'::jsonb) from finished;
+$$;
+
+
+create or replace function requeue_failed_campaign_messages(p_run_id uuid)
+returns integer
+language plpgsql security definer set search_path = public
+as $$
+declare
+  v_count int;
+begin
+  -- Text and parts already delivered are kept: the new attempt resumes, never re-sends.
+  update campaign_messages m
+     set status = 'pending', scheduled_at = now(), retry_count = 0, error_message = null,
+         lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
+    from campaign_runs r
+   where r.id = m.run_id and m.run_id = p_run_id and m.status = 'failed'
+     and r.status <> 'cancelled';
+  get diagnostics v_count = row_count;
+  if v_count > 0 then
+    update campaign_runs
+       set leads_failed = greatest(leads_failed - v_count, 0),
+           completed_at = case when status in ('completed', 'failed') then null
+                               else completed_at end,
+           status = case when status in ('completed', 'failed') then 'running' else status end
+     where id = p_run_id;
+  end if;
+  return v_count;
+end;
+$$;
