@@ -33,3 +33,27 @@ def test_no_window_and_bad_timezone() -> None:
     assert next_opening(at(3), None, time(6), "America/Sao_Paulo") is None
     assert next_opening(at(3), time(6), time(6), "America/Sao_Paulo") is None
     assert next_opening(at(8), time(9), time(18), "Not/AZone") == at(9)  # falls back to SP
+
+
+def test_the_opening_is_in_the_future_on_the_fall_back_day() -> None:
+    # New York falls back on 2026-11-01: 01:00-02:00 local happens twice (EDT, then EST).
+    # At 01:10 EST (the second pass) a 01:30 window opens at 01:30 EST, not at 01:30 EDT,
+    # which was an hour ago.
+    now = datetime(2026, 11, 1, 6, 10, tzinfo=UTC)  # 01:10 EST
+    opening = next_opening(now, time(1, 30), time(1, 45), "America/New_York")
+    assert opening == datetime(2026, 11, 1, 6, 30, tzinfo=UTC)
+
+
+def test_the_opening_is_strictly_after_now_around_every_transition() -> None:
+    zones = ["America/New_York", "Europe/London", "Australia/Lord_Howe", "America/Santiago"]
+    starts = [time(0, 0), time(0, 30), time(1, 0), time(1, 30), time(2, 0), time(2, 30)]
+    for zone_name in zones:
+        for day in range(0, 366, 3):
+            base = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=day)
+            for minutes in range(0, 24 * 60, 50):
+                now = base + timedelta(minutes=minutes)
+                for start in starts:
+                    end = time((start.hour + 1) % 24, start.minute)
+                    opening = next_opening(now, start, end, zone_name)
+                    if opening is not None:
+                        assert now < opening <= now + timedelta(days=2), (zone_name, now, start)
