@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import os
@@ -9,7 +10,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -55,6 +56,7 @@ class Services:
     store: Store
     http_clients: list[httpx.AsyncClient]
     processor: QueueProcessor
+    running: set[asyncio.Future[ProcessQueueResult]] = field(default_factory=set)
 
 
 async def build_services(settings: Settings) -> Services:
@@ -85,6 +87,7 @@ async def build_services(settings: Settings) -> Services:
         OpenRouterClient(openrouter_http, settings),
         Sender(send_http, settings),
         default_model=settings.default_model,
+        send_timeout_s=settings.send_timeout_s,
     )
     worker = f"{socket.gethostname()}:{os.getpid()}"
     processor = QueueProcessor(store, pipeline, settings, worker)
@@ -101,6 +104,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if services.running:  # calls whose caller hung up: let them record their work
+                await asyncio.wait(services.running, timeout=resolved.time_budget_s + 30)
             for client in services.http_clients:
                 await client.aclose()
             await services.rpc.close()
@@ -162,8 +167,8 @@ async def process_queue(request: Request) -> JSONResponse:
             exc.errors(include_url=False, include_context=False, include_input=False)
         )
     processor = services.processor
-    try:
-        result = await processor.process(
+    work = asyncio.ensure_future(
+        processor.process(
             processor.request(
                 batch_size=body.batch_size,
                 concurrency=body.concurrency,
@@ -173,13 +178,21 @@ async def process_queue(request: Request) -> JSONResponse:
                 requeue_failed=body.requeue_failed,
             )
         )
+    )
+    # The call finishes its work when the caller hangs up (pg_net gives up after 5 s): the
+    # task goes on, shielded, and is kept referenced until it ends.
+    services.running.add(work)
+    work.add_done_callback(services.running.discard)
+    try:
+        result = await asyncio.shield(work)
     except DatabaseError as exc:
         log.error("database unavailable", extra={"error": str(exc)})
         return JSONResponse({"success": False, "error": "database unavailable"}, 503)
     except Exception:  # a bug: still a JSON answer, and the details in the log
         log.exception("process-queue failed")
         return JSONResponse({"success": False, "error": "internal error"}, 500)
-    return JSONResponse(result.model_dump())
+    # A key or credit error is the operator's to fix: 502 makes the scheduler's alerting fire.
+    return JSONResponse(result.model_dump(), 200 if result.success else 502)
 
 
 async def healthz(request: Request) -> JSONResponse:

@@ -28,7 +28,7 @@ from app.sandbox.stubs import SEND_PATH, OpenRouterStub, SendStub
 from app.settings import Settings
 from app.store.postgres import PostgresRpc
 from app.store.rpc import Rpc
-from app.store.store import Store
+from app.store.store import Store, UnreadableLead
 
 CRON_SECRET = secrets.token_urlsafe(16)
 
@@ -115,7 +115,10 @@ class TimedPipeline(MessagePipeline):
     durations: list[float]
 
     async def run(
-        self, message: ClaimedMessage, lead: LeadContext | None, invocation: Invocation
+        self,
+        message: ClaimedMessage,
+        lead: LeadContext | UnreadableLead | None,
+        invocation: Invocation,
     ) -> Outcome:
         started = time.perf_counter()
         try:

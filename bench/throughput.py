@@ -21,6 +21,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from app.processing.invocation import CircuitBreaker, Invocation
+from app.processing.leases import LeaseKeeper
 from app.sandbox.stubs import Latency
 from app.settings import Settings
 from bench.harness import Rig, fresh_queue, in_process, rig, status_counts
@@ -72,12 +73,17 @@ async def edge_function_baseline(r: Rig, messages: int, concurrency: int) -> tup
             batch = await store.claim(
                 batch_size=concurrency, one_hour_ago=horizon, lock_timeout_s=600, worker="baseline"
             )
-            if not batch:
+            if not batch.messages:
                 break
-            contexts = await store.lead_contexts([m.lead_id for m in batch])
-            invocation = Invocation("baseline", time.monotonic() + 3600, CircuitBreaker(5))
+            contexts = await store.lead_contexts([m.lead_id for m in batch.messages])
+            invocation = Invocation(
+                "baseline",
+                time.monotonic() + 3600,
+                CircuitBreaker(5),
+                LeaseKeeper(store, 600, "baseline"),
+            )
             await asyncio.gather(
-                *(pipeline.run(m, contexts.get(m.lead_id), invocation) for m in batch)
+                *(pipeline.run(m, contexts.get(m.lead_id), invocation) for m in batch.messages)
             )
         elapsed = time.perf_counter() - started
         durations = pipeline.durations

@@ -5,7 +5,10 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.processing.leases import LeaseKeeper
 
 
 @dataclass
@@ -15,6 +18,7 @@ class CircuitBreaker:
     threshold: int
     failures_in_a_row: int = 0
     reason: str | None = None
+    on_auth_error: bool = False  # a key or credit problem: the call answers 502 for alerting
 
     @property
     def open(self) -> bool:
@@ -29,15 +33,21 @@ class CircuitBreaker:
             self.reason = f"{self.failures_in_a_row} outbound failures in a row, last: {error}"
 
     def trip(self, reason: str) -> None:
+        """An auth/credit error: every other message would fail the same way."""
         if self.reason is None:
             self.reason = reason
+            self.on_auth_error = True
 
 
 @dataclass
 class StepLog:
-    """campaign_logs entries, written in one log_campaign_steps call at the end."""
+    """campaign_logs entries, written in one log_campaign_steps call per claim round."""
 
     entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def take(self) -> list[dict[str, Any]]:
+        taken, self.entries = self.entries, []
+        return taken
 
     def add(
         self,
@@ -68,6 +78,7 @@ class Invocation:
     worker: str
     deadline: float  # time.monotonic(): no new message starts after it
     circuit: CircuitBreaker
+    leases: LeaseKeeper
     logs: StepLog = field(default_factory=StepLog)
 
     @property

@@ -2,27 +2,37 @@
 
 The pool is a sliding window: `concurrency` messages in flight, and a slot is refilled the
 moment one frees, so no message waits for the slowest of a chunk. Claims happen only when a
-slot is free and nothing claimed is waiting, so leases are held for work about to start.
+slot is free and nothing claimed is waiting, so leases are held for work about to start;
+a heartbeat keeps them alive meanwhile (leases.py). Whatever happens, a call never returns
+holding a lease it could have given back: each claimed message is worked, failed alone,
+or released.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
 from collections import Counter, deque
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from app.models import ClaimedMessage, LeadContext, ProcessQueueResult
+from app.processing.endings import Outcome
 from app.processing.invocation import CircuitBreaker, Invocation
-from app.processing.pipeline import MessagePipeline, Outcome
+from app.processing.leases import LeaseKeeper
+from app.processing.pipeline import MessagePipeline
+from app.processing.window import utc_now
 from app.settings import Settings
 from app.store.rpc import DatabaseError
-from app.store.store import Lease, Store
+from app.store.store import Claim, Lease, Store, UnreadableLead
 
 log = logging.getLogger("campaign_queue")
+
+SKIP_LATE_LIMIT = 5000  # late messages skipped per call: a backlog shrinks over a few calls
+_RELEASE_TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,9 @@ class ProcessRequest:
     time_budget_s: float
     run_id: uuid.UUID | None = None
     requeue_failed: bool = False
+
+
+Waiting = deque[tuple[ClaimedMessage, LeadContext | UnreadableLead | None]]
 
 
 class QueueProcessor:
@@ -62,45 +75,73 @@ class QueueProcessor:
             worker=self._worker,
             deadline=started + request.time_budget_s,
             circuit=CircuitBreaker(self._settings.circuit_failure_threshold),
+            leases=LeaseKeeper(self._store, self._settings.lock_timeout_s, self._worker),
         )
         result = ProcessQueueResult()
         if request.requeue_failed and request.run_id is not None:
             requeued = await self._store.requeue_failed(request.run_id)
             invocation.logs.add(request.run_id, "requeue", f"{requeued} failed message(s) requeued")
-        horizon = datetime.now(UTC) - timedelta(minutes=self._settings.skip_after_minutes)
-        result.old_skipped = await self._store.mark_old_as_skipped(horizon)
+        await self._resume_reconnected(invocation)
+        horizon = utc_now() - timedelta(minutes=self._settings.skip_after_minutes)
+        result.old_skipped = await self._skip_late(horizon, request.run_id)
 
         outcomes: Counter[Outcome] = Counter()
         run_ids: set[uuid.UUID] = set()
+        heartbeat = asyncio.create_task(invocation.leases.heartbeat())
         try:
             result.claimed = await self._work(request, invocation, horizon, outcomes, run_ids)
         finally:
-            await self._wrap_up(invocation, run_ids)
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await self._wrap_up(invocation, run_ids, outcomes)
         result.processed = outcomes[Outcome.SENT]
         result.retried = outcomes[Outcome.RETRIED]
-        result.failed = (
-            outcomes[Outcome.RETRIED]
-            + outcomes[Outcome.FAILED]
-            + outcomes[Outcome.AUTH_FAILED]
-            + outcomes[Outcome.ERROR]
-        )
+        result.failed = sum(outcomes[o] for o in (Outcome.RETRIED, Outcome.FAILED, Outcome.ERROR))
         result.paused = outcomes[Outcome.PAUSED]
         result.skipped = outcomes[Outcome.SKIPPED]
         result.released = outcomes[Outcome.RELEASED]
+        result.circuit_open = invocation.circuit.reason
+        result.success = not invocation.circuit.on_auth_error
         result.duration_ms = int((time.monotonic() - started) * 1000)
         log.info(
             "invocation done",
             extra={
                 "worker": self._worker,
                 "ms": result.duration_ms,
-                "counts": result.model_dump(exclude={"success"}),
+                "counts": result.model_dump(exclude={"success", "circuit_open"}),
             },
         )
         if invocation.circuit.open:
             log.error(
-                "circuit open: " + (invocation.circuit.reason or ""), extra={"worker": self._worker}
+                "circuit open: " + (invocation.circuit.reason or ""),
+                extra={"worker": self._worker, "error": invocation.circuit.reason},
             )
         return result
+
+    async def _resume_reconnected(self, invocation: Invocation) -> None:
+        try:
+            resumed = await self._store.resume_reconnected_runs()
+        except DatabaseError as exc:
+            log.warning(
+                "could not resume runs whose inbox reconnected",
+                extra={"worker": self._worker, "error": str(exc)},
+            )
+            return
+        for run_id in resumed:
+            invocation.logs.add(run_id, "resume", "run resumed: its inbox is connected again")
+
+    async def _skip_late(self, horizon: datetime, run_id: uuid.UUID | None) -> int:
+        """A failure here must not stop sending: the next call skips what this one could not."""
+        try:
+            return await self._store.mark_old_as_skipped(
+                horizon, run_id=run_id, limit=SKIP_LATE_LIMIT
+            )
+        except DatabaseError as exc:
+            log.warning(
+                "could not skip late messages", extra={"worker": self._worker, "error": str(exc)}
+            )
+            return 0
 
     async def _work(
         self,
@@ -110,7 +151,7 @@ class QueueProcessor:
         outcomes: Counter[Outcome],
         run_ids: set[uuid.UUID],
     ) -> int:
-        waiting: deque[tuple[ClaimedMessage, LeadContext | None]] = deque()
+        waiting: Waiting = deque()
         in_flight: set[asyncio.Task[Outcome]] = set()
         claimed = 0
         drained = False
@@ -122,14 +163,21 @@ class QueueProcessor:
                         if drained or room <= 0:
                             break
                         size = min(request.batch_size, room)
-                        batch = await self._claim(request, size, horizon, claimed)
+                        await self._flush_logs(invocation)
+                        batch = await self._claim(request, size, horizon, claimed, invocation)
                         claimed += len(batch)
                         drained = len(batch) < size
-                        if not batch:
-                            break
-                        contexts = await self._store.lead_contexts([m.lead_id for m in batch])
-                        run_ids.update(m.run_id for m in batch)
-                        waiting.extend((m, contexts.get(m.lead_id)) for m in batch)
+                        run_ids.update(m.run_id for m in batch.messages)
+                        run_ids.update(r.run_id for r in batch.unworkable if r.run_id)
+                        outcomes.update(await self._fail_unworkable(batch, invocation))
+                        if not batch.messages:
+                            continue
+                        ready = await self._with_contexts(batch.messages, invocation)
+                        if ready is None:  # the database failed: released, stop claiming
+                            outcomes[Outcome.RELEASED] += len(batch.messages)
+                            drained = True
+                            continue
+                        waiting.extend(ready)
                     message, lead = waiting.popleft()
                     in_flight.add(
                         asyncio.create_task(self._pipeline.run(message, lead, invocation))
@@ -143,15 +191,22 @@ class QueueProcessor:
                 done, _ = await asyncio.wait(in_flight)
                 outcomes.update(_outcome(task) for task in done)
             if waiting:
-                released = await self._release_unstarted([m for m, _ in waiting])
-                outcomes[Outcome.RELEASED] += released
+                outcomes[Outcome.RELEASED] += await self._release(
+                    [m for m, _ in waiting], invocation
+                )
         return claimed
 
     async def _claim(
-        self, request: ProcessRequest, size: int, horizon: datetime, claimed_so_far: int
-    ) -> list[ClaimedMessage]:
+        self,
+        request: ProcessRequest,
+        size: int,
+        horizon: datetime,
+        claimed_so_far: int,
+        invocation: Invocation,
+    ) -> Claim:
+        asked_at = time.monotonic()
         try:
-            return await self._store.claim(
+            batch = await self._store.claim(
                 batch_size=size,
                 one_hour_ago=horizon,
                 lock_timeout_s=self._settings.lock_timeout_s,
@@ -165,28 +220,99 @@ class QueueProcessor:
                 "claim failed mid-invocation; finishing what was started",
                 extra={"worker": self._worker},
             )
-            return []
+            return Claim([], [])
+        invocation.leases.hold([Lease.of(m) for m in batch.messages], asked_at)
+        return batch
 
-    async def _release_unstarted(self, messages: list[ClaimedMessage]) -> int:
+    async def _with_contexts(
+        self, messages: list[ClaimedMessage], invocation: Invocation
+    ) -> Waiting | None:
+        """Each message with its lead's context; None (batch released) if the database failed."""
         try:
-            await self._store.release([Lease.of(m) for m in messages])
-        except DatabaseError:
-            log.exception(
-                "release failed; the leases will expire and bring them back",
-                extra={"worker": self._worker},
+            contexts = await self._store.lead_contexts([m.lead_id for m in messages])
+        except DatabaseError as exc:
+            log.error(
+                "lead contexts failed after a claim; releasing the batch",
+                extra={"worker": self._worker, "error": str(exc)},
             )
+            await self._release(messages, invocation)
+            return None
+        return deque((m, contexts.get(m.lead_id)) for m in messages)
+
+    async def _fail_unworkable(self, batch: Claim, invocation: Invocation) -> Counter[Outcome]:
+        """A row the service cannot read fails alone; its batch-mates are worked."""
+        outcomes: Counter[Outcome] = Counter()
+        for row in batch.unworkable:
+            log.error(
+                "claimed row cannot be worked",
+                extra={"worker": self._worker, "error": row.error, "run_id": str(row.run_id)},
+            )
+            if row.lease is None:
+                outcomes[Outcome.ERROR] += 1  # no id or token to write with: the lease expires
+                continue
+            try:
+                answer = await self._store.fail(row.lease, row.error, retryable=False)
+            except DatabaseError:
+                outcomes[Outcome.ERROR] += 1
+                continue
+            outcomes[Outcome.FAILED if answer.ok else Outcome.LEASE_LOST] += 1
+            invocation.logs.add(
+                row.run_id, "failed", row.error, level="error", message_id=row.lease.message_id
+            )
+        return outcomes
+
+    async def _release(self, messages: list[ClaimedMessage], invocation: Invocation) -> int:
+        """Gives unstarted claims back (no retry spent); a blip gets a couple more tries."""
+        leases = [Lease.of(m) for m in messages]
+        for attempt in range(_RELEASE_TRIES):
+            try:
+                await self._store.release(leases)
+                break
+            except DatabaseError as exc:
+                if attempt == _RELEASE_TRIES - 1:
+                    log.error(
+                        "release failed; the leases will expire and bring them back",
+                        extra={"worker": self._worker, "error": str(exc)},
+                    )
+                else:
+                    await asyncio.sleep(0.2 * (attempt + 1))
+        for message in messages:
+            invocation.leases.release(message.id)
         return len(messages)
 
-    async def _wrap_up(self, invocation: Invocation, run_ids: set[uuid.UUID]) -> None:
+    async def _flush_logs(self, invocation: Invocation) -> None:
+        """campaign_logs per claim round, so a killed process loses at most one round's."""
+        entries = invocation.logs.take()
+        if not entries:
+            return
+        try:
+            await self._store.log_steps(entries)
+        except DatabaseError as exc:
+            log.warning(
+                "could not write campaign logs", extra={"worker": self._worker, "error": str(exc)}
+            )
+
+    async def _wrap_up(
+        self, invocation: Invocation, run_ids: set[uuid.UUID], outcomes: Counter[Outcome]
+    ) -> None:
         try:
             finished = await self._store.finalize_runs(list(run_ids))
             for run_id in finished:
                 invocation.logs.add(run_id, "completed", "run completed: nothing left to send")
-            await self._store.log_steps(invocation.logs.entries)
-        except DatabaseError:
-            log.exception(
-                "could not finalize runs or write campaign logs", extra={"worker": self._worker}
-            )
+        except DatabaseError as exc:
+            log.error("could not finalize runs", extra={"worker": self._worker, "error": str(exc)})
+        await self._flush_logs(invocation)
+        # An outage holds lateness back (the service, not the scheduler, held messages up);
+        # a sent message ends it.
+        reason = invocation.circuit.reason
+        if reason is not None or outcomes[Outcome.SENT] > 0:
+            try:
+                await self._store.record_provider_outage(reason)
+            except DatabaseError as exc:
+                log.warning(
+                    "could not record the provider's state",
+                    extra={"worker": self._worker, "error": str(exc)},
+                )
 
 
 def _outcome(task: asyncio.Task[Outcome]) -> Outcome:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from app.models import ClaimedMessage, LeadContext
 from app.store.rpc import DatabaseError, Rpc
 
@@ -24,6 +26,38 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class UnworkableRow:
+    """A claimed row the service cannot work (say, a config without an inbox).
+
+    It is failed on its own with `error`; its batch-mates are worked. Without a readable id
+    and lock_token nothing can be written: its lease expires.
+    """
+
+    lease: Lease | None
+    run_id: uuid.UUID | None
+    error: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    messages: list[ClaimedMessage]
+    unworkable: list[UnworkableRow]
+
+    def __len__(self) -> int:
+        return len(self.messages) + len(self.unworkable)
+
+
+@dataclass(frozen=True)
+class UnreadableLead:
+    """A lead whose context cannot be read: its message fails alone, with `error`."""
+
+    error: str
+
+
+LeadContexts = dict[uuid.UUID, LeadContext | UnreadableLead]
+
+
+@dataclass(frozen=True)
 class Answer:
     """What a fenced SQL function answered: ok, or the reason it refused."""
 
@@ -34,6 +68,7 @@ class Answer:
 @dataclass(frozen=True)
 class SaveAnswer(Answer):
     conversation_id: uuid.UUID | None = None
+    inbox_status: str | None = None  # what the database saw when it said inbox_disconnected
 
 
 @dataclass(frozen=True)
@@ -63,7 +98,7 @@ class Store:
         lock_timeout_s: int,
         worker: str,
         run_id: uuid.UUID | None = None,
-    ) -> list[ClaimedMessage]:
+    ) -> Claim:
         items = await self._call(
             "get_and_lock_campaign_messages",
             p_batch_size=batch_size,
@@ -72,18 +107,44 @@ class Store:
             p_worker=worker,
             p_run_id=run_id,
         )
-        return [ClaimedMessage.model_validate(item) for item in _as_list(items)]
+        messages: list[ClaimedMessage] = []
+        unworkable: list[UnworkableRow] = []
+        for item in _as_list(items):
+            try:
+                messages.append(ClaimedMessage.model_validate(item))
+            except ValidationError as exc:
+                unworkable.append(_unworkable(item, exc))
+        return Claim(messages, unworkable)
 
-    async def mark_old_as_skipped(self, one_hour_ago: datetime) -> int:
+    async def mark_old_as_skipped(
+        self, one_hour_ago: datetime, *, run_id: uuid.UUID | None = None, limit: int = 5000
+    ) -> int:
         return int(
-            await self._call("mark_old_campaign_messages_as_skipped", p_one_hour_ago=one_hour_ago)
+            await self._call(
+                "mark_old_campaign_messages_as_skipped",
+                p_one_hour_ago=one_hour_ago,
+                p_run_id=run_id,
+                p_limit=limit,
+            )
         )
 
-    async def lead_contexts(self, lead_ids: list[uuid.UUID]) -> dict[uuid.UUID, LeadContext]:
+    async def lead_contexts(self, lead_ids: list[uuid.UUID]) -> LeadContexts:
         if not lead_ids:
             return {}
         data = await self._call("get_lead_contexts", p_lead_ids=sorted(set(lead_ids), key=str))
-        return {uuid.UUID(k): LeadContext.model_validate(v) for k, v in (data or {}).items()}
+        if not isinstance(data, dict):
+            data = {}
+        contexts: LeadContexts = {}
+        for key, value in data.items():
+            try:
+                lead_id = uuid.UUID(str(key))
+            except ValueError:
+                continue
+            try:
+                contexts[lead_id] = LeadContext.model_validate(value)
+            except ValidationError as exc:
+                contexts[lead_id] = UnreadableLead("lead context unreadable: " + _fields(exc))
+        return contexts
 
     async def start(self, lease: Lease) -> Answer:
         data = await self._call("start_campaign_message", **_fence(lease))
@@ -109,8 +170,12 @@ class Store:
             p_split_time_ms=split_time_ms,
         )
         conversation = data.get("conversation_id")
+        inbox_status = data.get("inbox_status")
         return SaveAnswer(
-            bool(data["ok"]), data.get("reason"), uuid.UUID(conversation) if conversation else None
+            bool(data["ok"]),
+            data.get("reason"),
+            uuid.UUID(conversation) if conversation else None,
+            str(inbox_status) if inbox_status is not None else None,
         )
 
     async def mark_part_sent(
@@ -144,12 +209,18 @@ class Store:
     async def release(self, leases: list[Lease], not_before: datetime | None = None) -> int:
         if not leases:
             return 0
-        messages = [{"id": str(x.message_id), "lock_token": str(x.lock_token)} for x in leases]
         return int(
             await self._call(
-                "release_campaign_messages", p_messages=messages, p_not_before=not_before
+                "release_campaign_messages", p_messages=_lease_list(leases), p_not_before=not_before
             )
         )
+
+    async def renew_leases(self, leases: list[Lease]) -> set[uuid.UUID]:
+        """The fenced heartbeat: the ids whose lease this worker still holds (now renewed)."""
+        if not leases:
+            return set()
+        data = await self._call("renew_campaign_leases", p_messages=_lease_list(leases))
+        return {uuid.UUID(str(i)) for i in _as_list(data)}
 
     async def pause_run(self, run_id: uuid.UUID, reason: str) -> bool:
         return bool(await self._call("pause_campaign_run", p_run_id=run_id, p_reason=reason))
@@ -163,6 +234,15 @@ class Store:
             return []
         data = await self._call("finalize_campaign_runs", p_run_ids=sorted(set(run_ids), key=str))
         return [uuid.UUID(str(i)) for i in _as_list(data)]
+
+    async def resume_reconnected_runs(self) -> list[uuid.UUID]:
+        """Runs paused because their inbox was down, resumed now that it is connected."""
+        data = await self._call("resume_reconnected_campaign_runs")
+        return [uuid.UUID(str(i)) for i in _as_list(data)]
+
+    async def record_provider_outage(self, reason: str | None) -> bool:
+        """Opens (reason) or closes (None) the provider outage that holds lateness back."""
+        return bool(await self._call("record_provider_outage", p_reason=reason))
 
     async def requeue_failed(self, run_id: uuid.UUID) -> int:
         return int(await self._call("requeue_failed_campaign_messages", p_run_id=run_id))
@@ -178,6 +258,33 @@ class Store:
 
 def _fence(lease: Lease) -> dict[str, Any]:
     return {"p_message_id": lease.message_id, "p_lock_token": lease.lock_token}
+
+
+def _lease_list(leases: list[Lease]) -> list[dict[str, str]]:
+    return [{"id": str(x.message_id), "lock_token": str(x.lock_token)} for x in leases]
+
+
+def _fields(exc: ValidationError) -> str:
+    """Which fields were wrong and why; never the values (they may be personal data)."""
+    problems = [
+        ".".join(str(p) for p in e["loc"]) + ": " + e["msg"]
+        for e in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    return "; ".join(problems[:5])
+
+
+def _unworkable(item: Any, exc: ValidationError) -> UnworkableRow:
+    lease, run_id = None, None
+    if isinstance(item, dict):
+        try:
+            lease = Lease(uuid.UUID(str(item["id"])), uuid.UUID(str(item["lock_token"])))
+        except (KeyError, ValueError, TypeError):
+            lease = None
+        try:
+            run_id = uuid.UUID(str(item["run_id"]))
+        except (KeyError, ValueError, TypeError):
+            run_id = None
+    return UnworkableRow(lease, run_id, "unworkable row: " + _fields(exc))
 
 
 def _as_list(data: Any) -> list[Any]:

@@ -1,0 +1,105 @@
+"""Keeping the leases of one invocation alive while its worker is.
+
+A claim is a lease of LOCK_TIMEOUT_S: a message not renewed for that long is claimable again.
+A message may wait in the pool or generate for longer than a short lease, so a heartbeat
+renews every held lease each LOCK_TIMEOUT_S / 3, fenced on (id, lock_token). Every fenced
+write renews the lease too. The sender asks `time_to_send` before a part goes out: a part is
+sent only while the lease surely lasts, so a stale worker never sends what a new owner sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+
+from app.store.rpc import DatabaseError
+from app.store.store import Lease, Store
+
+log = logging.getLogger("campaign_queue")
+
+
+class LeaseKeeper:
+    def __init__(self, store: Store, lock_timeout_s: float, worker: str) -> None:
+        self._store = store
+        self._lock_timeout_s = lock_timeout_s
+        self._worker = worker
+        self._held: dict[uuid.UUID, Lease] = {}
+        # time.monotonic() at which the last renewal that the database confirmed was asked:
+        # the lease lasts at least LOCK_TIMEOUT_S from then, whatever the clocks say.
+        self._renewed_at: dict[uuid.UUID, float] = {}
+        self._lost: set[uuid.UUID] = set()
+
+    @property
+    def renew_every_s(self) -> float:
+        return self._lock_timeout_s / 3
+
+    @property
+    def margin_s(self) -> float:
+        return max(0.2, self._lock_timeout_s * 0.05)
+
+    def hold(self, leases: list[Lease], claimed_at: float) -> None:
+        for lease in leases:
+            self._held[lease.message_id] = lease
+            self._renewed_at[lease.message_id] = claimed_at
+
+    def release(self, message_id: uuid.UUID) -> None:
+        """The message's lease ended (sent, failed, released) or went to another worker."""
+        self._held.pop(message_id, None)
+        self._renewed_at.pop(message_id, None)
+
+    def renewed(self, message_id: uuid.UUID, asked_at: float) -> None:
+        """A fenced write asked at `asked_at` succeeded: it renewed the lease."""
+        if message_id in self._held:
+            self._renewed_at[message_id] = max(self._renewed_at.get(message_id, 0.0), asked_at)
+
+    def lost(self, message_id: uuid.UUID) -> bool:
+        return message_id in self._lost
+
+    @property
+    def held(self) -> list[Lease]:
+        return list(self._held.values())
+
+    def remaining_s(self, message_id: uuid.UUID) -> float:
+        renewed_at = self._renewed_at.get(message_id)
+        if renewed_at is None or message_id in self._lost:
+            return 0.0
+        return renewed_at + self._lock_timeout_s - time.monotonic()
+
+    async def time_to_send(self, lease: Lease, wanted_s: float) -> float | None:
+        """Seconds a send may take before the lease could expire; None when it was lost.
+
+        Renews first (one fenced round trip) when less than `wanted_s` is left.
+        """
+        wanted_s = min(wanted_s, self._lock_timeout_s / 2)
+        if self.remaining_s(lease.message_id) - self.margin_s < wanted_s:
+            await self.renew([lease])
+        if self.lost(lease.message_id):
+            return None
+        left = self.remaining_s(lease.message_id) - self.margin_s
+        return left if left > 0 else None
+
+    async def renew(self, leases: list[Lease]) -> None:
+        if not leases:
+            return
+        asked_at = time.monotonic()
+        kept = await self._store.renew_leases(leases)
+        for lease in leases:
+            if lease.message_id in kept:
+                self.renewed(lease.message_id, asked_at)
+            elif lease.message_id in self._held:
+                self._lost.add(lease.message_id)
+                self.release(lease.message_id)
+
+    async def heartbeat(self) -> None:
+        """Runs until cancelled: renews every held lease each LOCK_TIMEOUT_S / 3."""
+        while True:
+            await asyncio.sleep(self.renew_every_s)
+            try:
+                await self.renew(self.held)
+            except DatabaseError as exc:
+                log.warning(
+                    "lease renewal failed; trying again at the next beat",
+                    extra={"worker": self._worker, "error": str(exc)},
+                )
