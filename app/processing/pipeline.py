@@ -78,7 +78,8 @@ class MessagePipeline:
             outcome = await self._endings.after_database_error(message, invocation, error)
         finally:
             invocation.leases.release(message.id)
-        log.info(f"message {outcome.value}", extra=log_fields(message, outcome.value, started))
+        if outcome not in (Outcome.RETRIED, Outcome.FAILED):  # endings logged those, with cause
+            log.info(f"message {outcome.value}", extra=log_fields(message, outcome.value, started))
         return outcome
 
     async def _run(

@@ -1,0 +1,121 @@
+"""A slow message is never reclaimed while its worker is alive (the fenced heartbeat), and no
+wait outlives the lease: a stale worker never sends a part that a new owner sends."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import asyncpg
+import httpx
+
+from app.main import create_app
+from app.sandbox.seed import seed_campaign
+from app.sandbox.server import LoopbackServer
+from app.sandbox.stubs import Latency
+from tests.processing.invariants import assert_no_lease_left
+from tests.stubs import CRON_SECRET, SettingsFactory, Stubs
+
+LEASE_S = 2
+
+ServiceWith = Callable[..., AbstractAsyncContextManager[str]]
+
+
+async def rival_claims(dsn: str, stop: asyncio.Event) -> list[str]:
+    """Another worker that claims every stale lease it can see, as often as it can.
+
+    It starts once the service has claimed everything, so only a stale lease is claimable.
+    """
+    conn = await asyncpg.connect(dsn)
+    taken: list[str] = []
+    try:
+        while not stop.is_set():
+            if await conn.fetchval(
+                "select count(*) from campaign_messages where status = 'pending'"
+            ):
+                await asyncio.sleep(0.02)
+                continue
+            claimed = await conn.fetchval(
+                "select get_and_lock_campaign_messages(p_batch_size => 10, "
+                "p_lock_timeout_s => $1, p_worker => 'rival')",
+                LEASE_S,
+            )
+            taken += [item["id"] for item in json.loads(claimed)]
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+    return taken
+
+
+def service_with(db_dsn: str, make_settings: SettingsFactory) -> ServiceWith:
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[str]:
+        settings = make_settings(database_url=db_dsn, lock_timeout_s=LEASE_S, **overrides)
+        with LoopbackServer(create_app(settings), lifespan=True) as server:
+            yield server.url
+
+    return start
+
+
+async def call(url: str, body: dict[str, Any]) -> httpx.Response:
+    async with httpx.AsyncClient() as http:
+        return await http.post(
+            url + "/process-queue",
+            json=body,
+            headers={"Authorization": f"Bearer {CRON_SECRET}"},
+            timeout=60,
+        )
+
+
+async def test_a_message_waiting_longer_than_its_lease_is_not_reclaimed(
+    db_dsn: str, conn: asyncpg.Connection, stubs: Stubs, make_settings: SettingsFactory
+) -> None:
+    seeded = await seed_campaign(conn, leads=3)
+    stubs.openrouter.latency = Latency(fixed_ms=1200)  # 3 in a row: the last waits 2.4 s
+    stop = asyncio.Event()
+    rival = asyncio.create_task(rival_claims(db_dsn, stop))
+
+    async with service_with(db_dsn, make_settings)() as url:
+        response = await call(url, {"batch_size": 3, "concurrency": 1})
+    stop.set()
+
+    assert await rival == []
+    assert response.json()["processed"] == 3
+    rows = await conn.fetch("select status, retry_count from campaign_messages")
+    assert [tuple(r) for r in rows] == [("sent", 0)] * 3
+    assert sorted(stubs.send.delivered_keys()) == sorted(f"{m}:0" for m in seeded.message_ids)
+    assert stubs.send.duplicate_keys == 0
+    await assert_no_lease_left(conn)
+
+
+async def test_a_delay_between_parts_longer_than_the_lease_sends_each_part_once(
+    db_dsn: str, conn: asyncpg.Connection, stubs: Stubs, make_settings: SettingsFactory
+) -> None:
+    seeded = await seed_campaign(
+        conn,
+        leads=1,
+        split_messages=True,
+        max_split_parts=3,
+        min_chars_to_split=50,
+        delay_between_messages_ms=5000,
+    )
+    stop = asyncio.Event()
+    rival = asyncio.create_task(rival_claims(db_dsn, stop))
+
+    async with service_with(db_dsn, make_settings)() as url:
+        response = await call(url, {})
+    stop.set()
+
+    assert await rival == []
+    assert response.json()["processed"] == 1
+    message_id = seeded.message_ids[0]
+    assert stubs.send.delivered_keys() == [f"{message_id}:{i}" for i in range(3)]
+    assert stubs.send.duplicate_keys == 0
+    sent_at = [float(d["at"]) for d in stubs.send.deliveries]
+    gaps = [b - a for a, b in itertools.pairwise(sent_at)]
+    # The product's 5 s is bounded by half a lease, never skipped.
+    assert all(LEASE_S / 2 - 0.1 <= gap < LEASE_S for gap in gaps), gaps
