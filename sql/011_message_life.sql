@@ -200,18 +200,39 @@ begin
     update conversations set last_message_at = now() where id = v_msg.conversation_id;
   end if;
 
-  update campaign_runs r
-     set leads_processed = r.leads_processed + 1,
-         metrics = coalesce(r.metrics, '{}'::jsonb) || jsonb_build_object(
-           'messages_sent', coalesce((r.metrics ->> 'messages_sent')::bigint, 0) + 1,
-           'parts_sent', coalesce((r.metrics ->> 'parts_sent')::bigint, 0) + v_total,
-           'ai_tokens_used', coalesce((r.metrics ->> 'ai_tokens_used')::bigint, 0)
-                             + coalesce(v_msg.ai_tokens_used, 0),
-           'ai_generation_time_ms', coalesce((r.metrics ->> 'ai_generation_time_ms')::bigint, 0)
-                                    + coalesce(v_msg.ai_generation_time_ms, 0),
-           'split_time_ms', coalesce((r.metrics ->> 'split_time_ms')::bigint, 0)
-                            + coalesce(v_msg.split_time_ms, 0))
-   where r.id = v_msg.run_id;
+  -- The delivery is recorded above whatever the run's metrics hold. metrics is the product's
+  -- jsonb: a counter there that is not a number counts as 0 and is overwritten, a negative
+  -- one is clamped to 0, a non-integer one is kept and summed (numeric: never rounded, never
+  -- an overflow); keys we do not count are kept. Should the bookkeeping fail all the same
+  -- (a product trigger, a constraint), only it is rolled back: the message stays sent and
+  -- leads_processed counted, so the last part is not sent again on the next lease.
+  begin
+    update campaign_runs r
+       set leads_processed = r.leads_processed + 1,
+           metrics = case when jsonb_typeof(r.metrics) = 'object' then r.metrics
+                          else '{}'::jsonb end
+                     || (select jsonb_object_agg(a.key, a.added + case
+                           when jsonb_typeof(r.metrics -> a.key) = 'number'
+                             then greatest((r.metrics ->> a.key)::numeric, 0)
+                           -- a count written as a plain decimal string still counts
+                           when jsonb_typeof(r.metrics -> a.key) = 'string'
+                                and r.metrics ->> a.key ~ '^\s*[0-9]{1,30}(\.[0-9]{1,30})?\s*$'
+                             then (r.metrics ->> a.key)::numeric
+                           else 0 end)
+                         from (values
+                           ('messages_sent', 1::numeric),
+                           ('parts_sent', v_total),
+                           ('ai_tokens_used', greatest(coalesce(v_msg.ai_tokens_used, 0), 0)),
+                           ('ai_generation_time_ms',
+                            greatest(coalesce(v_msg.ai_generation_time_ms, 0), 0)),
+                           ('split_time_ms', greatest(coalesce(v_msg.split_time_ms, 0), 0))
+                         ) a(key, added))
+     where r.id = v_msg.run_id;
+  exception when others then
+    raise warning 'campaign run %: metrics not updated for message %: %',
+      v_msg.run_id, p_message_id, sqlerrm;
+    update campaign_runs set leads_processed = leads_processed + 1 where id = v_msg.run_id;
+  end;
   return jsonb_build_object('ok', true, 'reason', null, 'completed', true);
 end;
 $$;
