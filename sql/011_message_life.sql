@@ -1,6 +1,6 @@
 -- One claimed message's life, every write fenced on (id, lock_token):
 -- start -> save generated text -> each part sent; or fail (3 retries at +5/+15/+30 minutes),
--- skip, or release untouched.
+-- skip, or release untouched. Renewing the lease: 015_leases.sql.
 
 create or replace function get_lead_contexts(p_lead_ids uuid[])
 returns jsonb
