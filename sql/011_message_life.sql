@@ -1,6 +1,6 @@
 -- One claimed message's life, every write fenced on (id, lock_token):
 -- start -> save generated text -> each part sent; or fail (3 retries at +5/+15/+30 minutes),
--- skip, or release untouched. Renewing the lease: 015_leases.sql.
+-- or skip. Renewing and releasing the lease itself: 015_leases.sql.
 
 create or replace function get_lead_contexts(p_lead_ids uuid[])
 returns jsonb
@@ -300,27 +300,4 @@ begin
   end if;
   return jsonb_build_object('ok', true, 'reason', null);
 end;
-$$;
-
-
-create or replace function release_campaign_messages(
-  p_messages jsonb,
-  p_not_before timestamptz default null
-) returns integer
-language sql security definer set search_path = public
-as $$
-  with requested as (
-    select (e ->> 'id')::uuid as id, (e ->> 'lock_token')::uuid as lock_token
-    from jsonb_array_elements(
-      case when jsonb_typeof(p_messages) = 'array' then p_messages else '[]'::jsonb end) e
-  ), released as (
-    update campaign_messages m
-       set status = 'pending', scheduled_at = coalesce(p_not_before, m.scheduled_at),
-           lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
-      from requested q
-     where m.id = q.id and m.lock_token = q.lock_token
-       and m.status in ('queued', 'generating', 'sending')
-    returning 1
-  )
-  select count(*)::int from released;
 $$;

@@ -152,3 +152,57 @@ async def test_concurrent_renewals_in_opposite_orders_do_not_deadlock(
 
     expected = sorted(i["id"] for i in items)
     assert all(sorted(a) == expected for a in answers)
+
+
+async def test_release_with_a_past_not_before_is_not_claimable_at_once(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    # A send window's opening computed in the past (clock skew, a slow call) must not make the
+    # same messages be claimed and released over and over.
+    await seed_campaign(conn, leads=2)
+    items = await claim(rpc, batch=2)
+    in_the_past = datetime.now(UTC) - timedelta(minutes=5)
+
+    released = await rpc.call(
+        "release_campaign_messages",
+        {"p_messages": [lease(i) for i in items], "p_not_before": in_the_past},
+    )
+
+    assert released == 2
+    assert await claim(rpc, batch=5) == []
+    now = await conn.fetchval("select now()")
+    for item in items:
+        row = await message_row(conn, item["id"])
+        assert row["status"] == "pending"
+        assert row["scheduled_at"] > now
+        assert row["scheduled_at"] - now <= timedelta(seconds=2)
+
+
+async def test_release_with_not_before_now_is_still_in_the_future(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    _, item = await claim_one(conn, rpc)
+    released = await rpc.call(
+        "release_campaign_messages",
+        {"p_messages": [lease(item)], "p_not_before": datetime.now(UTC)},
+    )
+    assert released == 1
+    assert await claim(rpc) == []
+
+
+async def test_release_skips_malformed_elements_and_never_raises(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    _, item = await claim_one(conn, rpc)
+    messages = [
+        "x",
+        None,
+        {"id": "not-a-uuid", "lock_token": item["lock_token"]},
+        {"id": item["id"], "lock_token": "not-a-uuid"},
+        {"id": 5},
+        lease(item),
+        lease(item),
+    ]
+    released = await rpc.call("release_campaign_messages", {"p_messages": messages})
+    assert released == 1
+    assert (await message_row(conn, item["id"]))["status"] == "pending"
