@@ -66,6 +66,7 @@ declare
   v_phone text;
   v_conversation uuid;
   v_resuming boolean;
+  v_inbox jsonb;
 begin
   select * into v_msg from campaign_messages
    where id = p_message_id and lock_token = p_lock_token
@@ -82,10 +83,11 @@ begin
   if v_run_status is distinct from 'running' then
     return jsonb_build_object('ok', false, 'reason', 'run_not_running', 'conversation_id', null);
   end if;
-  if coalesce((check_campaign_instance_status(v_cfg.inbox_id) ->> 'connected')::boolean, false)
-     is not true then
+  v_inbox := check_campaign_instance_status(v_cfg.inbox_id);
+  if coalesce((v_inbox ->> 'connected')::boolean, false) is not true then
+    -- The status seen now (not the one of claim time): the run is paused naming it.
     return jsonb_build_object('ok', false, 'reason', 'inbox_disconnected',
-                              'conversation_id', null);
+                              'conversation_id', null, 'inbox_status', v_inbox ->> 'status');
   end if;
   select * into v_lead from leads where id = v_msg.lead_id;
   if not found then

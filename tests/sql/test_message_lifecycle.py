@@ -117,21 +117,34 @@ async def test_save_creates_one_conversation_per_workspace_inbox_phone(
 
 
 @pytest.mark.parametrize(
-    ("setup", "reason"),
+    ("setup", "refusal"),
     [
-        ("update campaign_runs set status = 'paused'", "run_not_running"),
-        ("update inboxes set status = 'disconnected'", "inbox_disconnected"),
-        ("delete from leads", "lead_not_found"),
+        ("update campaign_runs set status = 'paused'", {"reason": "run_not_running"}),
+        (
+            "update inboxes set status = 'disconnected'",
+            {"reason": "inbox_disconnected", "inbox_status": "disconnected"},
+        ),
+        # The status seen now, not the one of claim time (connected): the run is paused
+        # naming it.
+        (
+            "update inboxes set status = 'qr_code_pending'",
+            {"reason": "inbox_disconnected", "inbox_status": "qr_code_pending"},
+        ),
+        (
+            "delete from inboxes",
+            {"reason": "inbox_disconnected", "inbox_status": "not_found"},
+        ),
+        ("delete from leads", {"reason": "lead_not_found"}),
     ],
 )
 async def test_save_rechecks_run_inbox_and_lead(
-    conn: asyncpg.Connection, rpc: PostgresRpc, setup: str, reason: str
+    conn: asyncpg.Connection, rpc: PostgresRpc, setup: str, refusal: dict[str, Any]
 ) -> None:
     _, item = await claim_one(conn, rpc)
     await rpc.call("start_campaign_message", fence(item))
     await conn.execute(setup)
     result = await save(rpc, item)
-    assert result == {"ok": False, "reason": reason, "conversation_id": None}
+    assert result == {"ok": False, "conversation_id": None, **refusal}
     row = await message_row(conn, item["id"])
     assert row["status"] == "generating"
     assert row["generated_message"] is None
