@@ -67,6 +67,12 @@ declare
   v_conversation uuid;
   v_resuming boolean;
   v_inbox jsonb;
+  v_parts jsonb;
+  v_parts_ok boolean;
+  -- Bounds against a runaway writer (the service keeps within WhatsApp's 4096 characters
+  -- and max_split_parts <= 5): far above anything sent, far below a flooded lead.
+  c_max_chars constant int := 65536;
+  c_max_parts constant int := 20;
 begin
   select * into v_msg from campaign_messages
    where id = p_message_id and lock_token = p_lock_token
@@ -84,7 +90,9 @@ begin
     return jsonb_build_object('ok', false, 'reason', 'run_not_running', 'conversation_id', null);
   end if;
   v_inbox := check_campaign_instance_status(v_cfg.inbox_id);
-  if coalesce((v_inbox ->> 'connected')::boolean, false) is not true then
+  -- A spelling of true counts as connected; anything else as not connected, never an error.
+  if lower(btrim(coalesce(v_inbox ->> 'connected', '')))
+     not in ('true', 't', 'yes', 'y', 'on', '1') then
     -- The status seen now (not the one of claim time): the run is paused naming it.
     return jsonb_build_object('ok', false, 'reason', 'inbox_disconnected',
                               'conversation_id', null, 'inbox_status', v_inbox ->> 'status');
@@ -94,17 +102,25 @@ begin
     return jsonb_build_object('ok', false, 'reason', 'lead_not_found', 'conversation_id', null);
   end if;
 
-  -- Parts already partly delivered are never rewritten: a retry resumes them.
-  v_resuming := v_msg.parts_sent > 0 and v_msg.message_parts is not null;
-  if not v_resuming then
-    if p_generated_message is null or btrim(p_generated_message) = '' then
-      return jsonb_build_object('ok', false, 'reason', 'invalid_message', 'conversation_id', null);
-    end if;
-    if p_parts is null or jsonb_typeof(p_parts) <> 'array' or jsonb_array_length(p_parts) = 0
-       or exists (select 1 from jsonb_array_elements(p_parts) e
-                   where jsonb_typeof(e) <> 'string' or btrim(e #>> '{}') = '') then
-      return jsonb_build_object('ok', false, 'reason', 'invalid_parts', 'conversation_id', null);
-    end if;
+  -- Parts already partly delivered are never rewritten: a retry resumes them. Stored parts
+  -- that are not a list of texts cannot be resumed: which text the lead got is unknown, so
+  -- nothing more is sent rather than half of another message.
+  v_resuming := v_msg.parts_sent > 0;
+  if not v_resuming and (p_generated_message is null or btrim(p_generated_message) = ''
+                         or length(p_generated_message) > c_max_chars) then
+    return jsonb_build_object('ok', false, 'reason', 'invalid_message', 'conversation_id', null);
+  end if;
+  v_parts := case when v_resuming then v_msg.message_parts else p_parts end;
+  if jsonb_typeof(v_parts) is distinct from 'array' then
+    v_parts_ok := false;
+  else
+    v_parts_ok := jsonb_array_length(v_parts) between 1 and c_max_parts
+      and not exists (select 1 from jsonb_array_elements(v_parts) e
+                       where jsonb_typeof(e) <> 'string' or btrim(e #>> '{}') = ''
+                          or length(e #>> '{}') > c_max_chars);
+  end if;
+  if not v_parts_ok then
+    return jsonb_build_object('ok', false, 'reason', 'invalid_parts', 'conversation_id', null);
   end if;
 
   v_conversation := v_msg.conversation_id;
@@ -133,9 +149,11 @@ begin
                                   else btrim(p_generated_message) end,
          message_parts = case when v_resuming then message_parts else p_parts end,
          conversation_id = v_conversation,
-         ai_tokens_used = coalesce(p_ai_tokens_used, ai_tokens_used),
-         ai_generation_time_ms = coalesce(p_ai_generation_time_ms, ai_generation_time_ms),
-         split_time_ms = coalesce(p_split_time_ms, split_time_ms),
+         -- a negative count or duration is clamped to 0; null keeps what was saved before
+         ai_tokens_used = coalesce(greatest(p_ai_tokens_used, 0), ai_tokens_used),
+         ai_generation_time_ms = coalesce(greatest(p_ai_generation_time_ms, 0),
+                                          ai_generation_time_ms),
+         split_time_ms = coalesce(greatest(p_split_time_ms, 0), split_time_ms),
          locked_at = now(), updated_at = now()
    where id = p_message_id;
   return jsonb_build_object('ok', true, 'reason', null, 'conversation_id', v_conversation);
@@ -168,8 +186,14 @@ begin
   if v_msg.status = 'sent' then
     return jsonb_build_object('ok', true, 'reason', null, 'completed', true);
   end if;
-  v_total := coalesce(jsonb_array_length(v_msg.message_parts), 0);
-  if v_msg.status <> 'sending' or p_part_index is null or p_part_index < 0
+  if v_msg.status <> 'sending' then
+    return jsonb_build_object('ok', false, 'reason', 'out_of_order', 'completed', false);
+  end if;
+  if jsonb_typeof(v_msg.message_parts) is distinct from 'array' then
+    return jsonb_build_object('ok', false, 'reason', 'invalid_parts', 'completed', false);
+  end if;
+  v_total := jsonb_array_length(v_msg.message_parts);
+  if p_part_index is null or p_part_index < 0
      or p_part_index >= v_total or p_part_index > v_msg.parts_sent then
     return jsonb_build_object('ok', false, 'reason', 'out_of_order', 'completed', false);
   end if;
@@ -202,12 +226,10 @@ begin
     update conversations set last_message_at = now() where id = v_msg.conversation_id;
   end if;
 
-  -- The delivery is recorded above whatever the run's metrics hold. metrics is the product's
-  -- jsonb: a counter there that is not a number counts as 0 and is overwritten, a negative
-  -- one is clamped to 0, a non-integer one is kept and summed (numeric: never rounded, never
-  -- an overflow); keys we do not count are kept. Should the bookkeeping fail all the same
-  -- (a product trigger, a constraint), only it is rolled back: the message stays sent and
-  -- leads_processed counted, so the last part is not sent again on the next lease.
+  -- The delivery above never depends on the run's metrics (product-owned jsonb): a counter
+  -- that is not a number counts as 0 and is overwritten, a negative one as 0, a non-integer
+  -- one is summed as is (numeric: never rounded, never an overflow); other keys are kept.
+  -- If the bookkeeping fails all the same (a product trigger), only it is rolled back.
   begin
     update campaign_runs r
        set leads_processed = r.leads_processed + 1,
@@ -251,6 +273,7 @@ as $$
 declare
   v_msg campaign_messages;
   v_next timestamptz;
+  v_retries int;
   v_delays constant int[] := array[5, 15, 30];  -- minutes before retry 1, 2 and 3
 begin
   select * into v_msg from campaign_messages
@@ -262,15 +285,16 @@ begin
                               'retry_count', null, 'next_attempt_at', null);
   end if;
 
-  if coalesce(p_retryable, true) and v_msg.retry_count < cardinality(v_delays) then
-    v_next := now() + make_interval(mins => v_delays[v_msg.retry_count + 1]);
+  v_retries := greatest(v_msg.retry_count, 0);  -- a negative count (set by hand) counts as 0
+  if coalesce(p_retryable, true) and v_retries < cardinality(v_delays) then
+    v_next := now() + make_interval(mins => v_delays[v_retries + 1]);
     update campaign_messages
-       set status = 'pending', retry_count = retry_count + 1, scheduled_at = v_next,
+       set status = 'pending', retry_count = v_retries + 1, scheduled_at = v_next,
            error_message = left(coalesce(p_error, 'unknown error'), 2000),
            lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
      where id = p_message_id;
     return jsonb_build_object('ok', true, 'reason', null, 'status', 'pending',
-                              'retry_count', v_msg.retry_count + 1, 'next_attempt_at', v_next);
+                              'retry_count', v_retries + 1, 'next_attempt_at', v_next);
   end if;
 
   update campaign_messages
