@@ -1,7 +1,7 @@
 -- Replaced functions: drop every overload of our names whose arguments or result differ from
 -- ours, so PostgREST never sees two functions of one name. Product-owned names are not listed.
--- The function files that follow (010_..., 011_...) create the wanted ones; 090_grants.sql
--- exposes them to service_role only.
+-- The function files that follow (010_..., 011_..., 015_...) create the wanted ones;
+-- 090_grants.sql exposes them to service_role only.
 do $$
 declare
   v_wanted constant text[][] := array[
@@ -14,6 +14,7 @@ declare
     ['fail_campaign_message(uuid,uuid,text,boolean)', 'jsonb'],
     ['skip_campaign_message(uuid,uuid,text)', 'jsonb'],
     ['release_campaign_messages(jsonb,timestamp with time zone)', 'integer'],
+    ['renew_campaign_leases(jsonb)', 'jsonb'],
     ['pause_campaign_run(uuid,text)', 'boolean'],
     ['resume_campaign_run(uuid)', 'jsonb'],
     ['finalize_campaign_runs(uuid[])', 'jsonb'],

@@ -1,6 +1,6 @@
 -- One claimed message's life, every write fenced on (id, lock_token):
 -- start -> save generated text -> each part sent; or fail (3 retries at +5/+15/+30 minutes),
--- skip, or release untouched.
+-- or skip. Renewing and releasing the lease itself: 015_leases.sql.
 
 create or replace function get_lead_contexts(p_lead_ids uuid[])
 returns jsonb
@@ -66,6 +66,13 @@ declare
   v_phone text;
   v_conversation uuid;
   v_resuming boolean;
+  v_inbox jsonb;
+  v_parts jsonb;
+  v_parts_ok boolean;
+  -- Bounds against a runaway writer (the service keeps within WhatsApp's 4096 characters
+  -- and max_split_parts <= 5): far above anything sent, far below a flooded lead.
+  c_max_chars constant int := 65536;
+  c_max_parts constant int := 20;
 begin
   select * into v_msg from campaign_messages
    where id = p_message_id and lock_token = p_lock_token
@@ -82,27 +89,38 @@ begin
   if v_run_status is distinct from 'running' then
     return jsonb_build_object('ok', false, 'reason', 'run_not_running', 'conversation_id', null);
   end if;
-  if coalesce((check_campaign_instance_status(v_cfg.inbox_id) ->> 'connected')::boolean, false)
-     is not true then
+  v_inbox := check_campaign_instance_status(v_cfg.inbox_id);
+  -- A spelling of true counts as connected; anything else as not connected, never an error.
+  if lower(btrim(coalesce(v_inbox ->> 'connected', '')))
+     not in ('true', 't', 'yes', 'y', 'on', '1') then
+    -- The status seen now (not the one of claim time): the run is paused naming it.
     return jsonb_build_object('ok', false, 'reason', 'inbox_disconnected',
-                              'conversation_id', null);
+                              'conversation_id', null, 'inbox_status', v_inbox ->> 'status');
   end if;
   select * into v_lead from leads where id = v_msg.lead_id;
   if not found then
     return jsonb_build_object('ok', false, 'reason', 'lead_not_found', 'conversation_id', null);
   end if;
 
-  -- Parts already partly delivered are never rewritten: a retry resumes them.
-  v_resuming := v_msg.parts_sent > 0 and v_msg.message_parts is not null;
-  if not v_resuming then
-    if p_generated_message is null or btrim(p_generated_message) = '' then
-      return jsonb_build_object('ok', false, 'reason', 'invalid_message', 'conversation_id', null);
-    end if;
-    if p_parts is null or jsonb_typeof(p_parts) <> 'array' or jsonb_array_length(p_parts) = 0
-       or exists (select 1 from jsonb_array_elements(p_parts) e
-                   where jsonb_typeof(e) <> 'string' or btrim(e #>> '{}') = '') then
-      return jsonb_build_object('ok', false, 'reason', 'invalid_parts', 'conversation_id', null);
-    end if;
+  -- Parts already partly delivered are never rewritten: a retry resumes them. Stored parts
+  -- that are not a list of texts cannot be resumed: which text the lead got is unknown, so
+  -- nothing more is sent rather than half of another message.
+  v_resuming := v_msg.parts_sent > 0;
+  if not v_resuming and (p_generated_message is null or btrim(p_generated_message) = ''
+                         or length(p_generated_message) > c_max_chars) then
+    return jsonb_build_object('ok', false, 'reason', 'invalid_message', 'conversation_id', null);
+  end if;
+  v_parts := case when v_resuming then v_msg.message_parts else p_parts end;
+  if jsonb_typeof(v_parts) is distinct from 'array' then
+    v_parts_ok := false;
+  else
+    v_parts_ok := jsonb_array_length(v_parts) between 1 and c_max_parts
+      and not exists (select 1 from jsonb_array_elements(v_parts) e
+                       where jsonb_typeof(e) <> 'string' or btrim(e #>> '{}') = ''
+                          or length(e #>> '{}') > c_max_chars);
+  end if;
+  if not v_parts_ok then
+    return jsonb_build_object('ok', false, 'reason', 'invalid_parts', 'conversation_id', null);
   end if;
 
   v_conversation := v_msg.conversation_id;
@@ -131,9 +149,11 @@ begin
                                   else btrim(p_generated_message) end,
          message_parts = case when v_resuming then message_parts else p_parts end,
          conversation_id = v_conversation,
-         ai_tokens_used = coalesce(p_ai_tokens_used, ai_tokens_used),
-         ai_generation_time_ms = coalesce(p_ai_generation_time_ms, ai_generation_time_ms),
-         split_time_ms = coalesce(p_split_time_ms, split_time_ms),
+         -- a negative count or duration is clamped to 0; null keeps what was saved before
+         ai_tokens_used = coalesce(greatest(p_ai_tokens_used, 0), ai_tokens_used),
+         ai_generation_time_ms = coalesce(greatest(p_ai_generation_time_ms, 0),
+                                          ai_generation_time_ms),
+         split_time_ms = coalesce(greatest(p_split_time_ms, 0), split_time_ms),
          locked_at = now(), updated_at = now()
    where id = p_message_id;
   return jsonb_build_object('ok', true, 'reason', null, 'conversation_id', v_conversation);
@@ -166,8 +186,14 @@ begin
   if v_msg.status = 'sent' then
     return jsonb_build_object('ok', true, 'reason', null, 'completed', true);
   end if;
-  v_total := coalesce(jsonb_array_length(v_msg.message_parts), 0);
-  if v_msg.status <> 'sending' or p_part_index is null or p_part_index < 0
+  if v_msg.status <> 'sending' then
+    return jsonb_build_object('ok', false, 'reason', 'out_of_order', 'completed', false);
+  end if;
+  if jsonb_typeof(v_msg.message_parts) is distinct from 'array' then
+    return jsonb_build_object('ok', false, 'reason', 'invalid_parts', 'completed', false);
+  end if;
+  v_total := jsonb_array_length(v_msg.message_parts);
+  if p_part_index is null or p_part_index < 0
      or p_part_index >= v_total or p_part_index > v_msg.parts_sent then
     return jsonb_build_object('ok', false, 'reason', 'out_of_order', 'completed', false);
   end if;
@@ -200,18 +226,37 @@ begin
     update conversations set last_message_at = now() where id = v_msg.conversation_id;
   end if;
 
-  update campaign_runs r
-     set leads_processed = r.leads_processed + 1,
-         metrics = coalesce(r.metrics, '{}'::jsonb) || jsonb_build_object(
-           'messages_sent', coalesce((r.metrics ->> 'messages_sent')::bigint, 0) + 1,
-           'parts_sent', coalesce((r.metrics ->> 'parts_sent')::bigint, 0) + v_total,
-           'ai_tokens_used', coalesce((r.metrics ->> 'ai_tokens_used')::bigint, 0)
-                             + coalesce(v_msg.ai_tokens_used, 0),
-           'ai_generation_time_ms', coalesce((r.metrics ->> 'ai_generation_time_ms')::bigint, 0)
-                                    + coalesce(v_msg.ai_generation_time_ms, 0),
-           'split_time_ms', coalesce((r.metrics ->> 'split_time_ms')::bigint, 0)
-                            + coalesce(v_msg.split_time_ms, 0))
-   where r.id = v_msg.run_id;
+  -- The delivery above never depends on the run's metrics (product-owned jsonb): a counter
+  -- that is not a number counts as 0 and is overwritten, a negative one as 0, a non-integer
+  -- one is summed as is (numeric: never rounded, never an overflow); other keys are kept.
+  -- If the bookkeeping fails all the same (a product trigger), only it is rolled back.
+  begin
+    update campaign_runs r
+       set leads_processed = r.leads_processed + 1,
+           metrics = case when jsonb_typeof(r.metrics) = 'object' then r.metrics
+                          else '{}'::jsonb end
+                     || (select jsonb_object_agg(a.key, a.added + case
+                           when jsonb_typeof(r.metrics -> a.key) = 'number'
+                             then greatest((r.metrics ->> a.key)::numeric, 0)
+                           -- a count written as a plain decimal string still counts
+                           when jsonb_typeof(r.metrics -> a.key) = 'string'
+                                and r.metrics ->> a.key ~ '^\s*[0-9]{1,30}(\.[0-9]{1,30})?\s*$'
+                             then (r.metrics ->> a.key)::numeric
+                           else 0 end)
+                         from (values
+                           ('messages_sent', 1::numeric),
+                           ('parts_sent', v_total),
+                           ('ai_tokens_used', greatest(coalesce(v_msg.ai_tokens_used, 0), 0)),
+                           ('ai_generation_time_ms',
+                            greatest(coalesce(v_msg.ai_generation_time_ms, 0), 0)),
+                           ('split_time_ms', greatest(coalesce(v_msg.split_time_ms, 0), 0))
+                         ) a(key, added))
+     where r.id = v_msg.run_id;
+  exception when others then
+    raise warning 'campaign run %: metrics not updated for message %: %',
+      v_msg.run_id, p_message_id, sqlerrm;
+    update campaign_runs set leads_processed = leads_processed + 1 where id = v_msg.run_id;
+  end;
   return jsonb_build_object('ok', true, 'reason', null, 'completed', true);
 end;
 $$;
@@ -228,6 +273,7 @@ as $$
 declare
   v_msg campaign_messages;
   v_next timestamptz;
+  v_retries int;
   v_delays constant int[] := array[5, 15, 30];  -- minutes before retry 1, 2 and 3
 begin
   select * into v_msg from campaign_messages
@@ -239,15 +285,16 @@ begin
                               'retry_count', null, 'next_attempt_at', null);
   end if;
 
-  if coalesce(p_retryable, true) and v_msg.retry_count < cardinality(v_delays) then
-    v_next := now() + make_interval(mins => v_delays[v_msg.retry_count + 1]);
+  v_retries := greatest(v_msg.retry_count, 0);  -- a negative count (set by hand) counts as 0
+  if coalesce(p_retryable, true) and v_retries < cardinality(v_delays) then
+    v_next := now() + make_interval(mins => v_delays[v_retries + 1]);
     update campaign_messages
-       set status = 'pending', retry_count = retry_count + 1, scheduled_at = v_next,
+       set status = 'pending', retry_count = v_retries + 1, scheduled_at = v_next,
            error_message = left(coalesce(p_error, 'unknown error'), 2000),
            lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
      where id = p_message_id;
     return jsonb_build_object('ok', true, 'reason', null, 'status', 'pending',
-                              'retry_count', v_msg.retry_count + 1, 'next_attempt_at', v_next);
+                              'retry_count', v_retries + 1, 'next_attempt_at', v_next);
   end if;
 
   update campaign_messages
@@ -279,27 +326,4 @@ begin
   end if;
   return jsonb_build_object('ok', true, 'reason', null);
 end;
-$$;
-
-
-create or replace function release_campaign_messages(
-  p_messages jsonb,
-  p_not_before timestamptz default null
-) returns integer
-language sql security definer set search_path = public
-as $$
-  with requested as (
-    select (e ->> 'id')::uuid as id, (e ->> 'lock_token')::uuid as lock_token
-    from jsonb_array_elements(
-      case when jsonb_typeof(p_messages) = 'array' then p_messages else '[]'::jsonb end) e
-  ), released as (
-    update campaign_messages m
-       set status = 'pending', scheduled_at = coalesce(p_not_before, m.scheduled_at),
-           lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
-      from requested q
-     where m.id = q.id and m.lock_token = q.lock_token
-       and m.status in ('queued', 'generating', 'sending')
-    returning 1
-  )
-  select count(*)::int from released;
 $$;

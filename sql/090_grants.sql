@@ -13,6 +13,7 @@ begin
     'fail_campaign_message(uuid,uuid,text,boolean)',
     'skip_campaign_message(uuid,uuid,text)',
     'release_campaign_messages(jsonb,timestamptz)',
+    'renew_campaign_leases(jsonb)',
     'pause_campaign_run(uuid,text)',
     'resume_campaign_run(uuid)',
     'finalize_campaign_runs(uuid[])',

@@ -35,7 +35,7 @@ async def test_every_queue_function_is_security_definer_and_service_role_only(
             where n.nspname = 'public'
               and p.proname not in ('check_campaign_instance_status', 'log_campaign_step')"""
     )
-    assert len(rows) == 14
+    assert len(rows) == 15
     for row in rows:
         assert row["prosecdef"], row["proname"]
         assert row["proconfig"] == ["search_path=public"], row["proname"]

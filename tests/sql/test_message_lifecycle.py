@@ -9,47 +9,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from app.sandbox.seed import SeededCampaign, seed_campaign
+from app.sandbox.seed import seed_campaign
 from app.store.postgres import PostgresRpc
 from tests.sql.helpers import claim, message_row, run_row
-
-PARTS = ["Oi Ana!", "Vi que a Acme cresceu.", "Posso te mostrar algo?"]
-
-
-async def claim_one(
-    conn: asyncpg.Connection, rpc: PostgresRpc, **seed: Any
-) -> tuple[SeededCampaign, dict[str, Any]]:
-    seeded = await seed_campaign(conn, leads=1, **seed)
-    [item] = await claim(rpc)
-    return seeded, item
-
-
-def fence(item: dict[str, Any]) -> dict[str, Any]:
-    return {"p_message_id": item["id"], "p_lock_token": item["lock_token"]}
-
-
-async def save(rpc: PostgresRpc, item: dict[str, Any], parts: list[str] = PARTS) -> Any:
-    return await rpc.call(
-        "save_generated_message",
-        {
-            **fence(item),
-            "p_generated_message": " ".join(parts),
-            "p_parts": parts,
-            "p_ai_tokens_used": 120,
-            "p_ai_generation_time_ms": 340,
-            "p_split_time_ms": 25,
-        },
-    )
-
-
-async def to_sending(
-    conn: asyncpg.Connection, rpc: PostgresRpc, **seed: Any
-) -> tuple[SeededCampaign, dict[str, Any]]:
-    seeded, item = await claim_one(conn, rpc, **seed)
-    assert (await rpc.call("start_campaign_message", fence(item)))["ok"] is True
-    assert (await save(rpc, item))["ok"] is True
-    return seeded, item
-
+from tests.sql.messages import PARTS, claim_one, fence, save, to_sending
 
 FENCED_CALLS: list[tuple[str, dict[str, Any]]] = [
     ("start_campaign_message", {}),
@@ -154,21 +117,34 @@ async def test_save_creates_one_conversation_per_workspace_inbox_phone(
 
 
 @pytest.mark.parametrize(
-    ("setup", "reason"),
+    ("setup", "refusal"),
     [
-        ("update campaign_runs set status = 'paused'", "run_not_running"),
-        ("update inboxes set status = 'disconnected'", "inbox_disconnected"),
-        ("delete from leads", "lead_not_found"),
+        ("update campaign_runs set status = 'paused'", {"reason": "run_not_running"}),
+        (
+            "update inboxes set status = 'disconnected'",
+            {"reason": "inbox_disconnected", "inbox_status": "disconnected"},
+        ),
+        # The status seen now, not the one of claim time (connected): the run is paused
+        # naming it.
+        (
+            "update inboxes set status = 'qr_code_pending'",
+            {"reason": "inbox_disconnected", "inbox_status": "qr_code_pending"},
+        ),
+        (
+            "delete from inboxes",
+            {"reason": "inbox_disconnected", "inbox_status": "not_found"},
+        ),
+        ("delete from leads", {"reason": "lead_not_found"}),
     ],
 )
 async def test_save_rechecks_run_inbox_and_lead(
-    conn: asyncpg.Connection, rpc: PostgresRpc, setup: str, reason: str
+    conn: asyncpg.Connection, rpc: PostgresRpc, setup: str, refusal: dict[str, Any]
 ) -> None:
     _, item = await claim_one(conn, rpc)
     await rpc.call("start_campaign_message", fence(item))
     await conn.execute(setup)
     result = await save(rpc, item)
-    assert result == {"ok": False, "reason": reason, "conversation_id": None}
+    assert result == {"ok": False, "conversation_id": None, **refusal}
     row = await message_row(conn, item["id"])
     assert row["status"] == "generating"
     assert row["generated_message"] is None
