@@ -180,7 +180,8 @@ class ClaimedMessage(BaseModel):
 
     @property
     def has_generated_parts(self) -> bool:
-        return bool(self.generated_message and self.message_parts)
+        """Parts from an earlier attempt: reused, never rewritten (parts may be out already)."""
+        return bool(self.message_parts) and (bool(self.generated_message) or self.parts_sent > 0)
 
 
 class LeadContext(BaseModel):

@@ -121,7 +121,8 @@ class MessagePipeline:
 
         try:
             if message.has_generated_parts:  # resuming: reuse the text and parts already sent
-                text, parts = message.generated_message or "", list(message.message_parts or [])
+                parts = list(message.message_parts or [])
+                text = message.generated_message or "\n".join(parts)
                 tokens = generation_ms = split_ms = None
             else:
                 text, parts, tokens, generation_ms, split_ms = await self._write(
