@@ -56,8 +56,21 @@ $$;
 
 create or replace function finalize_campaign_runs(p_run_ids uuid[])
 returns jsonb
-language sql security definer set search_path = public
+language plpgsql security definer set search_path = public
 as $$
+declare
+  v_finished jsonb;
+begin
+  -- 1. Lock the running runs first, in id order (every function that locks several runs does
+  --    so by id, so two of them never deadlock). A requeue locks its run before touching its
+  --    messages, so once we hold the row no requeue of that run is in flight.
+  perform 1 from campaign_runs
+   where id = any(p_run_ids) and status = 'running'
+   order by id
+   for update;
+  -- 2. A new statement, so a new snapshot (plpgsql, read committed): it sees the messages a
+  --    requeue committed while we waited on the run row. One statement reading an old
+  --    snapshot after the wait would complete a run that has pending messages again.
   with finished as (
     update campaign_runs r
        set status = 'completed', completed_at = now()
@@ -67,7 +80,9 @@ as $$
                           and m.status in ('pending', 'queued', 'generating', 'sending'))
     returning r.id
   )
-  select coalesce(jsonb_agg(id), '[]'::jsonb) from finished;
+  select coalesce(jsonb_agg(id order by id), '[]'::jsonb) into v_finished from finished;
+  return v_finished;
+end;
 $$;
 
 
@@ -76,15 +91,22 @@ returns integer
 language plpgsql security definer set search_path = public
 as $$
 declare
+  v_status text;
   v_count int;
 begin
+  -- The run row first, then its messages: a finalize that locks the run after us waits and
+  -- then sees the messages we made pending; one that locked it before us completes the run
+  -- and we make it running again below.
+  select status into v_status from campaign_runs where id = p_run_id for update;
+  if not found or v_status = 'cancelled' then
+    return 0;
+  end if;
+
   -- Text and parts already delivered are kept: the new attempt resumes, never re-sends.
   update campaign_messages m
      set status = 'pending', scheduled_at = now(), retry_count = 0, error_message = null,
          lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
-    from campaign_runs r
-   where r.id = m.run_id and m.run_id = p_run_id and m.status = 'failed'
-     and r.status <> 'cancelled';
+   where m.run_id = p_run_id and m.status = 'failed';
   get diagnostics v_count = row_count;
   if v_count > 0 then
     update campaign_runs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
 
@@ -10,6 +11,7 @@ import asyncpg
 from app.sandbox.seed import seed_campaign
 from app.store.postgres import PostgresRpc
 from tests.sql.helpers import claim, message_row, run_row
+from tests.sql.waiting import connection, wait_until_blocked
 
 
 async def test_pause_keeps_pending_messages_pending(
@@ -120,6 +122,66 @@ async def test_requeue_failed_makes_failed_messages_due_again(
     run = await run_row(conn, seeded.run_id)
     assert (run["status"], run["leads_failed"]) == ("running", 0)
     assert len(await claim(rpc, batch=10)) == 2
+
+
+async def test_finalize_waiting_on_a_requeue_sees_the_messages_it_requeued(
+    conn: asyncpg.Connection, db_dsn: str
+) -> None:
+    # A running run whose messages all failed: finalize would complete it. A requeue holds the
+    # run row (uncommitted) when finalize starts, then commits: finalize must see its pending
+    # messages, not the snapshot it took before waiting on the run row.
+    seeded = await seed_campaign(conn, leads=2)
+    await conn.execute(
+        "update campaign_messages set status = 'failed', retry_count = 3 where run_id = $1",
+        seeded.run_id,
+    )
+    async with connection(db_dsn) as requeuer, connection(db_dsn) as finalizer:
+        requeue = requeuer.transaction()
+        await requeue.start()
+        assert (
+            await requeuer.fetchval("select requeue_failed_campaign_messages($1)", seeded.run_id)
+            == 2
+        )
+        finalize = asyncio.create_task(
+            finalizer.fetchval("select finalize_campaign_runs($1::uuid[])", [seeded.run_id])
+        )
+        await wait_until_blocked(conn, finalizer.get_server_pid())
+        await requeue.commit()
+        finished = await finalize
+
+    assert finished == []
+    assert (await run_row(conn, seeded.run_id))["status"] == "running"
+    for message_id in seeded.message_ids:
+        assert (await message_row(conn, message_id))["status"] == "pending"
+
+
+async def test_requeue_waiting_on_a_finalize_reopens_the_run_it_completed(
+    conn: asyncpg.Connection, db_dsn: str
+) -> None:
+    # The other order: finalize completes the run first; the requeue that waited on the run
+    # row then makes the run running again with its messages pending.
+    seeded = await seed_campaign(conn, leads=2)
+    await conn.execute(
+        "update campaign_messages set status = 'failed', retry_count = 3 where run_id = $1",
+        seeded.run_id,
+    )
+    async with connection(db_dsn) as finalizer, connection(db_dsn) as requeuer:
+        finalize = finalizer.transaction()
+        await finalize.start()
+        assert await finalizer.fetchval(
+            "select finalize_campaign_runs($1::uuid[])", [seeded.run_id]
+        ) == [str(seeded.run_id)]
+        requeue = asyncio.create_task(
+            requeuer.fetchval("select requeue_failed_campaign_messages($1)", seeded.run_id)
+        )
+        await wait_until_blocked(conn, requeuer.get_server_pid())
+        await finalize.commit()
+        assert await requeue == 2
+
+    run = await run_row(conn, seeded.run_id)
+    assert (run["status"], run["completed_at"]) == ("running", None)
+    for message_id in seeded.message_ids:
+        assert (await message_row(conn, message_id))["status"] == "pending"
 
 
 async def test_log_campaign_steps_inserts_every_entry_in_one_call(
