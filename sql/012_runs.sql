@@ -102,9 +102,14 @@ begin
     return 0;
   end if;
 
-  -- Text and parts already delivered are kept: the new attempt resumes, never re-sends.
+  -- A message partly delivered (parts_sent > 0) keeps its text and parts: the new attempt
+  -- resumes at the first unsent part, never re-sends. One that sent nothing is written again:
+  -- its text may be what the endpoint rejected, and re-sending it unchanged would fail forever.
+  -- Its conversation stays (it is the lead's conversation, whatever the text).
   update campaign_messages m
      set status = 'pending', scheduled_at = now(), retry_count = 0, error_message = null,
+         generated_message = case when m.parts_sent > 0 then m.generated_message end,
+         message_parts = case when m.parts_sent > 0 then m.message_parts end,
          lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
    where m.run_id = p_run_id and m.status = 'failed';
   get diagnostics v_count = row_count;

@@ -124,6 +124,51 @@ async def test_requeue_failed_makes_failed_messages_due_again(
     assert len(await claim(rpc, batch=10)) == 2
 
 
+async def test_requeue_regenerates_text_nothing_was_sent_of_and_resumes_partly_sent(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    seeded = await seed_campaign(conn, leads=2)
+    unsent, partly = seeded.message_ids
+    conversation = await conn.fetchval(
+        """insert into conversations (workspace_id, inbox_id, contact_phone)
+           values ($1, $2, '5511900000001') returning id""",
+        seeded.workspace_id,
+        seeded.inbox_id,
+    )
+    await conn.execute(
+        """update campaign_messages
+              set status = 'failed', retry_count = 3, error_message = 'rejected by endpoint',
+                  generated_message = 'Texto recusado.', message_parts = '["Texto recusado."]',
+                  parts_sent = 0, conversation_id = $2
+            where id = $1""",
+        unsent,
+        conversation,
+    )
+    await conn.execute(
+        """update campaign_messages
+              set status = 'failed', retry_count = 3, error_message = 'timeout',
+                  generated_message = 'Olá! Parte dois.', message_parts = '["Olá!", "Parte dois."]',
+                  parts_sent = 1, conversation_id = $2
+            where id = $1""",
+        partly,
+        conversation,
+    )
+
+    assert await rpc.call("requeue_failed_campaign_messages", {"p_run_id": seeded.run_id}) == 2
+
+    row = await message_row(conn, unsent)
+    assert (row["status"], row["generated_message"], row["message_parts"]) == (
+        "pending",
+        None,
+        None,
+    )
+    assert row["conversation_id"] == conversation  # the lead's conversation is still theirs
+    row = await message_row(conn, partly)
+    assert row["status"] == "pending"
+    assert (row["generated_message"], row["parts_sent"]) == ("Olá! Parte dois.", 1)
+    assert row["message_parts"] == ["Olá!", "Parte dois."]
+
+
 async def test_finalize_waiting_on_a_requeue_sees_the_messages_it_requeued(
     conn: asyncpg.Connection, db_dsn: str
 ) -> None:
