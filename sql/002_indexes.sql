@@ -18,6 +18,9 @@ create index if not exists idx_campaign_messages_run_status
 
 create index if not exists idx_campaign_runs_id_status on campaign_runs (id, status);
 
+-- The skip of late messages walks the running runs only, in id order.
+create index if not exists idx_campaign_runs_running on campaign_runs (id) where status = 'running';
+
 create index if not exists idx_leads_id_for_context on leads (id, workspace_id);
 
 create index if not exists idx_conversations_contact

@@ -6,7 +6,7 @@ do $$
 declare
   v_wanted constant text[][] := array[
     ['get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid)', 'jsonb'],
-    ['mark_old_campaign_messages_as_skipped(timestamp with time zone)', 'integer'],
+    ['mark_old_campaign_messages_as_skipped(timestamp with time zone,uuid,integer)', 'integer'],
     ['get_lead_contexts(uuid[])', 'jsonb'],
     ['start_campaign_message(uuid,uuid)', 'jsonb'],
     ['save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer)', 'jsonb'],

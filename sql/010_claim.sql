@@ -191,24 +191,75 @@ end;
 $$;
 
 
-create or replace function mark_old_campaign_messages_as_skipped(p_one_hour_ago timestamptz)
-returns integer
-language sql security definer set search_path = public
+-- Late pending messages -> skipped, in bounded batches (DESIGN section 4): at most p_limit a
+-- call, only running runs (a paused run keeps its pending messages for resume_campaign_run),
+-- only p_run_id's when given. Runs whose last messages it skips complete.
+--
+-- Index-backed whatever the backlog: it walks the running runs in id order
+-- (idx_campaign_runs_running) and reads each one's late messages through
+-- idx_campaign_messages_atomic_selection (run_id, status, scheduled_at), oldest first, so
+-- pending messages of paused runs are never read. A loop per run rather than one statement so
+-- that it takes the locks in the order every run-level function does (the run row, then its
+-- messages), locks only the runs it skips messages of, and stops as soon as the limit is met.
+create or replace function mark_old_campaign_messages_as_skipped(
+  p_one_hour_ago timestamptz,
+  p_run_id uuid default null,
+  p_limit int default 5000
+) returns integer
+language plpgsql security definer set search_path = public
 as $$
-  -- Only running runs: a paused run keeps its pending messages for resume_campaign_run.
-  with old as (
-    select m.id from campaign_messages m
-    join campaign_runs r on r.id = m.run_id
-    where m.status = 'pending' and m.scheduled_at < p_one_hour_ago and r.status = 'running'
-    for update of m skip locked
-  ), skipped as (
-    update campaign_messages m
-       set status = 'skipped',
-           error_message = 'skipped: scheduled before the horizon ' || p_one_hour_ago::text,
-           updated_at = now()
-      from old
-     where m.id = old.id
-    returning 1
-  )
-  select count(*)::int from skipped;
+declare
+  v_horizon timestamptz := p_one_hour_ago;
+  v_left int := coalesce(p_limit, 0);
+  v_run uuid;
+  v_runs uuid[] := '{}';
+  v_n int;
+  v_total int := 0;
+begin
+  if v_horizon is null or v_left < 1 then
+    return 0;
+  end if;
+
+  for v_run in
+    select r.id from campaign_runs r
+     where r.status = 'running' and (p_run_id is null or r.id = p_run_id)
+       and exists (select 1 from campaign_messages m
+                    where m.run_id = r.id and m.status = 'pending'
+                      and m.scheduled_at < v_horizon)
+     order by r.id
+  loop
+    -- The run row first; it may have been paused since the loop read it.
+    perform 1 from campaign_runs where id = v_run and status = 'running' for update;
+    continue when not found;
+
+    with late as (
+      select m.id from campaign_messages m
+       where m.run_id = v_run and m.status = 'pending' and m.scheduled_at < v_horizon
+       order by m.scheduled_at
+       limit v_left
+       for update of m skip locked
+    ), skipped as (
+      update campaign_messages m
+         set status = 'skipped',
+             error_message = 'skipped: scheduled before the horizon ' || v_horizon::text,
+             updated_at = now()
+        from late
+       where m.id = late.id
+      returning 1
+    )
+    select count(*)::int into v_n from skipped;
+
+    if v_n > 0 then
+      v_runs := v_runs || v_run;
+      v_total := v_total + v_n;
+      v_left := v_left - v_n;
+    end if;
+    exit when v_left < 1;
+  end loop;
+
+  if cardinality(v_runs) > 0 then
+    perform finalize_campaign_runs(v_runs);
+  end if;
+  return v_total;
+end;
 $$;
