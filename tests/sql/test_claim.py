@@ -170,9 +170,7 @@ async def test_lease_exhaustion_completes_the_run_it_empties(
     )
     await claim(rpc, batch=10)
     for message_id in (emptied.message_ids[0], busy.message_ids[0]):
-        await conn.execute(
-            "update campaign_messages set retry_count = 3 where id = $1", message_id
-        )
+        await conn.execute("update campaign_messages set retry_count = 3 where id = $1", message_id)
         await make_stale(conn, message_id, minutes=20)
 
     assert await claim(rpc, batch=10) == []

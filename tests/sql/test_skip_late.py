@@ -138,11 +138,14 @@ async def test_the_skip_reads_running_runs_through_the_per_run_index_never_the_p
     assert scans["idx_campaign_messages_atomic_selection"] > 0
     assert scans["idx_campaign_messages_due"] == 0
     assert table["idx_tup_fetch"] < 500  # 60 skipped and a few probes, not 30,000 paused
-    assert await conn.fetchval(
-        "select count(*) from campaign_messages where status = 'skipped'"
-    ) == 60
-    assert await conn.fetchval(
-        "select count(*) from campaign_messages where run_id = any($1::uuid[]) "
-        "and status = 'pending'",
-        [p.run_id for p in paused],
-    ) == 10 * 3001
+    assert (
+        await conn.fetchval("select count(*) from campaign_messages where status = 'skipped'") == 60
+    )
+    assert (
+        await conn.fetchval(
+            "select count(*) from campaign_messages where run_id = any($1::uuid[]) "
+            "and status = 'pending'",
+            [p.run_id for p in paused],
+        )
+        == 10 * 3001
+    )
