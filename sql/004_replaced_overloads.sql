@@ -18,7 +18,9 @@ declare
     ['resume_campaign_run(uuid)', 'jsonb'],
     ['finalize_campaign_runs(uuid[])', 'jsonb'],
     ['requeue_failed_campaign_messages(uuid)', 'integer'],
-    ['log_campaign_steps(jsonb)', 'integer']
+    ['log_campaign_steps(jsonb)', 'integer'],
+    ['record_provider_outage(text)', 'boolean'],
+    ['campaign_queue_effective_horizon(timestamp with time zone)', 'timestamp with time zone']
   ];
   v_fn record;
   v_keep boolean;

@@ -15,6 +15,8 @@ as $$
 declare
   v_cutoff constant timestamptz :=
     now() - make_interval(secs => greatest(coalesce(p_lock_timeout_s, 600), 1));
+  -- Lateness discounts provider outages (014_provider_outages.sql); null: no horizon.
+  v_horizon constant timestamptz := campaign_queue_effective_horizon(p_one_hour_ago);
   v_stale uuid[];
   v_claimed uuid[] := '{}';
   v_ended_runs uuid[] := '{}';
@@ -121,7 +123,7 @@ begin
       join campaign_runs r on r.id = m.run_id
       where m.status = 'pending'
         and m.scheduled_at <= now()
-        and (p_one_hour_ago is null or m.scheduled_at >= p_one_hour_ago)
+        and (v_horizon is null or m.scheduled_at >= v_horizon)
         and (p_run_id is null or m.run_id = p_run_id)
         and r.status = 'running'
       order by m.scheduled_at
@@ -193,7 +195,8 @@ $$;
 
 -- Late pending messages -> skipped, in bounded batches (DESIGN section 4): at most p_limit a
 -- call, only running runs (a paused run keeps its pending messages for resume_campaign_run),
--- only p_run_id's when given. Runs whose last messages it skips complete.
+-- only p_run_id's when given. Runs whose last messages it skips complete. Late means due
+-- before campaign_queue_effective_horizon(p_one_hour_ago): provider outages do not count.
 --
 -- Index-backed whatever the backlog: it walks the running runs in id order
 -- (idx_campaign_runs_running) and reads each one's late messages through
@@ -209,7 +212,7 @@ create or replace function mark_old_campaign_messages_as_skipped(
 language plpgsql security definer set search_path = public
 as $$
 declare
-  v_horizon timestamptz := p_one_hour_ago;
+  v_horizon constant timestamptz := campaign_queue_effective_horizon(p_one_hour_ago);
   v_left int := coalesce(p_limit, 0);
   v_run uuid;
   v_runs uuid[] := '{}';

@@ -17,7 +17,9 @@ begin
     'resume_campaign_run(uuid)',
     'finalize_campaign_runs(uuid[])',
     'requeue_failed_campaign_messages(uuid)',
-    'log_campaign_steps(jsonb)'
+    'log_campaign_steps(jsonb)',
+    'record_provider_outage(text)',
+    'campaign_queue_effective_horizon(timestamptz)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated', v_fn);
     execute format('grant execute on function %s to service_role', v_fn);
