@@ -20,7 +20,8 @@ declare
     ['requeue_failed_campaign_messages(uuid)', 'integer'],
     ['log_campaign_steps(jsonb)', 'integer'],
     ['record_provider_outage(text)', 'boolean'],
-    ['campaign_queue_effective_horizon(timestamp with time zone)', 'timestamp with time zone']
+    ['campaign_queue_effective_horizon(timestamp with time zone)', 'timestamp with time zone'],
+    ['resume_reconnected_campaign_runs()', 'jsonb']
   ];
   v_fn record;
   v_keep boolean;

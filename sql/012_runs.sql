@@ -49,7 +49,51 @@ begin
   end if;
 
   update campaign_runs set status = 'running', error_message = null where id = p_run_id;
+  -- A run whose messages all ended while it was paused (say, its last leases ran out) has
+  -- nothing to resume: it completes now, by the rule of finalize_campaign_runs.
+  perform finalize_campaign_runs(array[p_run_id]);
   return jsonb_build_object('ok', true, 'reason', null, 'rescheduled', v_count);
+end;
+$$;
+
+
+-- Runs the service paused because their inbox was down come back by themselves once the inbox
+-- reports connected. The service calls this once per invocation, before claiming. Only runs
+-- whose error_message starts with 'inbox not connected' (the prefix the service writes when
+-- it pauses a run for its inbox): a run paused by a person, for any other reason, waits for
+-- that person. At most 100 runs a call, the oldest campaigns first (started_at, id); each
+-- inbox's status is asked once a call. Each run goes through resume_campaign_run, in id order
+-- (the order every function locks runs in), which re-checks the inbox and re-spaces the
+-- pending messages from now. Returns the ids of the runs resumed.
+create or replace function resume_reconnected_campaign_runs()
+returns jsonb
+language plpgsql security definer set search_path = public
+as $$
+declare
+  v_run uuid;
+  v_resumed uuid[] := '{}';
+begin
+  for v_run in
+    with paused as (
+      select r.id, r.started_at, c.inbox_id
+        from campaign_runs r join campaign_configs c on c.id = r.config_id
+       where r.status = 'paused' and r.error_message like 'inbox not connected%'
+    ), connected as materialized (
+      select d.inbox_id from (select distinct inbox_id from paused) d
+       where coalesce((check_campaign_instance_status(d.inbox_id) ->> 'connected')::boolean,
+                      false)
+    ), picked as (
+      select p.id from paused p join connected using (inbox_id)
+       order by p.started_at, p.id
+       limit 100
+    )
+    select id from picked order by id
+  loop
+    if coalesce((resume_campaign_run(v_run) ->> 'ok')::boolean, false) then
+      v_resumed := v_resumed || v_run;
+    end if;
+  end loop;
+  return to_jsonb(v_resumed);
 end;
 $$;
 

@@ -19,7 +19,8 @@ begin
     'requeue_failed_campaign_messages(uuid)',
     'log_campaign_steps(jsonb)',
     'record_provider_outage(text)',
-    'campaign_queue_effective_horizon(timestamptz)'
+    'campaign_queue_effective_horizon(timestamptz)',
+    'resume_reconnected_campaign_runs()'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated', v_fn);
     execute format('grant execute on function %s to service_role', v_fn);

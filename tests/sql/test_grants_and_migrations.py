@@ -26,6 +26,7 @@ QUEUE_FUNCTIONS = [
     "log_campaign_steps",
     "record_provider_outage",
     "campaign_queue_effective_horizon",
+    "resume_reconnected_campaign_runs",
 ]
 
 

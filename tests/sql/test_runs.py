@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
-from app.sandbox.seed import seed_campaign
+from app.sandbox.seed import SeededCampaign, seed_campaign
 from app.store.postgres import PostgresRpc
 from tests.sql.helpers import claim, message_row, run_row
 from tests.sql.waiting import connection, wait_until_blocked
@@ -77,6 +78,87 @@ async def test_resume_needs_a_connected_inbox_and_a_paused_run(
     running = await seed_campaign(conn, leads=1)
     result = await rpc.call("resume_campaign_run", {"p_run_id": running.run_id})
     assert result["reason"] == "not_paused"
+
+
+async def paused_for_inbox(
+    conn: asyncpg.Connection, inbox_status: str, reason: str | None, **extra: Any
+) -> SeededCampaign:
+    seeded = await seed_campaign(conn, run_status="paused", inbox_status=inbox_status, **extra)
+    await conn.execute(
+        "update campaign_runs set error_message = $2 where id = $1", seeded.run_id, reason
+    )
+    return seeded
+
+
+async def test_runs_paused_for_their_inbox_resume_once_it_reports_connected(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    down = await paused_for_inbox(conn, "disconnected", "inbox not connected (status: close)")
+    back = await paused_for_inbox(
+        conn,
+        "connected",
+        "inbox not connected (status: connecting)",
+        leads=3,
+        first_scheduled_at=datetime.now(UTC) - timedelta(hours=3),
+        spacing=timedelta(minutes=2),
+    )
+    by_hand = await paused_for_inbox(conn, "connected", "paused by Ana: wrong script")
+    no_reason = await paused_for_inbox(conn, "connected", None)
+    before = [(await message_row(conn, i))["scheduled_at"] for i in back.message_ids]
+
+    assert await rpc.call("resume_reconnected_campaign_runs", {}) == [str(back.run_id)]
+
+    run = await run_row(conn, back.run_id)
+    assert (run["status"], run["error_message"]) == ("running", None)
+    after = [(await message_row(conn, i))["scheduled_at"] for i in back.message_ids]
+    assert abs((after[0] - datetime.now(UTC)).total_seconds()) < 5  # re-spaced from now
+    assert [b - a for a, b in itertools.pairwise(after)] == [
+        b - a for a, b in itertools.pairwise(before)
+    ]
+    for seeded in (down, by_hand, no_reason):
+        assert (await run_row(conn, seeded.run_id))["status"] == "paused"
+    assert await rpc.call("resume_reconnected_campaign_runs", {}) == []
+
+    await conn.execute("update inboxes set status = 'connected' where id = $1", down.inbox_id)
+    assert await rpc.call("resume_reconnected_campaign_runs", {}) == [str(down.run_id)]
+    assert (await run_row(conn, by_hand.run_id))["status"] == "paused"
+
+
+async def test_reconnected_runs_resume_a_hundred_at_a_time_oldest_first(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    runs = [
+        await paused_for_inbox(conn, "connected", "inbox not connected (status: close)", leads=1)
+        for _ in range(103)
+    ]
+    oldest = [r.run_id for r in runs[:100]]
+    await conn.execute(  # started_at in seeding order
+        """update campaign_runs r set started_at = now() - make_interval(mins => 200 - o.n::int)
+             from unnest($1::uuid[]) with ordinality o(id, n) where r.id = o.id""",
+        [r.run_id for r in runs],
+    )
+
+    first = await rpc.call("resume_reconnected_campaign_runs", {})
+    assert sorted(first) == sorted(str(i) for i in oldest)
+    second = await rpc.call("resume_reconnected_campaign_runs", {})
+    assert sorted(second) == sorted(str(r.run_id) for r in runs[100:])
+
+
+async def test_resuming_a_run_with_nothing_left_completes_it(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    # Its last leases ran out while it was paused: nothing is left to send.
+    seeded = await seed_campaign(conn, leads=2, run_status="paused")
+    await conn.execute(
+        "update campaign_messages set status = 'failed' where run_id = $1", seeded.run_id
+    )
+
+    result = await rpc.call("resume_campaign_run", {"p_run_id": seeded.run_id})
+
+    assert result == {"ok": True, "reason": None, "rescheduled": 0}
+    run = await run_row(conn, seeded.run_id)
+    assert (run["status"], run["error_message"]) == ("completed", None)
+    assert run["completed_at"] is not None
 
 
 async def test_finalize_completes_only_runs_with_nothing_left(
