@@ -18,6 +18,14 @@ create index if not exists idx_campaign_messages_run_status
 
 create index if not exists idx_campaign_runs_id_status on campaign_runs (id, status);
 
+-- The skip of late messages walks the running runs only, in id order.
+create index if not exists idx_campaign_runs_running on campaign_runs (id) where status = 'running';
+
+-- Runs paused for their inbox, which resume_reconnected_campaign_runs looks at every call.
+create index if not exists idx_campaign_runs_paused_for_inbox
+  on campaign_runs (started_at, id)
+  where status = 'paused' and error_message like 'inbox not connected%';
+
 create index if not exists idx_leads_id_for_context on leads (id, workspace_id);
 
 create index if not exists idx_conversations_contact

@@ -6,7 +6,7 @@ do $$
 declare
   v_wanted constant text[][] := array[
     ['get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid)', 'jsonb'],
-    ['mark_old_campaign_messages_as_skipped(timestamp with time zone)', 'integer'],
+    ['mark_old_campaign_messages_as_skipped(timestamp with time zone,uuid,integer)', 'integer'],
     ['get_lead_contexts(uuid[])', 'jsonb'],
     ['start_campaign_message(uuid,uuid)', 'jsonb'],
     ['save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer)', 'jsonb'],
@@ -19,7 +19,10 @@ declare
     ['resume_campaign_run(uuid)', 'jsonb'],
     ['finalize_campaign_runs(uuid[])', 'jsonb'],
     ['requeue_failed_campaign_messages(uuid)', 'integer'],
-    ['log_campaign_steps(jsonb)', 'integer']
+    ['log_campaign_steps(jsonb)', 'integer'],
+    ['record_provider_outage(text)', 'boolean'],
+    ['campaign_queue_effective_horizon(timestamp with time zone)', 'timestamp with time zone'],
+    ['resume_reconnected_campaign_runs()', 'jsonb']
   ];
   v_fn record;
   v_keep boolean;

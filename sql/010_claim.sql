@@ -15,9 +15,13 @@ as $$
 declare
   v_cutoff constant timestamptz :=
     now() - make_interval(secs => greatest(coalesce(p_lock_timeout_s, 600), 1));
+  -- Lateness discounts provider outages (014_provider_outages.sql); null: no horizon.
+  v_horizon constant timestamptz := campaign_queue_effective_horizon(p_one_hour_ago);
   v_stale uuid[];
   v_claimed uuid[] := '{}';
+  v_ended_runs uuid[] := '{}';
   v_left int;
+  v_round int := 0;
   v_result jsonb;
 begin
   if coalesce(p_batch_size, 0) < 1 then
@@ -26,38 +30,67 @@ begin
 
   -- 1. Stale leases: their worker stopped renewing them (crash, kill, lost connection).
   --    Each reclaim spends a retry, so a message that kills its worker ends failed.
-  select coalesce(array_agg(s.id), '{}') into v_stale
-  from (
-    select m.id from campaign_messages m
-    where m.status in ('queued', 'generating', 'sending')
-      and m.locked_at < v_cutoff
-      and (p_run_id is null or m.run_id = p_run_id)
-    order by m.locked_at
-    limit p_batch_size
-    for update of m skip locked
-  ) s;
+  --    Rows this step ends (failed) or puts back (pending: run not running) take no slot of
+  --    the batch: the step repeats while it has slots and found as many rows as it asked for,
+  --    4 rounds at most so one call stays bounded.
+  loop
+    v_round := v_round + 1;
+    v_left := p_batch_size - cardinality(v_claimed);
+    exit when v_left < 1 or v_round > 4;
 
-  if cardinality(v_stale) > 0 then
+    select coalesce(array_agg(s.id), '{}') into v_stale
+    from (
+      select m.id from campaign_messages m
+      where m.status in ('queued', 'generating', 'sending')
+        and m.locked_at < v_cutoff
+        and (p_run_id is null or m.run_id = p_run_id)
+      order by m.locked_at
+      limit v_left
+      for update of m skip locked
+    ) s;
+    exit when cardinality(v_stale) = 0;
+
+    -- Their runs, locked in id order before any counter is written or any status read: two
+    -- claims recovering leases of the same runs never deadlock, and a run's status cannot
+    -- change between the reads below.
+    perform 1 from campaign_runs r
+     where r.id in (select m.run_id from campaign_messages m where m.id = any(v_stale))
+     order by r.id
+     for update of r;
+
+    -- A row whose run no longer exists (production may lack the foreign key) can never be
+    -- worked: it ends failed, so it is not picked again ahead of the leases behind it.
+    update campaign_messages m
+       set status = 'failed', error_message = 'run no longer exists',
+           lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
+     where m.id = any(v_stale)
+       and not exists (select 1 from campaign_runs r where r.id = m.run_id);
+
     with exhausted as (
       update campaign_messages m
          set status = 'failed',
              error_message = 'lease expired after ' || m.retry_count || ' retries: '
                              || 'the worker processing it stopped each time',
              lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
-       where m.id = any(v_stale) and m.retry_count >= 3
+       where m.id = any(v_stale) and m.status in ('queued', 'generating', 'sending')
+         and m.retry_count >= 3
       returning m.run_id
+    ), counted as (
+      update campaign_runs r  -- rows locked above, in id order
+         set leads_failed = r.leads_failed + e.n
+        from (select run_id, count(*)::int as n from exhausted group by run_id) e
+       where r.id = e.run_id
+      returning r.id
     )
-    update campaign_runs r
-       set leads_failed = r.leads_failed + e.n
-      from (select run_id, count(*)::int as n from exhausted group by run_id) e
-     where r.id = e.run_id;
+    select v_ended_runs || coalesce(array_agg(id), '{}') into v_ended_runs from counted;
 
     update campaign_messages m
        set status = 'pending', retry_count = m.retry_count + 1,
            error_message = 'lease expired while the run was not running: back in the queue',
            lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
       from campaign_runs r
-     where r.id = m.run_id and m.id = any(v_stale) and m.retry_count < 3
+     where r.id = m.run_id and m.id = any(v_stale)
+       and m.status in ('queued', 'generating', 'sending') and m.retry_count < 3
        and r.status <> 'running';
 
     with reclaimed as (
@@ -67,11 +100,19 @@ begin
              lock_token = gen_random_uuid(), locked_at = now(), claimed_by = p_worker,
              updated_at = now()
         from campaign_runs r
-       where r.id = m.run_id and m.id = any(v_stale) and m.retry_count < 3
+       where r.id = m.run_id and m.id = any(v_stale)
+         and m.status in ('queued', 'generating', 'sending') and m.retry_count < 3
          and r.status = 'running'
       returning m.id
     )
-    select coalesce(array_agg(id), '{}') into v_claimed from reclaimed;
+    select v_claimed || coalesce(array_agg(id), '{}') into v_claimed from reclaimed;
+
+    exit when cardinality(v_stale) < v_left;  -- no more stale rows
+  end loop;
+
+  -- A run whose last messages just failed here completes, as finalize_campaign_runs says.
+  if cardinality(v_ended_runs) > 0 then
+    perform finalize_campaign_runs(v_ended_runs);
   end if;
 
   -- 2. Due pending messages of running runs, oldest first.
@@ -82,7 +123,7 @@ begin
       join campaign_runs r on r.id = m.run_id
       where m.status = 'pending'
         and m.scheduled_at <= now()
-        and (p_one_hour_ago is null or m.scheduled_at >= p_one_hour_ago)
+        and (v_horizon is null or m.scheduled_at >= v_horizon)
         and (p_run_id is null or m.run_id = p_run_id)
         and r.status = 'running'
       order by m.scheduled_at
@@ -121,8 +162,14 @@ begin
                   'start_time', c.start_time,
                   'end_time', c.end_time,
                   'timezone', c.timezone,
+                  -- The workspace's agent with a model (null or blank counts as none: the
+                  -- service falls back to DEFAULT_MODEL), lowest id first. ai_agents may
+                  -- have more columns in production (is_active, created_at) this cannot
+                  -- rely on; the id makes the choice deterministic at least.
                   'model', (select a.model from ai_agents a
-                             where a.workspace_id = c.workspace_id and a.model is not null
+                             where a.workspace_id = c.workspace_id
+                               and nullif(btrim(a.model), '') is not null
+                             order by a.id
                              limit 1),
                   'inbox_status', check_campaign_instance_status(c.inbox_id),
                   'splitter', (select jsonb_build_object(
@@ -132,6 +179,7 @@ begin
                                         'max_tokens', s.max_tokens)
                                  from ai_message_splitter_config s
                                 where s.workspace_id = c.workspace_id
+                                order by s.id  -- lowest id: deterministic
                                 limit 1)
                 )
               ) as item
@@ -145,24 +193,76 @@ end;
 $$;
 
 
-create or replace function mark_old_campaign_messages_as_skipped(p_one_hour_ago timestamptz)
-returns integer
-language sql security definer set search_path = public
+-- Late pending messages -> skipped, in bounded batches (DESIGN section 4): at most p_limit a
+-- call, only running runs (a paused run keeps its pending messages for resume_campaign_run),
+-- only p_run_id's when given. Runs whose last messages it skips complete. Late means due
+-- before campaign_queue_effective_horizon(p_one_hour_ago): provider outages do not count.
+--
+-- Index-backed whatever the backlog: it walks the running runs in id order
+-- (idx_campaign_runs_running) and reads each one's late messages through
+-- idx_campaign_messages_atomic_selection (run_id, status, scheduled_at), oldest first, so
+-- pending messages of paused runs are never read. A loop per run rather than one statement so
+-- that it takes the locks in the order every run-level function does (the run row, then its
+-- messages), locks only the runs it skips messages of, and stops as soon as the limit is met.
+create or replace function mark_old_campaign_messages_as_skipped(
+  p_one_hour_ago timestamptz,
+  p_run_id uuid default null,
+  p_limit int default 5000
+) returns integer
+language plpgsql security definer set search_path = public
 as $$
-  -- Only running runs: a paused run keeps its pending messages for resume_campaign_run.
-  with old as (
-    select m.id from campaign_messages m
-    join campaign_runs r on r.id = m.run_id
-    where m.status = 'pending' and m.scheduled_at < p_one_hour_ago and r.status = 'running'
-    for update of m skip locked
-  ), skipped as (
-    update campaign_messages m
-       set status = 'skipped',
-           error_message = 'skipped: scheduled before the horizon ' || p_one_hour_ago::text,
-           updated_at = now()
-      from old
-     where m.id = old.id
-    returning 1
-  )
-  select count(*)::int from skipped;
+declare
+  v_horizon constant timestamptz := campaign_queue_effective_horizon(p_one_hour_ago);
+  v_left int := coalesce(p_limit, 0);
+  v_run uuid;
+  v_runs uuid[] := '{}';
+  v_n int;
+  v_total int := 0;
+begin
+  if v_horizon is null or v_left < 1 then
+    return 0;
+  end if;
+
+  for v_run in
+    select r.id from campaign_runs r
+     where r.status = 'running' and (p_run_id is null or r.id = p_run_id)
+       and exists (select 1 from campaign_messages m
+                    where m.run_id = r.id and m.status = 'pending'
+                      and m.scheduled_at < v_horizon)
+     order by r.id
+  loop
+    -- The run row first; it may have been paused since the loop read it.
+    perform 1 from campaign_runs where id = v_run and status = 'running' for update;
+    continue when not found;
+
+    with late as (
+      select m.id from campaign_messages m
+       where m.run_id = v_run and m.status = 'pending' and m.scheduled_at < v_horizon
+       order by m.scheduled_at
+       limit v_left
+       for update of m skip locked
+    ), skipped as (
+      update campaign_messages m
+         set status = 'skipped',
+             error_message = 'skipped: scheduled before the horizon ' || v_horizon::text,
+             updated_at = now()
+        from late
+       where m.id = late.id
+      returning 1
+    )
+    select count(*)::int into v_n from skipped;
+
+    if v_n > 0 then
+      v_runs := v_runs || v_run;
+      v_total := v_total + v_n;
+      v_left := v_left - v_n;
+    end if;
+    exit when v_left < 1;
+  end loop;
+
+  if cardinality(v_runs) > 0 then
+    perform finalize_campaign_runs(v_runs);
+  end if;
+  return v_total;
+end;
 $$;

@@ -49,15 +49,72 @@ begin
   end if;
 
   update campaign_runs set status = 'running', error_message = null where id = p_run_id;
+  -- A run whose messages all ended while it was paused (say, its last leases ran out) has
+  -- nothing to resume: it completes now, by the rule of finalize_campaign_runs.
+  perform finalize_campaign_runs(array[p_run_id]);
   return jsonb_build_object('ok', true, 'reason', null, 'rescheduled', v_count);
+end;
+$$;
+
+
+-- Runs the service paused because their inbox was down come back by themselves once the inbox
+-- reports connected. The service calls this once per invocation, before claiming. Only runs
+-- whose error_message starts with 'inbox not connected' (the prefix the service writes when
+-- it pauses a run for its inbox): a run paused by a person, for any other reason, waits for
+-- that person. At most 100 runs a call, the oldest campaigns first (started_at, id); each
+-- inbox's status is asked once a call. Each run goes through resume_campaign_run, in id order
+-- (the order every function locks runs in), which re-checks the inbox and re-spaces the
+-- pending messages from now. Returns the ids of the runs resumed.
+create or replace function resume_reconnected_campaign_runs()
+returns jsonb
+language plpgsql security definer set search_path = public
+as $$
+declare
+  v_run uuid;
+  v_resumed uuid[] := '{}';
+begin
+  for v_run in
+    with paused as (
+      select r.id, r.started_at, c.inbox_id
+        from campaign_runs r join campaign_configs c on c.id = r.config_id
+       where r.status = 'paused' and r.error_message like 'inbox not connected%'
+    ), connected as materialized (
+      select d.inbox_id from (select distinct inbox_id from paused) d
+       where coalesce((check_campaign_instance_status(d.inbox_id) ->> 'connected')::boolean,
+                      false)
+    ), picked as (
+      select p.id from paused p join connected using (inbox_id)
+       order by p.started_at, p.id
+       limit 100
+    )
+    select id from picked order by id
+  loop
+    if coalesce((resume_campaign_run(v_run) ->> 'ok')::boolean, false) then
+      v_resumed := v_resumed || v_run;
+    end if;
+  end loop;
+  return to_jsonb(v_resumed);
 end;
 $$;
 
 
 create or replace function finalize_campaign_runs(p_run_ids uuid[])
 returns jsonb
-language sql security definer set search_path = public
+language plpgsql security definer set search_path = public
 as $$
+declare
+  v_finished jsonb;
+begin
+  -- 1. Lock the running runs first, in id order (every function that locks several runs does
+  --    so by id, so two of them never deadlock). A requeue locks its run before touching its
+  --    messages, so once we hold the row no requeue of that run is in flight.
+  perform 1 from campaign_runs
+   where id = any(p_run_ids) and status = 'running'
+   order by id
+   for update;
+  -- 2. A new statement, so a new snapshot (plpgsql, read committed): it sees the messages a
+  --    requeue committed while we waited on the run row. One statement reading an old
+  --    snapshot after the wait would complete a run that has pending messages again.
   with finished as (
     update campaign_runs r
        set status = 'completed', completed_at = now()
@@ -67,7 +124,9 @@ as $$
                           and m.status in ('pending', 'queued', 'generating', 'sending'))
     returning r.id
   )
-  select coalesce(jsonb_agg(id), '[]'::jsonb) from finished;
+  select coalesce(jsonb_agg(id order by id), '[]'::jsonb) into v_finished from finished;
+  return v_finished;
+end;
 $$;
 
 
@@ -76,15 +135,27 @@ returns integer
 language plpgsql security definer set search_path = public
 as $$
 declare
+  v_status text;
   v_count int;
 begin
-  -- Text and parts already delivered are kept: the new attempt resumes, never re-sends.
+  -- The run row first, then its messages: a finalize that locks the run after us waits and
+  -- then sees the messages we made pending; one that locked it before us completes the run
+  -- and we make it running again below.
+  select status into v_status from campaign_runs where id = p_run_id for update;
+  if not found or v_status = 'cancelled' then
+    return 0;
+  end if;
+
+  -- A message partly delivered (parts_sent > 0) keeps its text and parts: the new attempt
+  -- resumes at the first unsent part, never re-sends. One that sent nothing is written again:
+  -- its text may be what the endpoint rejected, and re-sending it unchanged would fail forever.
+  -- Its conversation stays (it is the lead's conversation, whatever the text).
   update campaign_messages m
      set status = 'pending', scheduled_at = now(), retry_count = 0, error_message = null,
+         generated_message = case when m.parts_sent > 0 then m.generated_message end,
+         message_parts = case when m.parts_sent > 0 then m.message_parts end,
          lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
-    from campaign_runs r
-   where r.id = m.run_id and m.run_id = p_run_id and m.status = 'failed'
-     and r.status <> 'cancelled';
+   where m.run_id = p_run_id and m.status = 'failed';
   get diagnostics v_count = row_count;
   if v_count > 0 then
     update campaign_runs

@@ -5,7 +5,7 @@ declare
 begin
   foreach v_fn in array array[
     'get_and_lock_campaign_messages(integer,timestamptz,integer,text,uuid)',
-    'mark_old_campaign_messages_as_skipped(timestamptz)',
+    'mark_old_campaign_messages_as_skipped(timestamptz,uuid,integer)',
     'get_lead_contexts(uuid[])',
     'start_campaign_message(uuid,uuid)',
     'save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer)',
@@ -18,7 +18,10 @@ begin
     'resume_campaign_run(uuid)',
     'finalize_campaign_runs(uuid[])',
     'requeue_failed_campaign_messages(uuid)',
-    'log_campaign_steps(jsonb)'
+    'log_campaign_steps(jsonb)',
+    'record_provider_outage(text)',
+    'campaign_queue_effective_horizon(timestamptz)',
+    'resume_reconnected_campaign_runs()'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated', v_fn);
     execute format('grant execute on function %s to service_role', v_fn);

@@ -12,6 +12,7 @@ import asyncpg
 from app.sandbox.seed import seed_campaign
 from app.store.postgres import PostgresRpc, init_connection
 from tests.sql.helpers import claim, make_stale, message_row, run_row
+from tests.sql.waiting import connection, wait_until_blocked
 
 
 async def test_four_connections_claim_every_message_exactly_once(
@@ -156,6 +157,117 @@ async def test_reclaim_past_the_retry_limit_fails_the_message(
     assert row["lock_token"] is None
     assert "lease expired" in row["error_message"]
     assert (await run_row(conn, seeded.run_id))["leads_failed"] == 1
+
+
+async def test_lease_exhaustion_completes_the_run_it_empties(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    emptied = await seed_campaign(conn, leads=1)
+    busy = await seed_campaign(conn, leads=2)
+    await conn.execute(
+        "update campaign_messages set scheduled_at = now() + interval '1 day' where id = $1",
+        busy.message_ids[1],
+    )
+    await claim(rpc, batch=10)
+    for message_id in (emptied.message_ids[0], busy.message_ids[0]):
+        await conn.execute("update campaign_messages set retry_count = 3 where id = $1", message_id)
+        await make_stale(conn, message_id, minutes=20)
+
+    assert await claim(rpc, batch=10) == []
+
+    run = await run_row(conn, emptied.run_id)
+    assert (run["status"], run["leads_failed"]) == ("completed", 1)
+    assert run["completed_at"] is not None
+    run = await run_row(conn, busy.run_id)  # its other message is still pending
+    assert (run["status"], run["leads_failed"]) == ("running", 1)
+
+
+async def test_model_and_splitter_are_the_workspace_rows_with_the_lowest_id(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    workspace = uuid.uuid4()
+    low, mid, high = (uuid.UUID(int=n) for n in (1, 2, 2**128 - 1))
+    # Inserted highest id first, so the table's physical order is not the id order.
+    await conn.executemany(
+        "insert into ai_agents (id, workspace_id, model) values ($1, $2, $3)",
+        [(high, workspace, "z/last-by-id"), (low, workspace, None), (mid, workspace, "a/first")],
+    )
+    await conn.executemany(
+        "insert into ai_message_splitter_config (id, workspace_id, min_chars_to_split) "
+        "values ($1, $2, $3)",
+        [(high, workspace, 999), (low, workspace, 111)],
+    )
+    await seed_campaign(conn, leads=1, workspace_id=workspace)
+
+    [item] = await claim(rpc)
+
+    assert item["config"]["model"] == "a/first"  # the lowest id with a model
+    assert item["config"]["splitter"]["min_chars_to_split"] == 111
+
+
+async def test_stale_recovery_locks_the_runs_in_id_order(
+    conn: asyncpg.Connection, db_dsn: str, rpc: PostgresRpc
+) -> None:
+    # Exhausted leases in many runs: the claim writes each run's counters. It must lock the
+    # run rows in id order (so two claims never deadlock): while it waits on the lowest run,
+    # it holds none of the others.
+    runs = [(await seed_campaign(conn, leads=1)) for _ in range(12)]
+    await claim(rpc, batch=20)
+    await conn.execute("update campaign_messages set retry_count = 3")
+    await conn.execute("update campaign_messages set locked_at = now() - interval '20 minutes'")
+    run_ids = sorted(r.run_id for r in runs)
+
+    async with (
+        connection(db_dsn) as holder,
+        connection(db_dsn) as claimer,
+        connection(db_dsn) as prober,
+    ):
+        hold = holder.transaction()
+        await hold.start()
+        await holder.execute("select 1 from campaign_runs where id = $1 for update", run_ids[0])
+        claiming = asyncio.create_task(
+            claimer.fetchval("select get_and_lock_campaign_messages(p_batch_size => 20)")
+        )
+        await wait_until_blocked(conn, claimer.get_server_pid())
+        async with prober.transaction():
+            free = await prober.fetchval(
+                """select count(*) from (select id from campaign_runs where id = any($1::uuid[])
+                                          for update skip locked) s""",
+                run_ids[1:],
+            )
+        await hold.commit()
+        assert await claiming == []
+
+    assert free == len(run_ids) - 1
+    for run_id in run_ids:
+        run = await run_row(conn, run_id)
+        assert (run["status"], run["leads_failed"]) == ("completed", 1)
+
+
+async def test_stale_rows_of_a_deleted_run_fail_and_do_not_block_the_others(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    # Production may lack the foreign key: a run deleted under its claimed messages.
+    await conn.execute(
+        "alter table campaign_messages drop constraint campaign_messages_run_id_fkey"
+    )
+    gone = await seed_campaign(conn, leads=3)
+    alive = await seed_campaign(conn, leads=2)
+    await claim(rpc, batch=5)
+    for message_id in gone.message_ids:
+        await make_stale(conn, message_id, minutes=30)  # the oldest leases: first in line
+    for message_id in alive.message_ids:
+        await make_stale(conn, message_id, minutes=20)
+    await conn.execute("delete from campaign_runs where id = $1", gone.run_id)
+
+    reclaimed = await claim(rpc, batch=3)
+
+    assert sorted(m["id"] for m in reclaimed) == sorted(str(i) for i in alive.message_ids)
+    for message_id in gone.message_ids:
+        row = await message_row(conn, message_id)
+        assert (row["status"], row["error_message"]) == ("failed", "run no longer exists")
+        assert row["lock_token"] is None
+    assert await claim(rpc, batch=3) == []
 
 
 async def test_stale_lease_of_a_paused_run_goes_back_to_pending(

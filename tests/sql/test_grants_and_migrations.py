@@ -9,6 +9,27 @@ from app.sandbox.database import create_database, drop_database
 from app.sandbox.seed import seed_campaign
 from app.store.migrations import apply_migrations, load_migrations
 
+QUEUE_FUNCTIONS = [
+    "get_and_lock_campaign_messages",
+    "mark_old_campaign_messages_as_skipped",
+    "get_lead_contexts",
+    "start_campaign_message",
+    "save_generated_message",
+    "mark_message_part_sent",
+    "fail_campaign_message",
+    "skip_campaign_message",
+    "release_campaign_messages",
+    "renew_campaign_leases",
+    "pause_campaign_run",
+    "resume_campaign_run",
+    "finalize_campaign_runs",
+    "requeue_failed_campaign_messages",
+    "log_campaign_steps",
+    "record_provider_outage",
+    "campaign_queue_effective_horizon",
+    "resume_reconnected_campaign_runs",
+]
+
 
 @pytest.mark.parametrize("role", ["anon", "authenticated"])
 async def test_only_service_role_can_claim(conn: asyncpg.Connection, role: str) -> None:
@@ -35,7 +56,7 @@ async def test_every_queue_function_is_security_definer_and_service_role_only(
             where n.nspname = 'public'
               and p.proname not in ('check_campaign_instance_status', 'log_campaign_step')"""
     )
-    assert len(rows) == 15
+    assert sorted(r["proname"] for r in rows) == sorted(QUEUE_FUNCTIONS)
     for row in rows:
         assert row["prosecdef"], row["proname"]
         assert row["proconfig"] == ["search_path=public"], row["proname"]
