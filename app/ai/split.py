@@ -11,6 +11,7 @@ from typing import Protocol
 
 from app.models import SplitterConfig
 from app.outbound import AuthError, OutboundError
+from app.text import clean_text
 
 MAX_PART_CHARS = 1000
 
@@ -47,7 +48,7 @@ def parse_split_response(content: str, max_parts: int) -> list[str]:
     for item in data:
         if not isinstance(item, str):
             raise SplitRejectedError("split answer has a part that is not a string")
-        part = item.strip()
+        part = clean_text(item).strip()
         if not part:
             raise SplitRejectedError("split answer has an empty part")
         if len(part) > MAX_PART_CHARS:
