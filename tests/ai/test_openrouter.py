@@ -5,23 +5,21 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import httpx
 import pytest
 import pytest_asyncio
-from fastapi import FastAPI
-from fastapi.responses import Response
 
 from app.ai.openrouter import OpenRouterClient
 from app.ai.split import parse_split_response
 from app.ai.validation import validate_message
 from app.models import SplitterConfig
 from app.outbound import AuthError, PermanentError, RetryableError
-from app.sandbox.server import LoopbackServer
 from app.sandbox.stubs import Fault, Latency
+from tests.ai.conftest import RawAnswers
 from tests.stubs import SettingsFactory, Stubs
 
 
@@ -210,39 +208,10 @@ async def test_the_api_key_is_sent_as_a_bearer_token(
         await generate(client)
 
 
-class RawAnswers:
-    """A /chat/completions that answers the JSON text it is given, byte for byte."""
-
-    def __init__(self) -> None:
-        self.body = "{}"
-        self.app = FastAPI()
-        self.app.post("/chat/completions")(self._completions)
-
-    async def _completions(self) -> Response:
-        return Response(self.body, media_type="application/json")
-
-    def answer(self, content_json: str, total_tokens: str = "7") -> None:
-        """content_json: the JSON spelling of message.content, escapes and all."""
-        self.body = (
-            '{"choices": [{"message": {"role": "assistant", "content": '
-            + content_json
-            + '}}], "usage": {"total_tokens": '
-            + total_tokens
-            + "}}"
-        )
-
-
-@pytest.fixture(scope="module")
-def raw_answers() -> Iterator[tuple[RawAnswers, str]]:
-    answers = RawAnswers()
-    with LoopbackServer(answers.app) as server:
-        yield answers, server.url
-
-
 async def test_nul_and_lone_surrogates_in_an_answer_are_cleaned(
-    raw_answers: tuple[RawAnswers, str], make_settings: SettingsFactory, http: httpx.AsyncClient
+    raw_answers: RawAnswers, make_settings: SettingsFactory, http: httpx.AsyncClient
 ) -> None:
-    answers, url = raw_answers
+    answers, url = raw_answers, raw_answers.url
     answers.answer(r'"Olá Ana!\u0000 Tudo bem \ud800 por aí? Vamos conversar \udfff?"')
     client = OpenRouterClient(http, make_settings(openrouter_base_url=url))
 
@@ -267,12 +236,12 @@ SPLIT_WITH_NUL_AND_SURROGATE = r'["Olá Ana!\u0000 Tudo bem?", "Vamos \ud800 con
     ],
 )
 async def test_nul_and_lone_surrogates_in_a_split_answer_are_cleaned(
-    raw_answers: tuple[RawAnswers, str],
+    raw_answers: RawAnswers,
     make_settings: SettingsFactory,
     http: httpx.AsyncClient,
     content_json: str,
 ) -> None:
-    answers, url = raw_answers
+    answers, url = raw_answers, raw_answers.url
     answers.answer(content_json)
     client = OpenRouterClient(http, make_settings(openrouter_base_url=url))
 
@@ -303,13 +272,13 @@ async def test_nul_and_lone_surrogates_in_a_split_answer_are_cleaned(
     ],
 )
 async def test_total_tokens_are_an_int4_count(
-    raw_answers: tuple[RawAnswers, str],
+    raw_answers: RawAnswers,
     make_settings: SettingsFactory,
     http: httpx.AsyncClient,
     total_tokens: str,
     tokens: int,
 ) -> None:
-    answers, url = raw_answers
+    answers, url = raw_answers, raw_answers.url
     answers.answer('"Olá Ana, tudo bem por aí?"', total_tokens=total_tokens)
     client = OpenRouterClient(http, make_settings(openrouter_base_url=url))
     assert (await generate(client))[1] == tokens
