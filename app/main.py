@@ -192,6 +192,10 @@ async def process_queue(request: Request) -> JSONResponse:
         return _unprocessable(
             [{"loc": ["body"], "msg": "body is not valid JSON", "type": "json_invalid"}]
         )
+    except RecursionError:  # json.loads recurses once per nesting level
+        return _unprocessable(
+            [{"loc": ["body"], "msg": "body is nested too deeply", "type": "json_invalid"}]
+        )
     if data is None:
         data = {}
     try:

@@ -170,3 +170,26 @@ def test_uvicorn_without_settings_names_what_is_missing(tmp_path: Path) -> None:
     assert ours.startswith("error: missing required settings: ")
     for name in ("DATABASE_URL", "OPENROUTER_API_KEY", "CRON_SECRET", "SEND_URL"):
         assert name in ours
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"batch_size": ' + '{"a": ' * 100_000 + "1" + "}" * 100_000 + "}",
+    ],
+)
+async def test_a_body_nested_100000_deep_is_422_naming_the_body(
+    service: Service, body: str
+) -> None:
+    response = await service.http.post(
+        service.url + "/process-queue",
+        content=body,
+        headers={"Authorization": f"Bearer {CRON_SECRET}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body"]
+    assert "nested too deeply" in error["msg"]
