@@ -7,9 +7,10 @@ import hmac
 import json
 import os
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -18,6 +19,7 @@ import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.ai.openrouter import OpenRouterClient
 from app.delivery.sender import Sender
@@ -25,7 +27,7 @@ from app.logs import configure_logging, log
 from app.models import ProcessQueueResult
 from app.processing.pipeline import MessagePipeline
 from app.processing.processor import QueueProcessor
-from app.settings import Settings, load_settings
+from app.settings import Settings, SettingsError, load_settings
 from app.store.rpc import DatabaseError, Rpc
 from app.store.store import Store
 
@@ -97,7 +99,13 @@ async def build_services(settings: Settings) -> Services:
 def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        resolved = settings or load_settings()
+        try:
+            resolved = settings or load_settings()
+        except SettingsError as exc:
+            # One clear line; the server then exits non-zero (uvicorn: "startup failed").
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            app.state.startup_refused = True
+            raise _StartupRefusedError(str(exc)) from None
         configure_logging(resolved.log_level, _secrets(resolved))
         services = await build_services(resolved)
         app.state.services = services
@@ -111,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await services.rpc.close()
 
     app = FastAPI(title="campaign-queue", lifespan=lifespan)
+    app.add_middleware(_NoTracebackForRefusedStartup)
     app.post(
         "/process-queue",
         response_model=ProcessQueueResult,
@@ -125,6 +134,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.get("/healthz")(healthz)
     app.add_exception_handler(_Unauthorized, _unauthorized)
     return app
+
+
+class _StartupRefusedError(Exception):
+    """Settings are missing or invalid: the one line is already on stderr."""
+
+
+class _NoTracebackForRefusedStartup:
+    """Keeps the server from printing a traceback when start-up was refused on settings.
+
+    Starlette reports a failed lifespan with the formatted traceback, which uvicorn logs;
+    for settings the line the lifespan printed says it all.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self._app(scope, receive, send)
+            return
+
+        async def quiet_send(message: Message) -> None:
+            refused = getattr(scope["app"].state, "startup_refused", False)
+            if message["type"] == "lifespan.startup.failed" and refused:
+                message = {"type": "lifespan.startup.failed", "message": ""}
+            await send(message)
+
+        # The server saw startup.failed and exits; nothing more to say.
+        with suppress(_StartupRefusedError):
+            await self._app(scope, receive, quiet_send)
 
 
 def _services(request: Request) -> Services:
@@ -157,6 +196,10 @@ async def process_queue(request: Request) -> JSONResponse:
     except ValueError:
         return _unprocessable(
             [{"loc": ["body"], "msg": "body is not valid JSON", "type": "json_invalid"}]
+        )
+    except RecursionError:  # json.loads recurses once per nesting level
+        return _unprocessable(
+            [{"loc": ["body"], "msg": "body is nested too deeply", "type": "json_invalid"}]
         )
     if data is None:
         data = {}

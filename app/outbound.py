@@ -1,7 +1,9 @@
 """What ai/ and delivery/ share about outbound HTTP: typed errors and the retry policy.
 
 Errors tell the caller what to do with a message:
-- RetryableError: try again later (429, 5xx, timeout, connection error, malformed answer);
+- RetryableError: try again later (408, 409, 429, 5xx, timeout, connection error, malformed
+  answer); a 409 is how many idempotent APIs answer a replay whose first request is still in
+  flight, and the retry carries the same Idempotency-Key;
 - PermanentError: this message will never succeed as it is (400, 404, 422, invalid number);
 - AuthError: a key, a credit balance or a permission is wrong (401, 402, 403); every other
   message would fail the same way, so the whole invocation stops.
@@ -27,6 +29,8 @@ from app.settings import Settings
 T = TypeVar("T")
 
 AUTH_STATUSES = frozenset({401, 402, 403})
+# 408 Request Timeout, 409 Conflict (a replay in progress), 429 Too Many Requests.
+RETRYABLE_CLIENT_STATUSES = frozenset({408, 409, 429})
 
 
 class OutboundError(Exception):
@@ -92,7 +96,7 @@ def error_for_status(response: httpx.Response, what: str) -> OutboundError:
     """The typed error for a non-2xx answer. The body is not echoed: it may hold personal data."""
     status = response.status_code
     message = f"{what}: HTTP {status}"
-    if status == 429:
+    if status in RETRYABLE_CLIENT_STATUSES:
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         return RetryableError(message, status=status, retry_after=retry_after)
     if status >= 500:

@@ -2,19 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Self
+from collections.abc import Callable
+from typing import Any, Self
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import (
+    Field,
+    ModelWrapValidatorHandler,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+MIN_CRON_SECRET_CHARS = 16
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-class MissingSettingsError(ValueError):
-    """Raised at start-up when required settings are absent; the message names them all."""
+
+class SettingsError(ValueError):
+    """Missing or invalid settings. str() is one line naming each setting and why, e.g.
+    `invalid settings: BATCH_SIZE: must be >= 1; PORT: not a number`; never a value."""
+
+
+class MissingSettingsError(SettingsError):
+    """Only required settings are absent; the message names them all."""
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    # An empty variable counts as unset (CRON_SECRET= is missing, not an empty secret).
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        extra="ignore",
+        case_sensitive=False,
+        env_ignore_empty=True,
+        allow_inf_nan=False,
+    )
 
     # Database: DATABASE_URL (asyncpg) wins; otherwise Supabase RPC over PostgREST.
     database_url: SecretStr | None = None
@@ -37,7 +61,8 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(default=5, ge=1, le=50)
     max_messages: int = Field(default=1000, ge=1, le=10000)
     time_budget_s: float = Field(default=50.0, gt=0, le=3600)
-    lock_timeout_s: int = Field(default=600, ge=1)
+    # The processor renews its leases every LOCK_TIMEOUT_S / 3: under 2 s they lapse.
+    lock_timeout_s: int = Field(default=600, ge=2)
     skip_after_minutes: int = Field(default=60, ge=1)
 
     generate_timeout_s: float = Field(default=30.0, gt=0)
@@ -48,27 +73,55 @@ class Settings(BaseSettings):
     retry_max_wait_s: float = Field(default=60.0, ge=0)
     circuit_failure_threshold: int = Field(default=5, ge=1)
 
-    port: int = 8080
+    port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = "INFO"
 
-    @model_validator(mode="after")
-    def _require_what_the_service_needs(self) -> Self:
-        missing = []
-        if self.database_url is None and (
-            self.supabase_url is None or self.supabase_service_role_key is None
-        ):
-            missing.append("DATABASE_URL (or SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY)")
-        if self.openrouter_api_key is None:
-            missing.append("OPENROUTER_API_KEY")
-        if self.send_url is None and self.supabase_url is None:
-            missing.append("SEND_URL (or SUPABASE_URL)")
-        if self.supabase_service_role_key is None:
-            missing.append("SUPABASE_SERVICE_ROLE_KEY (the send endpoint's X-Service-Role-Key)")
-        if self.cron_secret is None:
-            missing.append("CRON_SECRET")
+    @field_validator("supabase_url", "openrouter_base_url", "send_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be a URL starting with http:// or https://")
+        return value
+
+    @field_validator("cron_secret")
+    @classmethod
+    def _long_cron_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Trimmed: a secret mounted from a file often ends with a newline.
+        if value is None:
+            return None
+        secret = value.get_secret_value().strip()
+        if len(secret) < MIN_CRON_SECRET_CHARS:
+            raise ValueError(f"must be at least {MIN_CRON_SECRET_CHARS} characters")
+        return SecretStr(secret)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError("must be one of " + ", ".join(_LOG_LEVELS))
+        return level
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _one_line_naming_every_problem(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Self]
+    ) -> Self:
+        try:
+            settings = handler(data)
+        except ValidationError as exc:
+            given = data if isinstance(data, dict) else {}
+            invalid = [_describe(error) for error in exc.errors()]
+            missing = _missing(lambda name: given.get(name) is not None)
+            raise SettingsError(_one_line(invalid, missing)) from None
+        missing = _missing(lambda name: getattr(settings, name) is not None)
         if missing:
-            raise MissingSettingsError("missing required settings: " + ", ".join(missing))
-        return self
+            raise MissingSettingsError(_one_line([], missing))
+        return settings
 
     @property
     def resolved_send_url(self) -> str:
@@ -90,29 +143,91 @@ class Settings(BaseSettings):
 class DatabaseSettings(BaseSettings):
     """Only what `python -m app migrate` needs, from the environment or `.env`."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=False, env_ignore_empty=True
+    )
 
     database_url: SecretStr | None = None
 
 
 def load_settings() -> Settings:
-    """Settings from the environment; raises MissingSettingsError naming what is absent."""
+    """Settings from the environment and `.env`.
+
+    Raises SettingsError (MissingSettingsError when only required settings are absent),
+    whose str() is one line naming every missing or invalid setting, never a value.
+    """
     try:
         return Settings()
-    except MissingSettingsError:
-        raise
-    except ValueError as exc:
-        cause = _missing_settings_cause(exc)
-        if cause is not None:
-            raise cause from None
-        raise
+    except ValidationError as exc:
+        raise _settings_error(exc) from None
 
 
-def _missing_settings_cause(exc: ValueError) -> MissingSettingsError | None:
-    # pydantic wraps validator errors; surface ours as the one clear line it is.
-    for error in getattr(exc, "errors", lambda: [])():
-        ctx = error.get("ctx") or {}
-        inner = ctx.get("error")
-        if isinstance(inner, MissingSettingsError):
+def _settings_error(exc: ValidationError) -> SettingsError:
+    # pydantic wraps validator errors; ours is the one clear line.
+    for error in exc.errors():
+        inner = (error.get("ctx") or {}).get("error")
+        if isinstance(inner, SettingsError):
             return inner
-    return None
+    return SettingsError(_one_line([_describe(error) for error in exc.errors()], []))
+
+
+def _missing(present: Callable[[str], bool]) -> list[str]:
+    missing = []
+    if not present("database_url") and not (
+        present("supabase_url") and present("supabase_service_role_key")
+    ):
+        missing.append("DATABASE_URL (or SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY)")
+    if not present("openrouter_api_key"):
+        missing.append("OPENROUTER_API_KEY")
+    if not present("send_url") and not present("supabase_url"):
+        missing.append("SEND_URL (or SUPABASE_URL)")
+    if not present("supabase_service_role_key"):
+        missing.append("SUPABASE_SERVICE_ROLE_KEY (the send endpoint's X-Service-Role-Key)")
+    if not present("cron_secret"):
+        missing.append("CRON_SECRET")
+    return missing
+
+
+def _one_line(invalid: list[str], missing: list[str]) -> str:
+    problems = []
+    if invalid:
+        problems.append("invalid settings: " + "; ".join(invalid))
+    if missing:
+        problems.append("missing required settings: " + ", ".join(missing))
+    return "; ".join(problems)
+
+
+def _describe(error: ErrorDetails) -> str:
+    """`NAME: why` for one pydantic error; the input is never echoed (it may be a secret)."""
+    name = ".".join(str(part) for part in error["loc"]).upper() or "settings"
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "int_from_float" or (kind == "int_parsing" and _is_float(error.get("input"))):
+        why = "not a whole number"
+    elif kind in ("int_parsing", "float_parsing", "int_type", "float_type"):
+        why = "not a number"
+    elif kind == "finite_number":
+        why = "must be a finite number"
+    elif kind in _BOUNDS:
+        symbol, key = _BOUNDS[kind]
+        why = f"must be {symbol} {ctx.get(key)}"
+    elif kind == "value_error" and "error" in ctx:
+        why = str(ctx["error"])
+    else:
+        why = error["msg"]
+    return f"{name}: {why}"
+
+
+def _is_float(value: object) -> bool:
+    try:
+        float(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+_BOUNDS = {
+    "greater_than_equal": (">=", "ge"),
+    "greater_than": (">", "gt"),
+    "less_than_equal": ("<=", "le"),
+    "less_than": ("<", "lt"),
+}

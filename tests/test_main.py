@@ -94,3 +94,102 @@ def test_start_up_without_settings_names_what_is_missing(tmp_path: Path) -> None
     assert len(lines) == 1
     for name in ("DATABASE_URL", "OPENROUTER_API_KEY", "CRON_SECRET", "SEND_URL"):
         assert name in lines[0]
+
+
+ROOT = Path(__file__).resolve().parent.parent
+VALID_ENV = {
+    "DATABASE_URL": "postgresql://app:db-password@127.0.0.1:1/app",
+    "OPENROUTER_API_KEY": "sk-or-test-key",
+    "SEND_URL": "http://127.0.0.1:1/functions/v1/internal-send-ai-message",
+    "SUPABASE_SERVICE_ROLE_KEY": "service-role-key",
+    "CRON_SECRET": CRON_SECRET,
+}
+
+
+def run_with_env(
+    command: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """command from a directory without .env, with only env (and PATH, HOME, LANG) set."""
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    return subprocess.run(
+        [sys.executable, *command],
+        cwd=cwd,
+        env=base | {"PYTHONPATH": str(ROOT)} | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+BAD_SETTINGS = [
+    ({"BATCH_SIZE": "0"}, "invalid settings: BATCH_SIZE: must be >= 1"),
+    ({"MAX_CONCURRENCY": "lots"}, "invalid settings: MAX_CONCURRENCY: not a number"),
+    ({"PORT": "abc"}, "invalid settings: PORT: not a number"),
+    (
+        {"SUPABASE_URL": "project.supabase.co"},
+        "invalid settings: SUPABASE_URL: must be a URL starting with http:// or https://",
+    ),
+    ({"CRON_SECRET": "short"}, "invalid settings: CRON_SECRET: must be at least 16 characters"),
+    ({"CRON_SECRET": ""}, "missing required settings: CRON_SECRET"),
+    ({"LOCK_TIMEOUT_S": "1"}, "invalid settings: LOCK_TIMEOUT_S: must be >= 2"),
+]
+
+
+@pytest.mark.parametrize(("bad", "line"), BAD_SETTINGS)
+def test_serve_with_a_bad_setting_stops_with_one_line(
+    tmp_path: Path, bad: dict[str, str], line: str
+) -> None:
+    result = run_with_env(["-m", "app", "serve"], VALID_ENV | bad, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {line}"]
+
+
+@pytest.mark.parametrize(("bad", "line"), [BAD_SETTINGS[0], BAD_SETTINGS[5]])
+def test_uvicorn_with_a_bad_setting_stops_with_one_line_and_no_traceback(
+    tmp_path: Path, bad: dict[str, str], line: str
+) -> None:
+    result = run_with_env(
+        ["-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", "0"],
+        VALID_ENV | bad,
+        tmp_path,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    ours = [text for text in result.stderr.splitlines() if "settings" in text]
+    assert ours == [f"error: {line}"]
+
+
+def test_uvicorn_without_settings_names_what_is_missing(tmp_path: Path) -> None:
+    result = run_with_env(
+        ["-m", "uvicorn", "app.main:app", "--host", "127.0.0.1", "--port", "0"], {}, tmp_path
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    [ours] = [text for text in result.stderr.splitlines() if "settings" in text]
+    assert ours.startswith("error: missing required settings: ")
+    for name in ("DATABASE_URL", "OPENROUTER_API_KEY", "CRON_SECRET", "SEND_URL"):
+        assert name in ours
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"batch_size": ' + '{"a": ' * 100_000 + "1" + "}" * 100_000 + "}",
+    ],
+)
+async def test_a_body_nested_100000_deep_is_422_naming_the_body(
+    service: Service, body: str
+) -> None:
+    response = await service.http.post(
+        service.url + "/process-queue",
+        content=body,
+        headers={"Authorization": f"Bearer {CRON_SECRET}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body"]
+    assert "nested too deeply" in error["msg"]

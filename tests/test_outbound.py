@@ -1,10 +1,20 @@
-"""Retry-After parsing (pure function, no I/O)."""
+"""Retry-After parsing and the error for each status (pure functions, no I/O)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from app.outbound import parse_retry_after
+import httpx
+import pytest
+
+from app.outbound import (
+    AuthError,
+    OutboundError,
+    PermanentError,
+    RetryableError,
+    error_for_status,
+    parse_retry_after,
+)
 
 
 def test_retry_after_in_seconds_and_as_a_date() -> None:
@@ -16,3 +26,34 @@ def test_retry_after_in_seconds_and_as_a_date() -> None:
     assert parse_retry_after("-3", now=now) == 0.0
     for bad in (None, "", "soon", "nan", "inf"):
         assert parse_retry_after(bad, now=now) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (400, PermanentError),
+        (401, AuthError),
+        (402, AuthError),
+        (403, AuthError),
+        (404, PermanentError),
+        (408, RetryableError),
+        (409, RetryableError),
+        (422, PermanentError),
+        (429, RetryableError),
+        (500, RetryableError),
+        (503, RetryableError),
+    ],
+)
+def test_error_for_status(status: int, kind: type[OutboundError]) -> None:
+    error = error_for_status(httpx.Response(status), "send")
+    assert type(error) is kind
+    assert error.retryable == (kind is RetryableError)
+    assert error.status == status
+    assert str(error) == f"send: HTTP {status}"
+
+
+@pytest.mark.parametrize("status", [408, 409, 429])
+def test_a_retryable_4xx_honours_retry_after(status: int) -> None:
+    error = error_for_status(httpx.Response(status, headers={"Retry-After": "3"}), "send")
+    assert isinstance(error, RetryableError)
+    assert error.retry_after == 3.0

@@ -20,6 +20,7 @@ from app.outbound import (
     with_retries,
 )
 from app.settings import Settings
+from app.text import clamp_int32, clean_text
 
 GENERATE_MAX_TOKENS = 500
 GENERATE_TEMPERATURE = 0.7
@@ -111,11 +112,20 @@ def _parse_completion(response: httpx.Response) -> tuple[str, int]:
         content = data["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError) as exc:
         raise RetryableError("openrouter: answer has no choices[0].message.content") from exc
-    if not isinstance(content, str) or not content.strip():
+    if not isinstance(content, str):
+        raise RetryableError("openrouter: empty content")
+    content = clean_text(content)  # no NUL, no lone surrogate: the database must store it
+    if not content.strip():
         raise RetryableError("openrouter: empty content")
     usage = data.get("usage")
-    tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
-    return content, tokens if isinstance(tokens, int) else 0
+    return content, _total_tokens(usage.get("total_tokens") if isinstance(usage, dict) else None)
+
+
+def _total_tokens(value: object) -> int:
+    """usage.total_tokens as an int4 count: 0 unless a whole number (a bool is not one)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return 0
+    return clamp_int32(value) or 0
 
 
 def _error_in_body(error: dict[str, Any]) -> OutboundError:

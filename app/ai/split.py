@@ -11,6 +11,7 @@ from typing import Protocol
 
 from app.models import SplitterConfig
 from app.outbound import AuthError, OutboundError
+from app.text import clean_text
 
 MAX_PART_CHARS = 1000
 
@@ -47,7 +48,7 @@ def parse_split_response(content: str, max_parts: int) -> list[str]:
     for item in data:
         if not isinstance(item, str):
             raise SplitRejectedError("split answer has a part that is not a string")
-        part = item.strip()
+        part = clean_text(item).strip()
         if not part:
             raise SplitRejectedError("split answer has an empty part")
         if len(part) > MAX_PART_CHARS:
@@ -57,22 +58,25 @@ def parse_split_response(content: str, max_parts: int) -> list[str]:
 
 
 def split_locally(text: str, max_parts: int, max_part_chars: int = MAX_PART_CHARS) -> list[str]:
-    """At most max_parts parts at paragraph, then sentence, then word boundaries.
+    """At most max_parts parts at paragraph, then sentence, then word boundaries. Never raises.
 
     Nothing is lost or reordered: the parts joined give back the text, whitespace aside.
-    It aims for max_parts parts, as even as the boundaries allow; words are cut only for a
-    sentence longer than a part may be. A text longer than max_parts * max_part_chars
-    cannot honour both bounds; then the parts grow past max_part_chars rather than lose text.
+    It aims for max_parts parts, as even as the boundaries allow; a word is cut only when no
+    packing of whole words fits. A text longer than max_parts * max_part_chars cannot honour
+    both bounds; then the parts grow past max_part_chars (to about an even share, with a
+    little room to end at a boundary) rather than lose text.
     """
     text = text.strip()
     if not text:
         return []
     max_parts = max(1, max_parts)
-    limit = max(max_part_chars, math.ceil(len(text) / max_parts))
     if max_parts == 1:
         return [text]
-    for level in range(4):
-        pieces = _pieces(text, level, limit)
+    limit = max_part_chars
+    if len(text) > max_parts * max_part_chars:
+        limit = math.ceil(len(text) / max_parts) + max_part_chars // 10
+    for level in range(3):
+        pieces = _pieces(text, level)
         if len(pieces) == 1 and len(text) <= limit:
             if level == 0:
                 continue  # one paragraph: look for sentences
@@ -80,19 +84,46 @@ def split_locally(text: str, max_parts: int, max_part_chars: int = MAX_PART_CHAR
         parts = _pack(pieces, max_parts, limit, len(text))
         if parts is not None:
             return parts
-    raise AssertionError("character-level pieces always pack")  # pragma: no cover
+    return _fill(text, max_parts, limit)
 
 
-def _pieces(text: str, level: int, limit: int) -> list[str]:
-    """Pieces that concatenate to text, cut at boundaries up to `level`, each <= limit."""
+def _pieces(text: str, level: int) -> list[str]:
+    """Pieces that concatenate to text, cut at boundaries up to `level`."""
     pieces = [text]
     for depth, pattern in enumerate((_PARAGRAPH, _SENTENCE, _WORD)):
         if depth > level:
             break
         pieces = [p for piece in pieces for p in _cut_after(piece, pattern)]
-    if level >= 3:
-        pieces = [p for piece in pieces for p in _chunks(piece, limit)]
     return pieces
+
+
+def _fill(text: str, max_parts: int, limit: int) -> list[str]:
+    """Parts of <= limit characters, cut at whitespace near an even share where the bounds
+    allow, else inside a word. Needs len(text) <= max_parts * limit, which always holds here.
+    """
+    parts: list[str] = []
+    start, end = 0, len(text)
+    for remaining in range(max_parts, 0, -1):
+        if end - start <= limit or remaining == 1:
+            parts.append(text[start:])
+            break
+        # The cut leaves what the other parts can hold, and this part within the limit.
+        lowest = max(start + 1, end - (remaining - 1) * limit)
+        highest = start + limit
+        ideal = start + math.ceil((end - start) / remaining)
+        cut = _whitespace_near(text, ideal, lowest, highest)
+        parts.append(text[start:cut])
+        start = cut
+    return [part for part in (p.strip() for p in parts) if part]
+
+
+def _whitespace_near(text: str, ideal: int, lowest: int, highest: int) -> int:
+    """The cut in lowest..highest nearest ideal that touches whitespace, else ideal."""
+    for distance in range(max(ideal - lowest, highest - ideal) + 1):
+        for cut in (ideal - distance, ideal + distance):
+            if lowest <= cut <= highest and (text[cut - 1].isspace() or text[cut].isspace()):
+                return cut
+    return ideal
 
 
 def _cut_after(text: str, pattern: re.Pattern[str]) -> list[str]:
@@ -103,10 +134,6 @@ def _cut_after(text: str, pattern: re.Pattern[str]) -> list[str]:
             start = match.end()
     pieces.append(text[start:])
     return [p for p in pieces if p]
-
-
-def _chunks(text: str, size: int) -> list[str]:
-    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def _pack(pieces: list[str], max_parts: int, limit: int, total: int) -> list[str] | None:
@@ -177,6 +204,9 @@ async def split_message(
 ) -> SplitResult:
     """The model's split when it is usable, else the local splitter; never a lost message.
 
+    Usable means at most max_parts non-empty parts of <= 1000 characters that give back the
+    text word for word (whitespace aside): what is delivered is always the generated message.
+
     An AuthError is raised: it stops the whole invocation, not just this split.
     """
     started = time.perf_counter()
@@ -188,6 +218,11 @@ async def split_message(
             model=model, text=text, max_parts=max_parts, splitter=splitter, deadline=deadline
         )
         parts = parse_split_response(content, max_parts)
+        if _without_whitespace("".join(parts)) != _without_whitespace(text):
+            raise SplitRejectedError(
+                "split answer does not reproduce the message (words changed, added, dropped "
+                "or reordered)"
+            )
         return SplitResult(parts=parts, tokens=tokens, elapsed_ms=_ms_since(started))
     except AuthError:
         raise
@@ -198,6 +233,10 @@ async def split_message(
             elapsed_ms=_ms_since(started),
             fallback_reason=str(exc),
         )
+
+
+def _without_whitespace(text: str) -> str:
+    return _WORD.sub("", text)
 
 
 def _ms_since(started: float) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.outbound import RetryableError
+from app.text import clean_text
 
 MIN_MESSAGE_CHARS = 10
 MAX_MESSAGE_CHARS = 4096  # WhatsApp's limit for one text message
@@ -13,8 +14,12 @@ class InvalidMessageError(RetryableError):
 
 
 def validate_message(text: str | None) -> str:
-    """The trimmed message, or InvalidMessageError saying why it cannot be sent."""
-    message = (text or "").strip()
+    """The trimmed message, or InvalidMessageError saying why it cannot be sent.
+
+    NULs are dropped and lone surrogates replaced first (app.text.clean_text): the message
+    is saved before it is sent, and the database stores neither.
+    """
+    message = clean_text(text or "").strip()
     if len(message) < MIN_MESSAGE_CHARS:
         raise InvalidMessageError(
             f"generated message too short: {len(message)} characters (minimum {MIN_MESSAGE_CHARS})"

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from app.store.rpc import DatabaseError
+from app.store.rpc import DatabaseError, is_data_error
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 # InternalClientError: asyncpg's own state gets confused when the server cuts a connection
@@ -49,8 +49,18 @@ async def create_pool(
             command_timeout=60,
         )
     except _DB_ERRORS as exc:
-        raise DatabaseError(f"cannot connect to the database: {type(exc).__name__}") from exc
+        raise _database_error("cannot connect to the database", exc) from exc
     return pool
+
+
+def _database_error(what: str, exc: BaseException) -> DatabaseError:
+    """`<what>: <ErrorClass> (SQLSTATE <code>)`. The server's message is left out: it can
+    echo an argument (`invalid input syntax for type uuid: "<value>"`)."""
+    sqlstate = getattr(exc, "sqlstate", None) if isinstance(exc, asyncpg.PostgresError) else None
+    code = f" (SQLSTATE {sqlstate})" if sqlstate else ""
+    return DatabaseError(
+        f"{what}: {type(exc).__name__}{code}", data_error=is_data_error(sqlstate), sqlstate=sqlstate
+    )
 
 
 class PostgresRpc:
@@ -87,14 +97,14 @@ class PostgresRpc:
         try:
             return await pool.fetchval(query, *args.values())
         except _DB_ERRORS as exc:
-            raise DatabaseError(f"{function} failed: {type(exc).__name__}: {exc}") from exc
+            raise _database_error(f"{function} failed", exc) from exc
 
     async def ping(self) -> None:
         pool = await self._get_pool()
         try:
             await pool.fetchval("select 1")
         except _DB_ERRORS as exc:
-            raise DatabaseError(f"database unreachable: {type(exc).__name__}") from exc
+            raise _database_error("database unreachable", exc) from exc
 
     async def close(self) -> None:
         if self._pool is not None:

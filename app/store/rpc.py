@@ -4,9 +4,33 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+# SQLSTATE classes that say the data is wrong, not the database: 22 data exception (a NUL
+# in text, a bad cast, a number out of range), 23 integrity constraint violation, 54 program
+# limit exceeded (a value too large to index or store).
+DATA_ERROR_CLASSES = frozenset({"22", "23", "54"})
+
+
+def is_data_error(sqlstate: str | None) -> bool:
+    """True for a SQLSTATE of class 22, 23 or 54 (five characters); False otherwise."""
+    return sqlstate is not None and len(sqlstate) == 5 and sqlstate[:2] in DATA_ERROR_CLASSES
+
 
 class DatabaseError(Exception):
-    """The database could not answer (unreachable, timed out, or the call itself failed)."""
+    """The database could not answer (unreachable, timed out, or the call itself failed).
+
+    str() names the function, the error class and the SQLSTATE, never a value: a server's
+    message can echo an argument (a lead's name, a phone, generated text), so it is left out.
+    data_error: the call failed on the data it was given (SQLSTATE class 22, 23 or 54);
+    the same call will fail again, so the message it was for should fail now. Otherwise
+    the database is unavailable or misbehaving, and a later attempt may succeed.
+    """
+
+    def __init__(
+        self, message: str, *, data_error: bool = False, sqlstate: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.data_error = data_error
+        self.sqlstate = sqlstate
 
 
 class Rpc(Protocol):

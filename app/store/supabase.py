@@ -9,7 +9,7 @@ import httpx
 from postgrest.exceptions import APIError
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
-from app.store.rpc import DatabaseError
+from app.store.rpc import DatabaseError, is_data_error
 
 
 class SupabaseRpc:
@@ -33,9 +33,22 @@ class SupabaseRpc:
         try:
             response = await self._client.rpc(function, params).execute()
         except APIError as exc:
-            raise DatabaseError(f"{function} failed: {exc.code}: {exc.message}") from exc
+            # PostgREST's code is the SQLSTATE for a database error (PGRST... for its own);
+            # the message can echo an argument, so it is left out.
+            code = exc.code if isinstance(exc.code, str) else None
+            sqlstate = code if code and len(code) == 5 else None
+            raise DatabaseError(
+                f"{function} failed: APIError ({'SQLSTATE' if sqlstate else 'code'} {code})",
+                data_error=is_data_error(sqlstate),
+                sqlstate=sqlstate,
+            ) from exc
         except httpx.HTTPError as exc:
             raise DatabaseError(f"{function} failed: {type(exc).__name__}") from exc
+        except UnicodeEncodeError as exc:  # a lone surrogate: no UTF-8 body can carry it
+            raise DatabaseError(
+                f"{function} failed: {type(exc).__name__} (an argument is not valid UTF-8)",
+                data_error=True,
+            ) from exc
         return response.data
 
     async def ping(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -13,8 +14,12 @@ import pytest
 import pytest_asyncio
 
 from app.ai.openrouter import OpenRouterClient
+from app.ai.split import parse_split_response
+from app.ai.validation import validate_message
+from app.models import SplitterConfig
 from app.outbound import AuthError, PermanentError, RetryableError
 from app.sandbox.stubs import Fault, Latency
+from tests.ai.conftest import RawAnswers
 from tests.stubs import SettingsFactory, Stubs
 
 
@@ -201,3 +206,79 @@ async def test_the_api_key_is_sent_as_a_bearer_token(
     client = OpenRouterClient(http, make_settings(openrouter_api_key="wrong-key"))
     with pytest.raises(AuthError):
         await generate(client)
+
+
+async def test_nul_and_lone_surrogates_in_an_answer_are_cleaned(
+    raw_answers: RawAnswers, make_settings: SettingsFactory, http: httpx.AsyncClient
+) -> None:
+    answers, url = raw_answers, raw_answers.url
+    answers.answer(r'"Olá Ana!\u0000 Tudo bem \ud800 por aí? Vamos conversar \udfff?"')
+    client = OpenRouterClient(http, make_settings(openrouter_base_url=url))
+
+    text, tokens = await generate(client)
+
+    assert text == "Olá Ana! Tudo bem \ufffd por aí? Vamos conversar \ufffd?"
+    text.encode("utf-8")  # strict
+    assert validate_message(text) == text
+    assert tokens == 7
+
+
+SPLIT_WITH_NUL_AND_SURROGATE = r'["Olá Ana!\u0000 Tudo bem?", "Vamos \ud800 conversar?"]'
+
+
+@pytest.mark.parametrize(
+    "content_json",
+    [
+        # Escaped once: the answer's content holds a real NUL and a real lone surrogate.
+        json.dumps(SPLIT_WITH_NUL_AND_SURROGATE).replace(r"\\u", r"\u"),
+        # Escaped twice: they appear only when the split's own JSON is read.
+        json.dumps(SPLIT_WITH_NUL_AND_SURROGATE),
+    ],
+)
+async def test_nul_and_lone_surrogates_in_a_split_answer_are_cleaned(
+    raw_answers: RawAnswers,
+    make_settings: SettingsFactory,
+    http: httpx.AsyncClient,
+    content_json: str,
+) -> None:
+    answers, url = raw_answers, raw_answers.url
+    answers.answer(content_json)
+    client = OpenRouterClient(http, make_settings(openrouter_base_url=url))
+
+    content, _ = await client.request_split(
+        model="m", text="whatever", max_parts=3, splitter=SplitterConfig()
+    )
+
+    assert parse_split_response(content, max_parts=3) == [
+        "Olá Ana! Tudo bem?",
+        "Vamos \ufffd conversar?",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("total_tokens", "tokens"),
+    [
+        ("42", 42),
+        ("2147483647", 2**31 - 1),
+        ("2147483648", 2**31 - 1),
+        ("123456789012345678901234567890", 2**31 - 1),
+        ("-5", 0),
+        ("12.5", 0),
+        ("1e3", 0),
+        ("true", 0),
+        ('"100"', 0),
+        ("null", 0),
+        ("[1]", 0),
+    ],
+)
+async def test_total_tokens_are_an_int4_count(
+    raw_answers: RawAnswers,
+    make_settings: SettingsFactory,
+    http: httpx.AsyncClient,
+    total_tokens: str,
+    tokens: int,
+) -> None:
+    answers, url = raw_answers, raw_answers.url
+    answers.answer('"Olá Ana, tudo bem por aí?"', total_tokens=total_tokens)
+    client = OpenRouterClient(http, make_settings(openrouter_base_url=url))
+    assert (await generate(client))[1] == tokens

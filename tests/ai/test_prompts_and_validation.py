@@ -73,3 +73,10 @@ def test_validation_trims_and_bounds_the_message() -> None:
             validate_message(bad)
         assert raised.value.retryable
     assert validate_message("x" * 4096) == "x" * 4096
+
+
+def test_validation_returns_text_the_database_can_store() -> None:
+    # The OpenRouter client already cleans; a message from any other writer is cleaned here.
+    assert validate_message("Olá\x00 Ana, tudo \ud800 bem?") == "Olá Ana, tudo \ufffd bem?"
+    with pytest.raises(InvalidMessageError):
+        validate_message("\x00" * 20 + "Oi")  # too short once the NULs are gone

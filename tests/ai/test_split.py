@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 from collections import deque
 
@@ -22,6 +23,7 @@ from app.ai.split import (
 from app.models import SplitterConfig
 from app.outbound import AuthError
 from app.sandbox.stubs import Fault
+from tests.ai.conftest import RawAnswers
 from tests.stubs import SettingsFactory, Stubs
 
 
@@ -91,6 +93,78 @@ def test_local_splitter_keeps_every_character_in_order(text: str, max_parts: int
 def test_local_splitter_on_any_text(text: str, max_parts: int) -> None:
     parts = split_locally(text, max_parts)
     assert len(parts) <= max_parts
+    assert no_space("".join(parts)) == no_space(text)
+    if len(text.strip()) <= max_parts * MAX_PART_CHARS:
+        assert all(len(part) <= MAX_PART_CHARS for part in parts)
+
+
+@st.composite
+def message_texts(draw: st.DrawFn) -> str:
+    """0..4096 characters: words or long runs without whitespace, newlines, punctuation."""
+    length = draw(st.integers(0, 4096) | st.integers(1900, 4096))
+    rng = random.Random(draw(st.integers(0, 2**32 - 1)))  # fast: one draw, not one per call
+    longest_run = draw(st.sampled_from([3, 12, 40, 300, 999, 1001, 1800, 4096]))
+    separators = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    " ",
+                    "  ",
+                    "\n",
+                    "\n\n",
+                    "\n\n\n\n",
+                    ". ",
+                    "! ",
+                    "? ",
+                    ".\n",
+                    "…\n\n",
+                    "\r\n",
+                    "\t",
+                ]
+            ),
+            min_size=1,
+            max_size=6,
+        )
+    )
+    alphabet = draw(st.sampled_from(["abcdefgh", "ÁéíõçÑ", "😀👍🏽", "a.!?”)", "x", "\u00a0b"]))
+    separator_share = draw(st.sampled_from([0.0, 0.02, 0.2, 0.6]))
+    chunks: list[str] = []
+    size = 0
+    while size < length:
+        if rng.random() < separator_share:
+            chunk = rng.choice(separators)
+        else:
+            chunk = "".join(rng.choices(alphabet, k=rng.randint(1, longest_run)))
+        chunks.append(chunk)
+        size += len(chunk)
+    return "".join(chunks)[:length]
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=message_texts(), max_parts=st.integers(min_value=1, max_value=5))
+def test_local_splitter_never_raises_up_to_4096_characters(text: str, max_parts: int) -> None:
+    parts = split_locally(text, max_parts)
+    assert len(parts) <= max_parts
+    assert all(part and part == part.strip() for part in parts)
+    assert no_space("".join(parts)) == no_space(text)
+    assert bool(parts) == bool(text.strip())
+    if len(text.strip()) <= max_parts * MAX_PART_CHARS:
+        assert all(len(part) <= MAX_PART_CHARS for part in parts)
+
+
+@pytest.mark.parametrize(
+    ("text", "max_parts"),
+    [
+        ("a" * 600 + " " + "b" * 600 + " " + "c" * 600, 2),  # no packing of words fits
+        ("x" * 4096, 4),  # one run over max_parts * 1000
+        (" ".join(["y" * 999] * 4), 3),
+        ("Frase curta. " * 315, 3),  # 4095 characters of sentences
+        ("\n" * 3000 + "z" * 1096, 2),
+    ],
+)
+def test_local_splitter_edge_cases(text: str, max_parts: int) -> None:
+    parts = split_locally(text, max_parts)
+    assert 1 <= len(parts) <= max_parts
     assert no_space("".join(parts)) == no_space(text)
     if len(text.strip()) <= max_parts * MAX_PART_CHARS:
         assert all(len(part) <= MAX_PART_CHARS for part in parts)
@@ -187,3 +261,49 @@ async def test_an_auth_error_during_split_is_raised(
         client = OpenRouterClient(http, make_settings())
         with pytest.raises(AuthError):
             await split_message(client, LONG, model="m", max_parts=3, splitter=SplitterConfig())
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # A paraphrase: shorter, reworded.
+        ["Olá Ana! Vimos a Acme crescer.", "Ajudamos no WhatsApp. Vamos falar esta semana?"],
+        # One sentence dropped.
+        [
+            "Olá Ana! Vi o trabalho de vocês na Acme e fiquei curioso.",
+            "Faz sentido conversarmos esta semana? Posso mandar um resumo rápido.",
+        ],
+        # Every word kept, one added.
+        [LONG[:100], LONG[100:] + " Abraço!"],
+        # Reordered.
+        [LONG[100:], LONG[:100]],
+    ],
+)
+async def test_a_split_that_does_not_reproduce_the_message_is_rejected(
+    raw_answers: RawAnswers, make_settings: SettingsFactory, answer: list[str]
+) -> None:
+    raw_answers.answer(json.dumps(json.dumps(answer, ensure_ascii=False)))
+    async with httpx.AsyncClient() as http:
+        client = OpenRouterClient(http, make_settings(openrouter_base_url=raw_answers.url))
+        result = await split_message(
+            client, LONG, model="m", max_parts=3, splitter=SplitterConfig()
+        )
+    assert result.fallback_reason is not None
+    assert "does not reproduce the message" in result.fallback_reason
+    assert result.parts == split_locally(LONG, 3)
+    assert no_space("".join(result.parts)) == no_space(LONG)
+    assert result.tokens == 7  # the rejected answer's tokens still count
+
+
+async def test_a_split_that_only_moves_whitespace_is_used(
+    raw_answers: RawAnswers, make_settings: SettingsFactory
+) -> None:
+    answer = [LONG[:58], "  " + LONG[58:140].replace(" ", "\n", 2), LONG[140:]]
+    raw_answers.answer(json.dumps(json.dumps(answer, ensure_ascii=False)))
+    async with httpx.AsyncClient() as http:
+        client = OpenRouterClient(http, make_settings(openrouter_base_url=raw_answers.url))
+        result = await split_message(
+            client, LONG, model="m", max_parts=3, splitter=SplitterConfig()
+        )
+    assert result.fallback_reason is None
+    assert result.parts == [part.strip() for part in answer]

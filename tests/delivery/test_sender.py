@@ -118,3 +118,32 @@ async def test_a_200_that_says_success_false_is_retried(
     assert await sender.send("conv-1", "Olá Ana!", "msg-1:0") == "wamid.000001"
     assert stubs.send.requests == 2
     assert len(stubs.send.deliveries) == 1
+
+
+@pytest.mark.parametrize("status", [408, 409])
+async def test_408_and_409_are_retried_with_the_same_key(
+    stubs: Stubs, make_settings: SettingsFactory, http: httpx.AsyncClient, status: int
+) -> None:
+    # 409: how many idempotent APIs answer a replay of a key whose first request is in flight.
+    stubs.send.faults.script = deque([Fault.STATUS])
+    stubs.send.faults.status = status
+    sender = Sender(http, make_settings())
+
+    assert await sender.send("conv-1", "Olá Ana!", "msg-1:0") == "wamid.000001"
+
+    assert stubs.send.requests == 2
+    assert [r.headers["idempotency-key"] for r in stubs.send.seen] == ["msg-1:0", "msg-1:0"]
+    assert len(stubs.send.deliveries) == 1
+
+
+@pytest.mark.parametrize("status", [408, 409])
+async def test_408_and_409_on_every_attempt_stay_retryable(
+    stubs: Stubs, make_settings: SettingsFactory, http: httpx.AsyncClient, status: int
+) -> None:
+    stubs.send.faults.ratios = {Fault.STATUS: 1.0}
+    stubs.send.faults.status = status
+    sender = Sender(http, make_settings())
+    with pytest.raises(RetryableError) as raised:
+        await sender.send("conv-1", "Olá Ana!", "msg-1:0")
+    assert raised.value.status == status
+    assert stubs.send.requests == 3

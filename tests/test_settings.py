@@ -1,0 +1,150 @@
+"""Settings: missing or invalid values stop start-up with one line naming them all."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.settings import Settings, SettingsError, load_settings
+
+VALID = {
+    "DATABASE_URL": "postgresql://app:db-password@127.0.0.1:5432/app",
+    "OPENROUTER_API_KEY": "sk-or-test-key",
+    "SEND_URL": "https://project.supabase.co/functions/v1/internal-send-ai-message",
+    "SUPABASE_SERVICE_ROLE_KEY": "service-role-key",
+    "CRON_SECRET": "a-cron-secret-of-32-characters!!",
+}
+SETTING_NAMES = [name.upper() for name in Settings.model_fields]
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """A clean environment with valid settings, and no .env to read."""
+    monkeypatch.chdir(tmp_path)
+    for name in SETTING_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in VALID.items():
+        monkeypatch.setenv(name, value)
+    return monkeypatch
+
+
+def refusal(env: pytest.MonkeyPatch, **values: str | None) -> str:
+    for name, value in values.items():
+        if value is None:
+            env.delenv(name, raising=False)
+        else:
+            env.setenv(name, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    line = str(raised.value)
+    assert "\n" not in line
+    assert isinstance(raised.value, ValueError)
+    return line
+
+
+def test_valid_settings_load(env: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    assert settings.batch_size == 5
+    assert settings.port == 8080
+
+
+@pytest.mark.parametrize(
+    ("values", "line"),
+    [
+        ({"BATCH_SIZE": "0"}, "invalid settings: BATCH_SIZE: must be >= 1"),
+        ({"BATCH_SIZE": "101"}, "invalid settings: BATCH_SIZE: must be <= 100"),
+        ({"MAX_CONCURRENCY": "lots"}, "invalid settings: MAX_CONCURRENCY: not a number"),
+        ({"PORT": "abc"}, "invalid settings: PORT: not a number"),
+        ({"PORT": "70000"}, "invalid settings: PORT: must be <= 65535"),
+        ({"PORT": "0"}, "invalid settings: PORT: must be >= 1"),
+        ({"TIME_BUDGET_S": "nan"}, "invalid settings: TIME_BUDGET_S: must be a finite number"),
+        ({"LOCK_TIMEOUT_S": "1"}, "invalid settings: LOCK_TIMEOUT_S: must be >= 2"),
+        ({"BATCH_SIZE": "2.5"}, "invalid settings: BATCH_SIZE: not a whole number"),
+        (
+            {"SUPABASE_URL": "project.supabase.co"},
+            "invalid settings: SUPABASE_URL: must be a URL starting with http:// or https://",
+        ),
+        (
+            {"OPENROUTER_BASE_URL": "openrouter.ai/api/v1"},
+            "invalid settings: OPENROUTER_BASE_URL: must be a URL starting with http:// or "
+            "https://",
+        ),
+        (
+            {"SEND_URL": "ftp://example.com/send"},
+            "invalid settings: SEND_URL: must be a URL starting with http:// or https://",
+        ),
+        (
+            {"SEND_URL": "https://"},
+            "invalid settings: SEND_URL: must be a URL starting with http:// or https://",
+        ),
+        (
+            {"CRON_SECRET": "short-secret"},
+            "invalid settings: CRON_SECRET: must be at least 16 characters",
+        ),
+        (
+            {"CRON_SECRET": "   short-secret  \n "},
+            "invalid settings: CRON_SECRET: must be at least 16 characters",
+        ),
+        (
+            {"LOG_LEVEL": "verbose"},
+            "invalid settings: LOG_LEVEL: must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        ),
+        (
+            {"BATCH_SIZE": "0", "PORT": "abc"},
+            "invalid settings: BATCH_SIZE: must be >= 1; PORT: not a number",
+        ),
+        (
+            {"BATCH_SIZE": "0", "OPENROUTER_API_KEY": None, "CRON_SECRET": None},
+            "invalid settings: BATCH_SIZE: must be >= 1; "
+            "missing required settings: OPENROUTER_API_KEY, CRON_SECRET",
+        ),
+        ({"CRON_SECRET": ""}, "missing required settings: CRON_SECRET"),
+        ({"CRON_SECRET": None}, "missing required settings: CRON_SECRET"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_it(
+    env: pytest.MonkeyPatch, values: dict[str, str | None], line: str
+) -> None:
+    assert refusal(env, **values) == line
+
+
+def test_the_refusal_never_echoes_a_value(env: pytest.MonkeyPatch) -> None:
+    line = refusal(
+        env,
+        CRON_SECRET="short-secret",
+        DATABASE_URL="postgresql://app:hunter2-password@db:5432/app",
+        SEND_URL="not-a-url-with-secret-token",
+        BATCH_SIZE="lots-of-them",
+    )
+    for value in ("short-secret", "hunter2", "not-a-url", "lots-of-them"):
+        assert value not in line
+
+
+def test_the_cron_secret_is_trimmed(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CRON_SECRET", "  0123456789abcdef\n")
+    settings = load_settings()
+    assert settings.cron_secret is not None
+    assert settings.cron_secret.get_secret_value() == "0123456789abcdef"
+
+
+def test_short_leases_still_work(env: pytest.MonkeyPatch) -> None:
+    for seconds in ("2", "3", "5"):
+        env.setenv("LOCK_TIMEOUT_S", seconds)
+        assert load_settings().lock_timeout_s == int(seconds)
+
+
+def test_urls_are_trimmed_and_http_or_https(env: pytest.MonkeyPatch) -> None:
+    env.delenv("SEND_URL")
+    env.setenv("SUPABASE_URL", " HTTPS://project.supabase.co/ ")
+    env.setenv("OPENROUTER_BASE_URL", "http://127.0.0.1:9000/api/v1")
+    settings = load_settings()
+    assert settings.supabase_url == "HTTPS://project.supabase.co/"
+    assert settings.resolved_send_url == (
+        "HTTPS://project.supabase.co/functions/v1/internal-send-ai-message"
+    )
+
+
+def test_settings_built_in_code_are_checked_too() -> None:
+    with pytest.raises(ValueError, match="CRON_SECRET: must be at least 16 characters"):
+        Settings.model_validate({**{k.lower(): v for k, v in VALID.items()}, "cron_secret": ""})
