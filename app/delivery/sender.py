@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 
 from app.outbound import (
@@ -38,8 +40,12 @@ class Sender:
         body = {"conversationId": conversation_id, "text": text}
 
         async def attempt() -> str | None:
+            # Never longer than the deadline: the caller's lease must outlast the request.
+            timeout_s = self._timeout
+            if deadline is not None:
+                timeout_s = max(0.05, min(timeout_s, deadline - time.monotonic()))
             response = await post_json(
-                self._http, self._url, body, headers=headers, timeout_s=self._timeout, what="send"
+                self._http, self._url, body, headers=headers, timeout_s=timeout_s, what="send"
             )
             return _provider_message_id(response)
 

@@ -23,11 +23,11 @@ from app.processing.invocation import Invocation
 from app.processing.window import next_opening, utc_now
 from app.store.rpc import DatabaseError
 from app.store.store import Lease, Store, UnreadableLead
+from app.text import clamp_int32
 
 log = logging.getLogger("campaign_queue")
 
 MAX_DELAY_BETWEEN_PARTS_S = 30.0
-INT32_MAX = 2**31 - 1
 
 __all__ = ["MessagePipeline", "Outcome"]
 
@@ -133,9 +133,9 @@ class MessagePipeline:
                 lease,
                 text=text,
                 parts=parts,
-                ai_tokens_used=_clamp(tokens),
-                ai_generation_time_ms=_clamp(generation_ms),
-                split_time_ms=_clamp(split_ms),
+                ai_tokens_used=clamp_int32(tokens),
+                ai_generation_time_ms=clamp_int32(generation_ms),
+                split_time_ms=clamp_int32(split_ms),
             )
             if not saved.ok or saved.conversation_id is None:
                 return await endings.refused(message, invocation, saved.reason, saved.inbox_status)
@@ -243,10 +243,3 @@ class MessagePipeline:
         return await self._endings.fail(
             message, invocation, "parts recorded without completion", retryable=True
         )
-
-
-def _clamp(value: int | None) -> int | None:
-    """Counters into Postgres `int`: a token count over 2^31 must not fail a delivery."""
-    if value is None:
-        return None
-    return min(max(int(value), 0), INT32_MAX)

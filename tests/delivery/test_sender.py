@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 
@@ -147,3 +148,19 @@ async def test_408_and_409_on_every_attempt_stay_retryable(
         await sender.send("conv-1", "Olá Ana!", "msg-1:0")
     assert raised.value.status == status
     assert stubs.send.requests == 3
+
+
+async def test_no_request_outlives_the_deadline(
+    stubs: Stubs, make_settings: SettingsFactory, http: httpx.AsyncClient
+) -> None:
+    """The pipeline's deadline is when the message's lease could expire: a send still in
+    flight then could race the lease's next owner."""
+    stubs.send.faults.ratios = {Fault.HANG: 1.0}
+    stubs.send.faults.hang_s = 5.0
+    sender = Sender(http, make_settings(send_timeout_s=10.0))
+
+    started = time.monotonic()
+    with pytest.raises(RetryableError):
+        await sender.send("conv-1", "Olá Ana!", "msg-1:0", deadline=started + 0.4)
+
+    assert time.monotonic() - started < 1.5
