@@ -7,6 +7,7 @@ text, the lead's name or a full phone number.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from enum import StrEnum
@@ -19,6 +20,7 @@ from app.store.store import Lease, Store
 
 log = logging.getLogger("campaign_queue")
 
+_RECORD_TRIES = 3
 INBOX_PAUSE_PREFIX = "inbox not connected"  # resume_reconnected_campaign_runs looks for it
 
 
@@ -123,20 +125,18 @@ class Endings:
         """The database failed mid-message: record that, so no lease is left behind.
 
         Data it cannot store fails the message for good at once; any other error spends a
-        retry (a deterministic error must not loop for ever). When even that cannot be
-        written, a plain release; when nothing can be written, the lease brings it back.
+        retry (a deterministic error must not loop for ever, and a part may have gone out
+        unrecorded: its repeat must count as a retry). A cut connection is usually back at
+        once, so the write is tried a few times; when nothing can be written, the lease
+        brings the message back.
         """
-        data_error = bool(getattr(exc, "data_error", False))
-        try:
-            return await self.fail(
-                message, invocation, f"database error: {exc}", retryable=not data_error
-            )
-        except DatabaseError:
-            pass
-        try:
-            return await self.release(message, invocation, Outcome.RELEASED)
-        except DatabaseError:
-            pass
+        error = f"database error: {exc}"
+        for attempt in range(_RECORD_TRIES):
+            try:
+                return await self.fail(message, invocation, error, retryable=not exc.data_error)
+            except DatabaseError:
+                if attempt < _RECORD_TRIES - 1:
+                    await asyncio.sleep(0.2 * (attempt + 1))
         log.error(
             "database failed mid-message; its lease will bring it back",
             extra=log_fields(message, "error", error=str(exc)),
