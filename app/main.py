@@ -29,7 +29,7 @@ from app.processing.pipeline import MessagePipeline
 from app.processing.processor import QueueProcessor
 from app.settings import Settings, SettingsError, load_settings
 from app.store.rpc import DatabaseError, Rpc
-from app.store.store import Store
+from app.store.store import Pacing, Store
 
 
 class ProcessQueueBody(BaseModel):
@@ -90,6 +90,7 @@ async def build_services(settings: Settings) -> Services:
         Sender(send_http, settings),
         default_model=settings.default_model,
         send_timeout_s=settings.send_timeout_s,
+        pacing=Pacing(settings.inbox_min_gap_s, settings.inbox_max_gap_s, settings.inbox_daily_cap),
     )
     worker = f"{socket.gethostname()}:{os.getpid()}"
     processor = QueueProcessor(store, pipeline, settings, worker)

@@ -41,6 +41,12 @@ def _as_int(value: Any, default: int, low: int, high: int) -> int:
     return min(max(int(number), low), high)
 
 
+def _as_seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return min(max(float(value), 0.0), 86_400.0)
+
+
 def _as_text(value: Any) -> str | None:
     if value is None:
         return None
@@ -115,6 +121,7 @@ class CampaignConfig(BaseModel):
     model: str | None = None
     inbox_status: InboxStatus = Field(default_factory=InboxStatus)
     splitter: SplitterConfig = Field(default_factory=SplitterConfig)
+    slot_in_s: float | None = None  # seconds until the inbox's next slot at the claim
 
     @model_validator(mode="before")
     @classmethod
@@ -132,6 +139,7 @@ class CampaignConfig(BaseModel):
         values["model"] = model.strip() if isinstance(model, str) and model.strip() else None
         values["inbox_status"] = _or_default(data.get("inbox_status"), {})
         values["splitter"] = _or_default(data.get("splitter"), {})
+        values["slot_in_s"] = _as_seconds(data.get("slot_in_s"))
         return values
 
 
@@ -161,6 +169,7 @@ class ClaimedMessage(BaseModel):
     conversation_id: uuid.UUID | None = None
     run: RunRef
     config: CampaignConfig
+    claimed_at: float = 0.0  # time.monotonic() when the claim was asked; set by the processor
 
     @model_validator(mode="before")
     @classmethod

@@ -11,6 +11,7 @@ from pydantic import (
     ModelWrapValidatorHandler,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -73,6 +74,13 @@ class Settings(BaseSettings):
     retry_max_wait_s: float = Field(default=60.0, ge=0)
     circuit_failure_threshold: int = Field(default=5, ge=1)
 
+    # Pacing per WhatsApp inbox, across every instance (DESIGN section 8): the first parts of
+    # two messages of one inbox go out a gap drawn from [min, max] apart, at most the cap a
+    # day. 0 turns the gap or the cap off. Per-inbox overrides: campaign_inbox_pacing.
+    inbox_min_gap_s: float = Field(default=20.0, ge=0, le=86_400)
+    inbox_max_gap_s: float = Field(default=60.0, ge=0, le=86_400)
+    inbox_daily_cap: int = Field(default=300, ge=0, le=1_000_000)
+
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = "INFO"
 
@@ -97,6 +105,13 @@ class Settings(BaseSettings):
         if len(secret) < MIN_CRON_SECRET_CHARS:
             raise ValueError(f"must be at least {MIN_CRON_SECRET_CHARS} characters")
         return SecretStr(secret)
+
+    @field_validator("inbox_max_gap_s")
+    @classmethod
+    def _max_gap_not_below_min(cls, value: float, info: ValidationInfo) -> float:
+        if value < info.data.get("inbox_min_gap_s", 0.0):
+            raise ValueError("must be at least INBOX_MIN_GAP_S")
+        return value
 
     @field_validator("log_level")
     @classmethod

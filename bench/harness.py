@@ -51,6 +51,10 @@ class Rig:
             "SUPABASE_SERVICE_ROLE_KEY": self.send.service_role_key,
             "CRON_SECRET": CRON_SECRET,
             "RETRY_BASE_S": "0.05",
+            # The pool is what these benchmarks measure: no pacing (bench/pacing.py has it).
+            "INBOX_MIN_GAP_S": "0",
+            "INBOX_MAX_GAP_S": "0",
+            "INBOX_DAILY_CAP": "0",
             **extra,
         }
 

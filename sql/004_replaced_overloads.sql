@@ -5,7 +5,7 @@
 do $$
 declare
   v_wanted constant text[][] := array[
-    ['get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid)', 'jsonb'],
+    ['get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid,real,real,integer,real)', 'jsonb'],
     ['mark_old_campaign_messages_as_skipped(timestamp with time zone,uuid,integer)', 'integer'],
     ['get_lead_contexts(uuid[])', 'jsonb'],
     ['start_campaign_message(uuid,uuid)', 'jsonb'],
@@ -22,7 +22,12 @@ declare
     ['log_campaign_steps(jsonb)', 'integer'],
     ['record_provider_outage(text)', 'boolean'],
     ['campaign_queue_effective_horizon(timestamp with time zone)', 'timestamp with time zone'],
-    ['resume_reconnected_campaign_runs()', 'jsonb']
+    ['resume_reconnected_campaign_runs()', 'jsonb'],
+    ['take_inbox_slot(uuid,uuid,real,real,integer)', 'jsonb'],
+    ['cq_inbox_limits(campaign_inbox_pacing,real,real,integer)', 'record'],
+    ['cq_inbox_holds_backlog(uuid,timestamp with time zone)', 'boolean'],
+    ['cq_pick_due_messages(integer,timestamp with time zone,uuid,real,real,integer,real,integer)', 'uuid[]'],
+    ['cq_local_date(text,timestamp with time zone)', 'date']
   ];
   v_fn record;
   v_keep boolean;

@@ -8,7 +8,15 @@ create or replace function get_and_lock_campaign_messages(
   p_one_hour_ago timestamptz default null,
   p_lock_timeout_s int default 600,
   p_worker text default null,
-  p_run_id uuid default null
+  p_run_id uuid default null,
+  -- Pacing (016_pacing.sql, 018_fair_claim.sql): the service's INBOX_* settings. Without
+  -- them only the inboxes with a row in campaign_inbox_pacing are paced.
+  p_min_gap_s real default null,
+  p_max_gap_s real default null,
+  p_daily_cap int default null,
+  -- A paced inbox whose next slot opens within this many seconds is claimable now: the
+  -- worker waits for the slot (its lease renewed), so a call keeps each inbox at its pace.
+  p_lookahead_s real default 0
 ) returns jsonb
 language plpgsql security definer set search_path = public
 as $$
@@ -19,6 +27,7 @@ declare
   v_horizon constant timestamptz := campaign_queue_effective_horizon(p_one_hour_ago);
   v_stale uuid[];
   v_claimed uuid[] := '{}';
+  v_picked uuid[];
   v_ended_runs uuid[] := '{}';
   v_left int;
   v_round int := 0;
@@ -115,26 +124,17 @@ begin
     perform finalize_campaign_runs(v_ended_runs);
   end if;
 
-  -- 2. Due pending messages of running runs, oldest first.
+  -- 2. Due pending messages of running runs: paced, spread over inboxes and runs.
   v_left := p_batch_size - cardinality(v_claimed);
   if v_left > 0 then
-    with picked as (
-      select m.id from campaign_messages m
-      join campaign_runs r on r.id = m.run_id
-      where m.status = 'pending'
-        and m.scheduled_at <= now()
-        and (v_horizon is null or m.scheduled_at >= v_horizon)
-        and (p_run_id is null or m.run_id = p_run_id)
-        and r.status = 'running'
-      order by m.scheduled_at
-      limit v_left
-      for update of m skip locked
-    ), claimed as (
+    -- Into a variable first: in a where clause the function could run once per row.
+    v_picked := cq_pick_due_messages(v_left, v_horizon, p_run_id, p_min_gap_s, p_max_gap_s,
+                                     p_daily_cap, p_lookahead_s, p_lock_timeout_s);
+    with claimed as (
       update campaign_messages m
          set status = 'queued', lock_token = gen_random_uuid(), locked_at = now(),
              claimed_by = p_worker, updated_at = now()
-        from picked
-       where m.id = picked.id
+       where m.id = any(v_picked)
       returning m.id
     )
     select v_claimed || coalesce(array_agg(id), '{}') into v_claimed from claimed;
@@ -172,6 +172,10 @@ begin
                              order by a.id
                              limit 1),
                   'inbox_status', check_campaign_instance_status(c.inbox_id),
+                  -- Seconds until the inbox's next slot (0: now; null: not paced).
+                  'slot_in_s', (select greatest(extract(epoch from p.next_slot_at - now()), 0)
+                                  from campaign_inbox_pacing p
+                                 where p.inbox_id = c.inbox_id),
                   'splitter', (select jsonb_build_object(
                                         'min_chars_to_split', s.min_chars_to_split,
                                         'delay_between_messages', s.delay_between_messages,
@@ -226,6 +230,9 @@ begin
   for v_run in
     select r.id from campaign_runs r
      where r.status = 'running' and (p_run_id is null or r.id = p_run_id)
+       -- A paced inbox being served holds its backlog on purpose (016_pacing.sql).
+       and not cq_inbox_holds_backlog(
+             (select c.inbox_id from campaign_configs c where c.id = r.config_id), v_horizon)
        and exists (select 1 from campaign_messages m
                     where m.run_id = r.id and m.status = 'pending'
                       and m.scheduled_at < v_horizon)

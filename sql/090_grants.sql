@@ -4,7 +4,8 @@ declare
   v_fn text;
 begin
   foreach v_fn in array array[
-    'get_and_lock_campaign_messages(integer,timestamptz,integer,text,uuid)',
+    'get_and_lock_campaign_messages(integer,timestamptz,integer,text,uuid,real,real,integer,real)',
+    'take_inbox_slot(uuid,uuid,real,real,integer)',
     'mark_old_campaign_messages_as_skipped(timestamptz,uuid,integer)',
     'get_lead_contexts(uuid[])',
     'start_campaign_message(uuid,uuid)',
@@ -25,6 +26,16 @@ begin
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated', v_fn);
     execute format('grant execute on function %s to service_role', v_fn);
+  end loop;
+  -- Internal helpers (cq_*): only the functions above call them.
+  foreach v_fn in array array[
+    'cq_inbox_limits(campaign_inbox_pacing,real,real,integer)',
+    'cq_inbox_holds_backlog(uuid,timestamptz)',
+    'cq_pick_due_messages(integer,timestamptz,uuid,real,real,integer,real,integer)',
+    'cq_local_date(text,timestamptz)'
+  ] loop
+    execute format('revoke all on function %s from public, anon, authenticated, service_role',
+                   v_fn);
   end loop;
 end
 $$;

@@ -58,6 +58,10 @@ def make_settings(stubs: Stubs) -> SettingsFactory:
             send_timeout_s=2.0,
             retry_base_s=0.01,
             retry_max_wait_s=1.0,
+            # Pacing off unless a test turns it on: most tests send many messages per inbox.
+            inbox_min_gap_s=0,
+            inbox_max_gap_s=0,
+            inbox_daily_cap=0,
         )
         values.update(overrides)
         return Settings.model_validate(values)  # from these values only, not the environment

@@ -22,12 +22,13 @@ from app.processing.endings import Endings, Outcome, log_fields
 from app.processing.invocation import Invocation
 from app.processing.window import next_opening, utc_now
 from app.store.rpc import DatabaseError
-from app.store.store import Lease, Store, UnreadableLead
+from app.store.store import Lease, Pacing, Store, UnreadableLead
 from app.text import clamp_int32
 
 log = logging.getLogger("campaign_queue")
 
 MAX_DELAY_BETWEEN_PARTS_S = 30.0
+SLOT_TRIES = 3
 
 __all__ = ["MessagePipeline", "Outcome"]
 
@@ -53,12 +54,14 @@ class MessagePipeline:
         *,
         default_model: str,
         send_timeout_s: float = 10.0,
+        pacing: Pacing | None = None,
     ) -> None:
         self._store = store
         self._writer = writer
         self._sender = sender
         self._default_model = default_model
         self._send_timeout_s = send_timeout_s
+        self._pacing = pacing or Pacing()
         self._endings = Endings(store)
 
     async def run(
@@ -140,6 +143,9 @@ class MessagePipeline:
             if not saved.ok or saved.conversation_id is None:
                 return await endings.refused(message, invocation, saved.reason, saved.inbox_status)
             invocation.leases.renewed(message.id, asked_at)
+            not_sent = await self._take_slot(message, invocation)
+            if not_sent is not None:
+                return not_sent
             outcome = await self._send_parts(message, parts, str(saved.conversation_id), invocation)
         except AuthError as exc:
             invocation.circuit.trip(str(exc))
@@ -194,6 +200,41 @@ class MessagePipeline:
                     message_id=message.id,
                 )
         return text, parts, tokens, generation.elapsed_ms, split_ms
+
+    async def _take_slot(self, message: ClaimedMessage, invocation: Invocation) -> Outcome | None:
+        """The inbox's slot for the first part (pacing): None to send now, else how it ended.
+
+        The claim said when the slot opens; the wait holds a lease the heartbeat renews. A
+        slot another message took meanwhile is waited for while the budget lasts; a daily cap
+        releases the message untouched, for the next day.
+        """
+        if message.parts_sent > 0:  # only first parts are paced
+            return None
+        lease = Lease.of(message)
+        early_s = (message.config.slot_in_s or 0.0) - (time.monotonic() - message.claimed_at)
+        if early_s > 0:
+            await asyncio.sleep(early_s)
+        reason = "slot"
+        for _ in range(SLOT_TRIES):
+            asked_at = time.monotonic()
+            slot = await self._store.take_inbox_slot(lease, self._pacing)
+            if slot.ok:
+                invocation.leases.renewed(message.id, asked_at)
+                return None
+            if slot.reason == "lock_lost":
+                return await self._endings.refused(message, invocation, "lock_lost")
+            reason, wait_s = slot.reason or "slot", slot.wait_s or 0.0
+            if reason != "gap" or wait_s > invocation.deadline - time.monotonic():
+                break
+            await asyncio.sleep(wait_s)
+        invocation.logs.add(
+            message.run_id,
+            "pacing",
+            f"waiting for the inbox's pace ({reason})",
+            lead_id=message.lead_id,
+            message_id=message.id,
+        )
+        return await self._endings.release(message, invocation, Outcome.PAUSED)
 
     async def _send_parts(
         self,

@@ -3,9 +3,10 @@
 The pool is a sliding window: `concurrency` messages in flight, and a slot is refilled the
 moment one frees, so no message waits for the slowest of a chunk. Claims happen only when a
 slot is free and nothing claimed is waiting, so leases are held for work about to start;
-a heartbeat keeps them alive meanwhile (leases.py). Whatever happens, a call never returns
-holding a lease it could have given back: each claimed message is worked, failed alone,
-or released.
+a heartbeat keeps them alive meanwhile (leases.py). With pacing on, a call that finds every
+inbox inside its gap looks again every PACING_POLL_S while its budget lasts, so each inbox
+keeps its pace between scheduler calls. Whatever happens, a call never returns holding a
+lease it could have given back: each claimed message is worked, failed alone, or released.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import logging
 import time
 import uuid
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from app.models import ClaimedMessage, LeadContext, ProcessQueueResult
+from app.models import ProcessQueueResult
+from app.processing.claims import Claimer, Waiting
 from app.processing.endings import Outcome
 from app.processing.invocation import CircuitBreaker, Invocation
 from app.processing.leases import LeaseKeeper
@@ -27,12 +29,13 @@ from app.processing.pipeline import MessagePipeline
 from app.processing.window import utc_now
 from app.settings import Settings
 from app.store.rpc import DatabaseError
-from app.store.store import Claim, Lease, Store, UnreadableLead
+from app.store.store import Pacing, Store
 
 log = logging.getLogger("campaign_queue")
 
 SKIP_LATE_LIMIT = 5000  # late messages skipped per call: a backlog shrinks over a few calls
-_RELEASE_TRIES = 3
+PACING_LOOKAHEAD_S = 3.0  # a slot opening this soon is claimed now; the worker waits for it
+PACING_POLL_S = 0.5  # how often a paced call looks again for inboxes whose slot opened
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,36 @@ class ProcessRequest:
     requeue_failed: bool = False
 
 
-Waiting = deque[tuple[ClaimedMessage, LeadContext | UnreadableLead | None]]
+@dataclass
+class _Cadence:
+    """When the next claim may happen: at once until the queue runs dry, then (pacing on)
+    every PACING_POLL_S while claims keep finding work within a gap's reach."""
+
+    pacing: Pacing
+    drained: bool = False
+    stopped: bool = False  # the database failed after a claim: claim no more
+    next_poll_at: float = 0.0
+    last_found_at: float = field(default_factory=time.monotonic)
+
+    def found(self, count: int, asked: int) -> None:
+        now = time.monotonic()
+        self.drained = count < asked
+        self.next_poll_at = now + PACING_POLL_S
+        if count:
+            self.last_found_at = now
+
+    def poll_in_s(self) -> float | None:
+        """None when no further claim will come; else seconds until the next one."""
+        if self.stopped:
+            return None
+        if not self.drained:
+            return 0.0
+        if not self.pacing.on:
+            return None
+        now = time.monotonic()
+        if now - self.last_found_at > self.pacing.max_gap_s + PACING_LOOKAHEAD_S:
+            return None  # nothing paced found for a whole gap: the queue is dry
+        return max(self.next_poll_at - now, 0.0)
 
 
 class QueueProcessor:
@@ -56,6 +88,10 @@ class QueueProcessor:
         self._pipeline = pipeline
         self._settings = settings
         self._worker = worker
+        self._pacing = Pacing(
+            settings.inbox_min_gap_s, settings.inbox_max_gap_s, settings.inbox_daily_cap
+        )
+        self._claimer = Claimer(store, settings, worker, self._pacing)
 
     def request(self, **overrides: object) -> ProcessRequest:
         """The settings' defaults, with the fields a caller gave."""
@@ -154,131 +190,82 @@ class QueueProcessor:
         waiting: Waiting = deque()
         in_flight: set[asyncio.Task[Outcome]] = set()
         claimed = 0
-        drained = False
+        cadence = _Cadence(self._pacing)
         try:
             while True:
                 while len(in_flight) < request.concurrency and not invocation.should_stop:
                     if not waiting:
-                        room = request.max_messages - claimed
-                        if drained or room <= 0:
+                        size = min(request.batch_size, request.max_messages - claimed)
+                        if size <= 0 or cadence.poll_in_s() != 0.0:
                             break
-                        size = min(request.batch_size, room)
-                        await self._flush_logs(invocation)
-                        batch = await self._claim(request, size, horizon, claimed, invocation)
-                        claimed += len(batch)
-                        drained = len(batch) < size
-                        run_ids.update(m.run_id for m in batch.messages)
-                        run_ids.update(r.run_id for r in batch.unworkable if r.run_id)
-                        outcomes.update(await self._fail_unworkable(batch, invocation))
-                        if not batch.messages:
+                        claimed += await self._claim_round(
+                            request, invocation, horizon, size, claimed, cadence, waiting,
+                            outcomes, run_ids,
+                        )  # fmt: skip
+                        if not waiting:
                             continue
-                        ready = await self._with_contexts(batch.messages, invocation)
-                        if ready is None:  # the database failed: released, stop claiming
-                            outcomes[Outcome.RELEASED] += len(batch.messages)
-                            drained = True
-                            continue
-                        waiting.extend(ready)
                     message, lead = waiting.popleft()
                     in_flight.add(
                         asyncio.create_task(self._pipeline.run(message, lead, invocation))
                     )
+                poll_s = cadence.poll_in_s()
+                if invocation.should_stop or claimed >= request.max_messages:
+                    poll_s = None
                 if not in_flight:
-                    break
-                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    if poll_s is None:
+                        break
+                    await asyncio.sleep(poll_s)
+                    continue
+                done, in_flight = await asyncio.wait(
+                    in_flight,
+                    timeout=poll_s if len(in_flight) < request.concurrency else None,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
                 outcomes.update(_outcome(task) for task in done)
         finally:
             if in_flight:  # only on an error: let started messages finish their writes
                 done, _ = await asyncio.wait(in_flight)
                 outcomes.update(_outcome(task) for task in done)
             if waiting:
-                outcomes[Outcome.RELEASED] += await self._release(
+                outcomes[Outcome.RELEASED] += await self._claimer.release(
                     [m for m, _ in waiting], invocation
                 )
         return claimed
 
-    async def _claim(
+    async def _claim_round(
         self,
         request: ProcessRequest,
-        size: int,
-        horizon: datetime,
-        claimed_so_far: int,
         invocation: Invocation,
-    ) -> Claim:
-        asked_at = time.monotonic()
-        try:
-            batch = await self._store.claim(
-                batch_size=size,
-                one_hour_ago=horizon,
-                lock_timeout_s=self._settings.lock_timeout_s,
-                worker=self._worker,
-                run_id=request.run_id,
-            )
-        except DatabaseError:
-            if claimed_so_far == 0:
-                raise
-            log.exception(
-                "claim failed mid-invocation; finishing what was started",
-                extra={"worker": self._worker},
-            )
-            return Claim([], [])
-        invocation.leases.hold([Lease.of(m) for m in batch.messages], asked_at)
-        return batch
-
-    async def _with_contexts(
-        self, messages: list[ClaimedMessage], invocation: Invocation
-    ) -> Waiting | None:
-        """Each message with its lead's context; None (batch released) if the database failed."""
-        try:
-            contexts = await self._store.lead_contexts([m.lead_id for m in messages])
-        except DatabaseError as exc:
-            log.error(
-                "lead contexts failed after a claim; releasing the batch",
-                extra={"worker": self._worker, "error": str(exc)},
-            )
-            await self._release(messages, invocation)
-            return None
-        return deque((m, contexts.get(m.lead_id)) for m in messages)
-
-    async def _fail_unworkable(self, batch: Claim, invocation: Invocation) -> Counter[Outcome]:
-        """A row the service cannot read fails alone; its batch-mates are worked."""
-        outcomes: Counter[Outcome] = Counter()
-        for row in batch.unworkable:
-            log.error(
-                "claimed row cannot be worked",
-                extra={"worker": self._worker, "error": row.error, "run_id": str(row.run_id)},
-            )
-            if row.lease is None:
-                outcomes[Outcome.ERROR] += 1  # no id or token to write with: the lease expires
-                continue
-            try:
-                answer = await self._store.fail(row.lease, row.error, retryable=False)
-            except DatabaseError:
-                outcomes[Outcome.ERROR] += 1
-                continue
-            outcomes[Outcome.FAILED if answer.ok else Outcome.LEASE_LOST] += 1
-            invocation.logs.add(
-                row.run_id, "failed", row.error, level="error", message_id=row.lease.message_id
-            )
-        return outcomes
-
-    async def _release(self, messages: list[ClaimedMessage], invocation: Invocation) -> int:
-        """Gives unstarted claims back (no retry spent); a blip gets a couple more tries."""
-        leases = [Lease.of(m) for m in messages]
-        for attempt in range(_RELEASE_TRIES):
-            try:
-                await self._store.release(leases)
-                break
-            except DatabaseError as exc:
-                if attempt == _RELEASE_TRIES - 1:
-                    log.error(
-                        "release failed; the leases will expire and bring them back",
-                        extra={"worker": self._worker, "error": str(exc)},
-                    )
-                else:
-                    await asyncio.sleep(0.2 * (attempt + 1))
-        for message in messages:
-            invocation.leases.release(message.id)
-        return len(messages)
+        horizon: datetime,
+        size: int,
+        claimed_so_far: int,
+        cadence: _Cadence,
+        waiting: Waiting,
+        outcomes: Counter[Outcome],
+        run_ids: set[uuid.UUID],
+    ) -> int:
+        """Claims one batch into `waiting`; returns how many were claimed."""
+        await self._flush_logs(invocation)
+        batch = await self._claimer.claim(
+            invocation,
+            size=size,
+            horizon=horizon,
+            run_id=request.run_id,
+            lookahead_s=min(PACING_LOOKAHEAD_S, max(invocation.deadline - time.monotonic(), 0)),
+            claimed_so_far=claimed_so_far,
+        )
+        cadence.found(len(batch), size)
+        run_ids.update(m.run_id for m in batch.messages)
+        run_ids.update(r.run_id for r in batch.unworkable if r.run_id)
+        outcomes.update(await self._claimer.fail_unworkable(batch, invocation))
+        if batch.messages:
+            ready = await self._claimer.with_contexts(batch.messages, invocation)
+            if ready is None:  # the database failed: released; claim no more
+                outcomes[Outcome.RELEASED] += len(batch.messages)
+                cadence.stopped = True
+            else:
+                waiting.extend(ready)
+        return len(batch)
 
     async def _flush_logs(self, invocation: Invocation) -> None:
         """campaign_logs per claim round, so a killed process loses at most one round's."""

@@ -26,6 +26,26 @@ class Lease:
 
 
 @dataclass(frozen=True)
+class Pacing:
+    """The service's per-inbox pacing settings, handed to the database (DESIGN section 8)."""
+
+    min_gap_s: float = 0.0
+    max_gap_s: float = 0.0
+    daily_cap: int = 0
+
+    @property
+    def on(self) -> bool:
+        return self.min_gap_s > 0 or self.daily_cap > 0
+
+    def args(self) -> dict[str, Any]:
+        return {
+            "p_min_gap_s": self.min_gap_s,
+            "p_max_gap_s": max(self.max_gap_s, self.min_gap_s),
+            "p_daily_cap": self.daily_cap,
+        }
+
+
+@dataclass(frozen=True)
 class UnworkableRow:
     """A claimed row the service cannot work (say, a config without an inbox).
 
@@ -77,6 +97,11 @@ class PartAnswer(Answer):
 
 
 @dataclass(frozen=True)
+class SlotAnswer(Answer):
+    wait_s: float | None = None  # refused: seconds until the slot (gap) or the next day (cap)
+
+
+@dataclass(frozen=True)
 class FailAnswer(Answer):
     status: str | None = None  # 'pending' (a retry is scheduled) or 'failed'
     retry_count: int | None = None
@@ -98,6 +123,8 @@ class Store:
         lock_timeout_s: int,
         worker: str,
         run_id: uuid.UUID | None = None,
+        pacing: Pacing | None = None,
+        lookahead_s: float = 0.0,
     ) -> Claim:
         items = await self._call(
             "get_and_lock_campaign_messages",
@@ -106,6 +133,8 @@ class Store:
             p_lock_timeout_s=lock_timeout_s,
             p_worker=worker,
             p_run_id=run_id,
+            **(pacing.args() if pacing else {}),
+            p_lookahead_s=max(lookahead_s, 0.0),
         )
         messages: list[ClaimedMessage] = []
         unworkable: list[UnworkableRow] = []
@@ -176,6 +205,16 @@ class Store:
             data.get("reason"),
             uuid.UUID(conversation) if conversation else None,
             str(inbox_status) if inbox_status is not None else None,
+        )
+
+    async def take_inbox_slot(self, lease: Lease, pacing: Pacing) -> SlotAnswer:
+        """The inbox's slot for this message's first part, or how long until there is one."""
+        data = await self._call("take_inbox_slot", **_fence(lease), **pacing.args())
+        wait = data.get("wait_s")
+        return SlotAnswer(
+            bool(data["ok"]),
+            data.get("reason"),
+            float(wait) if isinstance(wait, int | float) else None,
         )
 
     async def mark_part_sent(

@@ -61,6 +61,10 @@ def service_env(stubs: Stubs, dsn: str) -> dict[str, str]:
         "MAX_CONCURRENCY": "5",
         "BATCH_SIZE": "5",
         "DATABASE_POOL_MAX_SIZE": "6",
+        # Pacing on, with small gaps: the faults must not break the gap either.
+        "INBOX_MIN_GAP_S": "0.02",
+        "INBOX_MAX_GAP_S": "0.05",
+        "INBOX_DAILY_CAP": "0",
     }
 
 

@@ -138,7 +138,7 @@ async def test_a_database_error_before_any_claim_is_503(
 ) -> None:
     await seed_campaign(conn, leads=2)
     await conn.execute(
-        "alter function get_and_lock_campaign_messages(int, timestamptz, int, text, uuid) "
+        "alter function get_and_lock_campaign_messages "
         "rename to claim_gone"
     )
 

@@ -28,6 +28,13 @@ QUEUE_FUNCTIONS = [
     "record_provider_outage",
     "campaign_queue_effective_horizon",
     "resume_reconnected_campaign_runs",
+    "take_inbox_slot",
+]
+INTERNAL_FUNCTIONS = [
+    "cq_inbox_limits",
+    "cq_inbox_holds_backlog",
+    "cq_pick_due_messages",
+    "cq_local_date",
 ]
 
 
@@ -56,6 +63,11 @@ async def test_every_queue_function_is_security_definer_and_service_role_only(
             where n.nspname = 'public'
               and p.proname not in ('check_campaign_instance_status', 'log_campaign_step')"""
     )
+    internal = [r for r in rows if r["proname"] in INTERNAL_FUNCTIONS]
+    assert sorted(r["proname"] for r in internal) == sorted(INTERNAL_FUNCTIONS)
+    for row in internal:  # only our functions call them, as their owner
+        assert (row["anon"], row["authenticated"], row["service"]) == (False, False, False)
+    rows = [r for r in rows if r["proname"] not in INTERNAL_FUNCTIONS]
     assert sorted(r["proname"] for r in rows) == sorted(QUEUE_FUNCTIONS)
     for row in rows:
         assert row["prosecdef"], row["proname"]
@@ -107,7 +119,8 @@ async def test_an_existing_product_function_is_never_replaced(pg_server_dsn: str
                     where proname = 'get_and_lock_campaign_messages'"""
             )
             assert [r["s"] for r in signatures] == [
-                "get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid)"
+                "get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid,"
+                "real,real,integer,real)"
             ]
         finally:
             await conn.close()
