@@ -1,6 +1,8 @@
 -- One claimed message's life, every write fenced on (id, lock_token):
 -- start -> save generated text -> each part sent; or fail (3 retries at +5/+15/+30 minutes),
--- or skip. Renewing and releasing the lease itself: 015_leases.sql.
+-- or skip: 017_message_end.sql. Renewing and releasing the lease itself: 015_leases.sql.
+-- A message that ends as the last unfinished one of its running run completes the run, in
+-- the same transaction (lock order: 017_message_end.sql).
 
 create or replace function get_lead_contexts(p_lead_ids uuid[])
 returns jsonb
@@ -257,73 +259,17 @@ begin
       v_msg.run_id, p_message_id, sqlerrm;
     update campaign_runs set leads_processed = leads_processed + 1 where id = v_msg.run_id;
   end;
+  -- The run completes if this was its last unfinished message (the run row is locked by now;
+  -- finalize_campaign_runs re-reads the messages in a new statement). Guarded like the
+  -- counters: the parts are out, so a failing completion (say, a product trigger on the
+  -- status) must not undo the delivery and get them sent again; a later finalize retries.
+  begin
+    perform finalize_campaign_runs(array[v_msg.run_id]);
+  exception when others then
+    raise warning 'campaign run %: not completed after message %: %',
+      v_msg.run_id, p_message_id, sqlerrm;
+  end;
   return jsonb_build_object('ok', true, 'reason', null, 'completed', true);
 end;
 $$;
 
-
-create or replace function fail_campaign_message(
-  p_message_id uuid,
-  p_lock_token uuid,
-  p_error text,
-  p_retryable boolean default true
-) returns jsonb
-language plpgsql security definer set search_path = public
-as $$
-declare
-  v_msg campaign_messages;
-  v_next timestamptz;
-  v_retries int;
-  v_delays constant int[] := array[5, 15, 30];  -- minutes before retry 1, 2 and 3
-begin
-  select * into v_msg from campaign_messages
-   where id = p_message_id and lock_token = p_lock_token
-     and status in ('queued', 'generating', 'sending')
-   for update;
-  if not found then
-    return jsonb_build_object('ok', false, 'reason', 'lock_lost', 'status', null,
-                              'retry_count', null, 'next_attempt_at', null);
-  end if;
-
-  v_retries := greatest(v_msg.retry_count, 0);  -- a negative count (set by hand) counts as 0
-  if coalesce(p_retryable, true) and v_retries < cardinality(v_delays) then
-    v_next := now() + make_interval(mins => v_delays[v_retries + 1]);
-    update campaign_messages
-       set status = 'pending', retry_count = v_retries + 1, scheduled_at = v_next,
-           error_message = left(coalesce(p_error, 'unknown error'), 2000),
-           lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
-     where id = p_message_id;
-    return jsonb_build_object('ok', true, 'reason', null, 'status', 'pending',
-                              'retry_count', v_retries + 1, 'next_attempt_at', v_next);
-  end if;
-
-  update campaign_messages
-     set status = 'failed', error_message = left(coalesce(p_error, 'unknown error'), 2000),
-         lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
-   where id = p_message_id;
-  update campaign_runs set leads_failed = leads_failed + 1 where id = v_msg.run_id;
-  return jsonb_build_object('ok', true, 'reason', null, 'status', 'failed',
-                            'retry_count', v_msg.retry_count, 'next_attempt_at', null);
-end;
-$$;
-
-
-create or replace function skip_campaign_message(
-  p_message_id uuid,
-  p_lock_token uuid,
-  p_reason text
-) returns jsonb
-language plpgsql security definer set search_path = public
-as $$
-begin
-  update campaign_messages
-     set status = 'skipped', error_message = left(coalesce(p_reason, 'skipped'), 2000),
-         lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
-   where id = p_message_id and lock_token = p_lock_token
-     and status in ('queued', 'generating', 'sending');
-  if not found then
-    return jsonb_build_object('ok', false, 'reason', 'lock_lost');
-  end if;
-  return jsonb_build_object('ok', true, 'reason', null);
-end;
-$$;
