@@ -106,11 +106,15 @@ begin
   if p_min_gap_s is not null or p_max_gap_s is not null or p_daily_cap is not null then
     insert into campaign_inbox_pacing (inbox_id) values (v_inbox) on conflict do nothing;
   end if;
-  select * into v_row from campaign_inbox_pacing where inbox_id = v_inbox for update;
+  select * into v_row from campaign_inbox_pacing where inbox_id = v_inbox;
   if not found then  -- an older caller, an inbox nobody paces
     return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
   end if;
   v_limits := cq_inbox_limits(v_row, p_min_gap_s, p_max_gap_s, p_daily_cap);
+  if v_limits.min_gap_s = 0 and v_limits.daily_cap = 0 then  -- pacing off: no lock, no write
+    return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
+  end if;
+  select * into v_row from campaign_inbox_pacing where inbox_id = v_inbox for update;
 
   if v_row.sent_day is distinct from v_today then
     v_row.sent_day := v_today;
@@ -127,7 +131,7 @@ begin
     return jsonb_build_object('ok', false, 'reason', 'daily_cap', 'wait_s',
       extract(epoch from ((v_today + 1)::timestamp at time zone v_tz) - now()));
   end if;
-  if v_row.next_slot_at > now() then
+  if v_limits.min_gap_s > 0 and v_row.next_slot_at > now() then
     return jsonb_build_object('ok', false, 'reason', 'gap', 'wait_s',
                               extract(epoch from v_row.next_slot_at - now()));
   end if;

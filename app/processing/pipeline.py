@@ -210,6 +210,8 @@ class MessagePipeline:
         """
         if message.parts_sent > 0:  # only first parts are paced
             return None
+        if not self._pacing.on and message.config.slot_in_s is None:
+            return None  # pacing off, and no row of this inbox's own: nothing to take
         lease = Lease.of(message)
         early_s = (message.config.slot_in_s or 0.0) - (time.monotonic() - message.claimed_at)
         if early_s > 0:
