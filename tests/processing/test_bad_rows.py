@@ -178,3 +178,32 @@ async def test_the_window_end_24_00_means_midnight(
     await seed_campaign(conn, leads=1, start_time=time(0, 0), timezone="UTC")
     await conn.execute("update campaign_configs set end_time = '24:00'")
     assert (await service.process()).json()["processed"] == 1
+
+
+async def test_data_the_database_cannot_store_fails_the_message_at_once(
+    service: Service, conn: asyncpg.Connection
+) -> None:
+    # Stands in for any data error the database raises on a write (here: a product trigger
+    # refusing the text with SQLSTATE 22P05, untranslatable character).
+    await conn.execute(
+        """create function refuse_text() returns trigger language plpgsql as $$
+           begin
+             if new.generated_message is not null then
+               raise exception 'cannot store this text' using errcode = '22P05';
+             end if;
+             return new;
+           end $$;
+           create trigger refuse_text before update on campaign_messages
+             for each row execute function refuse_text()"""
+    )
+    seeded = await seed_campaign(conn, leads=2)
+
+    body = (await service.process()).json()
+
+    assert (body["processed"], body["failed"], body["retried"]) == (0, 2, 0)
+    for message_id in seeded.message_ids:
+        row = await message_row(conn, message_id)
+        assert (row["status"], row["retry_count"]) == ("failed", 0)
+        assert "22P05" in row["error_message"]
+    await assert_no_lease_left(conn)
+    await assert_ended_runs_completed(conn)
