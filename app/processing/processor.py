@@ -17,7 +17,7 @@ import logging
 import time
 import uuid
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app.models import ProcessQueueResult
@@ -57,7 +57,7 @@ class _Cadence:
     drained: bool = False
     stopped: bool = False  # the database failed after a claim: claim no more
     next_poll_at: float = 0.0
-    last_found_at: float = field(default_factory=time.monotonic)
+    last_found_at: float | None = None  # when a claim last found work
 
     def found(self, count: int, asked: int) -> None:
         now = time.monotonic()
@@ -75,6 +75,8 @@ class _Cadence:
         if not self.pacing.on:
             return None
         now = time.monotonic()
+        if self.last_found_at is None:
+            return None  # nothing due at all: no reason to wait for a slot
         if now - self.last_found_at > self.pacing.max_gap_s + PACING_LOOKAHEAD_S:
             return None  # nothing paced found for a whole gap: the queue is dry
         return max(self.next_poll_at - now, 0.0)

@@ -12,12 +12,14 @@ import asyncpg
 import httpx
 import pytest
 
+from app.main import create_app
 from app.sandbox.seed import seed_campaign
+from app.sandbox.server import LoopbackServer
 from app.sandbox.stubs import Fault, Latency
 from tests.processing.invariants import assert_no_lease_left
 from tests.service import Service
 from tests.sql.helpers import run_row
-from tests.stubs import CRON_SECRET
+from tests.stubs import CRON_SECRET, SettingsFactory
 
 
 async def statuses(conn: asyncpg.Connection) -> Counter[str]:
@@ -176,3 +178,22 @@ async def test_the_work_ends_when_the_caller_hangs_up(
 
     await wait_for(all_sent)
     await assert_no_lease_left(conn)
+
+
+async def test_with_pacing_on_an_empty_queue_answers_at_once(
+    make_settings: SettingsFactory, db_dsn: str
+) -> None:
+    """A paced call waits for slots only while there is paced work; an idle one ends."""
+    settings = make_settings(
+        database_url=db_dsn, inbox_min_gap_s=20, inbox_max_gap_s=60, inbox_daily_cap=300
+    )
+    with LoopbackServer(create_app(settings), lifespan=True) as server:
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                server.url + "/process-queue",
+                json={"time_budget_s": 30},
+                headers={"Authorization": f"Bearer {CRON_SECRET}"},
+                timeout=60,
+            )
+    assert response.json()["claimed"] == 0
+    assert response.json()["duration_ms"] < 10_000  # not the 30 s budget
