@@ -42,21 +42,31 @@ async def seed_campaign(
     timezone: str = "America/Sao_Paulo",
     first_scheduled_at: datetime | None = None,
     spacing: timedelta = timedelta(0),
+    inbox_id: uuid.UUID | None = None,
 ) -> SeededCampaign:
     """Creates an inbox, a campaign config, a run and `leads` leads each with one message.
 
     Messages are due from `first_scheduled_at` (default: one minute ago), `spacing` apart.
     Phone numbers are fictional (+55 11 9xxxx-xxxx, sequential).
+    With `inbox_id` the campaign uses that existing inbox (in its workspace, unless
+    `workspace_id` says otherwise) instead of creating one; `inbox_status` is then unused.
     """
-    workspace_id = workspace_id or uuid.uuid4()
     source_column_id, target_column_id = uuid.uuid4(), uuid.uuid4()
     async with conn.transaction():
-        inbox_id = await conn.fetchval(
-            "insert into inboxes (workspace_id, name, status) values ($1, $2, $3) returning id",
-            workspace_id,
-            f"WhatsApp {str(workspace_id)[:4]}",
-            inbox_status,
-        )
+        if inbox_id is None:
+            workspace_id = workspace_id or uuid.uuid4()
+            inbox_id = await conn.fetchval(
+                "insert into inboxes (workspace_id, name, status) values ($1, $2, $3) returning id",
+                workspace_id,
+                f"WhatsApp {str(workspace_id)[:4]}",
+                inbox_status,
+            )
+        elif workspace_id is None:
+            workspace_id = await conn.fetchval(
+                "select workspace_id from inboxes where id = $1", inbox_id
+            )
+            if workspace_id is None:
+                raise ValueError(f"no inbox {inbox_id}")
         if model is not None:
             await conn.execute(
                 "insert into ai_agents (workspace_id, model) values ($1, $2)", workspace_id, model
