@@ -4,6 +4,11 @@ Embedded Postgres, sql/ applied, two seeded campaigns (one inbox splits its mess
 service on 127.0.0.1, and POST /process-queue as the scheduler sends it. OpenRouter and the
 WhatsApp send endpoint are loopback stubs unless OPENROUTER_API_KEY, or SEND_URL with
 SUPABASE_SERVICE_ROLE_KEY, are set in the environment: then the real ones are called.
+
+Each inbox is paced (DESIGN section 8). Against the send stub the gap is short (0.3-0.6 s) so
+the demo ends in seconds, and a table shows when each message's first part reached the stub,
+inbox by inbox. Against a real send endpoint the pacing is the service's own (INBOX_* from the
+environment, else the defaults): a real number is never sent a burst.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import json
 import os
 import secrets
 import time
+import uuid
+from itertools import pairwise
 from typing import Any
 
 import asyncpg
@@ -24,6 +31,8 @@ from app.sandbox.server import LoopbackServer
 from app.sandbox.stubs import SEND_PATH, Latency, OpenRouterStub, SendStub
 from app.settings import Settings
 from app.store.postgres import init_connection
+
+DEMO_MIN_GAP_S, DEMO_MAX_GAP_S = 0.3, 0.6  # the stub's pace: short, so the demo ends soon
 
 
 async def run_demo(leads: int = 40) -> int:
@@ -71,19 +80,31 @@ async def run_demo(leads: int = 40) -> int:
                 real_send,
             )
             secret = settings.cron_secret.get_secret_value() if settings.cron_secret else ""
+            print(
+                f"pacing per inbox: {settings.inbox_min_gap_s:g}-{settings.inbox_max_gap_s:g} s "
+                "between the first parts of two messages, daily cap "
+                f"{settings.inbox_daily_cap or 'off'}"
+            )
             with LoopbackServer(create_app(settings), lifespan=True) as service:
                 print(f"service on {service.url}; POST /process-queue as the scheduler does\n")
                 async with httpx.AsyncClient(timeout=120) as http:
                     response = await http.post(
                         service.url + "/process-queue",
                         headers={"Authorization": f"Bearer {secret}"},
-                        json={"concurrency": 10, "batch_size": 10},
+                        # max_messages: the call ends once every lead is done, instead of
+                        # looking for due work for one more gap.
+                        json={"concurrency": 10, "batch_size": 10, "max_messages": leads},
                     )
             print(f"HTTP {response.status_code}")
             print(json.dumps(response.json(), indent=2))
             await _print_table(conn)
             await _print_runs(conn, [plain.run_id, split.run_id])
             if not real_send:
+                _print_send_times(
+                    send_stub,
+                    {"plain": plain.message_ids, "split": split.message_ids},
+                    settings.inbox_min_gap_s,
+                )
                 print(
                     f"\nsend stub: {len(send_stub.deliveries)} deliveries, "
                     f"{send_stub.duplicate_keys} repeated Idempotency-Keys"
@@ -113,6 +134,9 @@ def _settings(
         "send_url": send_url + SEND_PATH,
         "supabase_service_role_key": send_stub.service_role_key,
         "log_level": "WARNING",
+        "inbox_min_gap_s": DEMO_MIN_GAP_S,
+        "inbox_max_gap_s": DEMO_MAX_GAP_S,
+        "inbox_daily_cap": 0,
     }
     if real_openrouter:
         values["openrouter_api_key"] = os.environ["OPENROUTER_API_KEY"]
@@ -123,6 +147,10 @@ def _settings(
     if real_send:
         values["send_url"] = os.environ["SEND_URL"]
         values["supabase_service_role_key"] = os.environ["SUPABASE_SERVICE_ROLE_KEY"]
+        for name in ("inbox_min_gap_s", "inbox_max_gap_s", "inbox_daily_cap"):
+            values.pop(name)  # a real number keeps the service's pace
+            if os.environ.get(name.upper()):
+                values[name] = os.environ[name.upper()]
     return Settings.model_validate(values)
 
 
@@ -162,3 +190,38 @@ async def _print_runs(conn: asyncpg.Connection, run_ids: list[Any]) -> None:
             f"{row['leads_total']} sent, {row['leads_failed']} failed, "
             f"{metrics.get('parts_sent', 0)} parts, {metrics.get('ai_tokens_used', 0)} tokens"
         )
+
+
+def _print_send_times(
+    send_stub: SendStub, inboxes: dict[str, list[uuid.UUID]], min_gap_s: float
+) -> None:
+    """When each message's first part reached the send stub, per inbox: the pacing at work."""
+    inbox_of = {str(m): name for name, ids in inboxes.items() for m in ids}
+    times: dict[str, list[float]] = {name: [] for name in inboxes}
+    for delivery in send_stub.deliveries:
+        message_id, _, index = delivery["idempotency_key"].rpartition(":")
+        if index == "0" and message_id in inbox_of:
+            times[inbox_of[message_id]].append(float(delivery["at"]))
+    if not any(times.values()):
+        return
+    start = min(t for column in times.values() for t in column)
+    columns = {name: sorted(t - start for t in column) for name, column in times.items()}
+    print(
+        "\nfirst part of each message at the send endpoint, seconds after the first send "
+        f"(gap: since the inbox's previous first part; at least {min_gap_s:g} s)"
+    )
+    print("  #" + "".join(f"{'inbox ' + name:>14} {'gap':>6}" for name in columns))
+    for row in range(max(len(column) for column in columns.values())):
+        cells = []
+        for column in columns.values():
+            if row >= len(column):
+                cells.append(" " * 21)
+                continue
+            gap = f"{column[row] - column[row - 1]:6.2f}" if row else " " * 6
+            cells.append(f"{column[row]:14.2f} {gap}")
+        print((f"{row + 1:>3}" + "".join(cells)).rstrip())
+    smallest = []
+    for name, column in columns.items():
+        gaps = [b - a for a, b in pairwise(column)]
+        smallest.append(f"inbox {name} " + (f"{min(gaps):.2f} s" if gaps else "-"))
+    print("smallest gap: " + ", ".join(smallest))
