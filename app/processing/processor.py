@@ -36,6 +36,7 @@ log = logging.getLogger("campaign_queue")
 SKIP_LATE_LIMIT = 5000  # late messages skipped per call: a backlog shrinks over a few calls
 PACING_LOOKAHEAD_S = 3.0  # a slot opening this soon is claimed now; the worker waits for it
 PACING_POLL_S = 0.5  # how often a paced call looks again for inboxes whose slot opened
+PACING_POLL_MIN_S = 0.05  # ... and a quarter of the gap when the gap is short (bench/pacing.py)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,9 @@ class _Cadence:
     def found(self, count: int, asked: int) -> None:
         now = time.monotonic()
         self.drained = count < asked
-        self.next_poll_at = now + PACING_POLL_S
+        self.next_poll_at = now + max(
+            min(PACING_POLL_S, self.pacing.min_gap_s / 4), PACING_POLL_MIN_S
+        )
         if count:
             self.last_found_at = now
 
