@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from app.processing.window import next_opening
 
@@ -44,14 +45,29 @@ def test_the_opening_is_in_the_future_on_the_fall_back_day() -> None:
     assert opening == datetime(2026, 11, 1, 6, 30, tzinfo=UTC)
 
 
+def _transition_days(zone_name: str, year: int) -> list[datetime]:
+    """The UTC midnights of the days on which the zone's offset changes."""
+    tz = ZoneInfo(zone_name)
+    days = []
+    for day in range(366):
+        start = datetime(year, 1, 1, tzinfo=UTC) + timedelta(days=day)
+        if (
+            start.astimezone(tz).utcoffset()
+            != (start + timedelta(days=1)).astimezone(tz).utcoffset()
+        ):
+            days.append(start)
+    return days
+
+
 def test_the_opening_is_strictly_after_now_around_every_transition() -> None:
     zones = ["America/New_York", "Europe/London", "Australia/Lord_Howe", "America/Santiago"]
     starts = [time(0, 0), time(0, 30), time(1, 0), time(1, 30), time(2, 0), time(2, 30)]
     for zone_name in zones:
-        for day in range(0, 366, 3):
-            base = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=day)
-            for minutes in range(0, 24 * 60, 50):
-                now = base + timedelta(minutes=minutes)
+        transitions = _transition_days(zone_name, 2026)
+        assert transitions, zone_name
+        for day in transitions:
+            for minutes in range(-24 * 60, 48 * 60, 10):  # the day before to the day after
+                now = day + timedelta(minutes=minutes)
                 for start in starts:
                     end = time((start.hour + 1) % 24, start.minute)
                     opening = next_opening(now, start, end, zone_name)
