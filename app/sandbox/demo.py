@@ -2,8 +2,10 @@
 
 Embedded Postgres, sql/ applied, two seeded campaigns (one inbox splits its messages), the
 service on 127.0.0.1, and POST /process-queue as the scheduler sends it. OpenRouter and the
-WhatsApp send endpoint are loopback stubs unless OPENROUTER_API_KEY, or SEND_URL with
-SUPABASE_SERVICE_ROLE_KEY, are set in the environment: then the real ones are called.
+WhatsApp send endpoint are loopback stubs, whatever the environment holds: only with
+`real=True` (`python -m app demo --real`) are the real ones called, and then only those whose
+keys are set (OPENROUTER_API_KEY; SEND_URL with SUPABASE_SERVICE_ROLE_KEY). A key exported
+for another purpose never sends WhatsApp messages to the demo's made-up numbers.
 
 Each inbox is paced (DESIGN section 8). Against the send stub the gap is short (0.3-0.6 s) so
 the demo ends in seconds, and a table shows when each message's first part reached the stub,
@@ -35,7 +37,7 @@ from app.store.postgres import init_connection
 DEMO_MIN_GAP_S, DEMO_MAX_GAP_S = 0.3, 0.6  # the stub's pace: short, so the demo ends soon
 
 
-async def run_demo(leads: int = 40) -> int:
+async def run_demo(leads: int = 40, *, real: bool = False) -> int:
     if leads < 2:
         print("error: --leads must be at least 2")
         return 2
@@ -43,8 +45,10 @@ async def run_demo(leads: int = 40) -> int:
     openrouter_stub = OpenRouterStub(latency=Latency(median_ms=150, sigma=0.6, seed=42))
     send_stub = SendStub(latency=Latency(median_ms=40, sigma=0.3, seed=43))
     stub_servers = [LoopbackServer(openrouter_stub.app), LoopbackServer(send_stub.app)]
-    real_openrouter = bool(os.environ.get("OPENROUTER_API_KEY"))
-    real_send = bool(os.environ.get("SEND_URL") and os.environ.get("SUPABASE_SERVICE_ROLE_KEY"))
+    real_openrouter = real and bool(os.environ.get("OPENROUTER_API_KEY"))
+    real_send = real and bool(
+        os.environ.get("SEND_URL") and os.environ.get("SUPABASE_SERVICE_ROLE_KEY")
+    )
 
     print(
         "campaign-queue demo: embedded Postgres, "
