@@ -43,6 +43,20 @@ from app.startup import log_start_up, package_version, secrets_of
 from app.store.rpc import DatabaseError, Rpc
 from app.store.store import Pacing, Store
 
+__all__ = [
+    "ProcessQueueBody",  # importable from here as before (it lives in app.api_models)
+    "Services",
+    "ServicesDep",
+    "app",
+    "build_services",
+    "close_services",
+    "create_app",
+    "get_services",
+    "healthz",
+    "process_queue",
+    "start_invocation",
+]
+
 DESCRIPTION = """\
 Sends AI-written WhatsApp campaign messages from a Postgres queue.
 

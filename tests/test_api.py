@@ -401,3 +401,9 @@ def test_docs_enabled_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch
     assert Settings(**values).docs_enabled is True  # type: ignore[arg-type]
     monkeypatch.delenv("DOCS_ENABLED")
     assert Settings(**values).docs_enabled is False  # type: ignore[arg-type]
+
+
+def test_the_body_model_is_still_importable_from_app_main() -> None:
+    from app import api_models, main
+
+    assert main.ProcessQueueBody is api_models.ProcessQueueBody
