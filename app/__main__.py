@@ -1,17 +1,25 @@
-"""Command line: `python -m app serve | migrate | demo`."""
+"""Command line: `python -m app serve | migrate | process | demo`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from typing import NoReturn
+
+
+class _Parser(argparse.ArgumentParser):
+    """A bad argument is one line on stderr (`error: ...`) and exit code 2, no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message}\n")
 
 
 def _migrate() -> int:
     import asyncpg
 
     from app.settings import DatabaseSettings
-    from app.store.migrations import apply_migrations
+    from app.store.migrations import ConnectionFailedError, apply_migrations
 
     dsn = DatabaseSettings().database_url
     if dsn is None:
@@ -19,6 +27,9 @@ def _migrate() -> int:
         return 2
     try:
         applied = asyncio.run(apply_migrations(dsn.get_secret_value()))
+    except ConnectionFailedError as exc:  # host and port, and what to check; no password
+        print(f"error: migrations not applied: {exc}", file=sys.stderr)
+        return 1
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         # Postgres errors name the statement's problem, never the connection string.
         print(f"error: migrations not applied: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -48,10 +59,21 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app", description=__doc__)
+    parser = _Parser(prog="python -m app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the HTTP service (uvicorn on $PORT)")
     commands.add_parser("migrate", help="apply sql/ to DATABASE_URL (idempotent)")
+    process = commands.add_parser(
+        "process",
+        help="run one POST /process-queue invocation in-process; its JSON on stdout",
+        description="The settings are the service's (environment, .env). The answer goes "
+        "to stdout, the service's JSON log lines to stderr (LOG_LEVEL). Exit 0: done; "
+        "1: success false (the endpoint's 502); 2: a bad argument or setting; 3: the "
+        "database is unavailable.",
+    )
+    from app.cli import add_process_arguments
+
+    add_process_arguments(process)
     demo = commands.add_parser("demo", help="run one campaign end to end on this machine")
     demo.add_argument("--leads", type=int, default=40, help="leads in the demo (default 40)")
     args = parser.parse_args(argv)
@@ -59,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         return _migrate()
     if args.command == "serve":
         return _serve()
+    if args.command == "process":
+        from app.cli import run_process
+
+        return run_process(args)
     return _demo(args)
 
 

@@ -10,7 +10,20 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 LOGGER_NAME = "campaign_queue"
-_FIELDS = ("run_id", "message_id", "step", "ms", "worker", "counts", "error", "phone")
+_FIELDS = (
+    "run_id",
+    "message_id",
+    "step",
+    "ms",
+    "worker",
+    "counts",
+    "error",
+    "phone",
+    # the start-up line (app.startup)
+    "version",
+    "store",
+    "settings",
+)
 # Defence in depth (phone numbers are masked before they are logged): 10 to 15 digits,
 # single spaces or dashes between them, not part of a word, an id or a date.
 _PHONE = re.compile(r"(?<![\w.-])\+?\d(?:[ -]?\d){9,14}(?![\w.]|-\d)")

@@ -1,54 +1,78 @@
-"""The HTTP service: POST /process-queue and GET /healthz. Clients are built in the lifespan."""
+"""The HTTP service: POST /process-queue and GET /healthz. Clients are built in the lifespan.
+
+Routes take what they need as dependencies (ServicesDep, require_cron_secret), so a new one is
+a function and one registration line in create_app. The request and answer models, and the
+OpenAPI text, are in app.api_models; the secret check in app.auth.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import os
 import socket
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import httpx
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.ai.openrouter import OpenRouterClient
+from app.api_models import (
+    HEALTHZ_RESPONSES,
+    PROCESS_QUEUE_RESPONSES,
+    Healthy,
+    ProcessQueueAnswer,
+    ProcessQueueBody,
+)
+from app.auth import UnauthorizedError, require_cron_secret
 from app.delivery.sender import Sender
 from app.logs import configure_logging, log
 from app.models import ProcessQueueResult
 from app.processing.pipeline import MessagePipeline
 from app.processing.processor import QueueProcessor
 from app.settings import Settings, SettingsError, load_settings
+from app.startup import log_start_up, package_version, secrets_of
 from app.store.rpc import DatabaseError, Rpc
 from app.store.store import Pacing, Store
 
+__all__ = [
+    "ProcessQueueBody",  # importable from here as before (it lives in app.api_models)
+    "Services",
+    "ServicesDep",
+    "app",
+    "build_services",
+    "close_services",
+    "create_app",
+    "get_services",
+    "healthz",
+    "process_queue",
+    "start_invocation",
+]
 
-class ProcessQueueBody(BaseModel):
-    """Every field optional; an empty body takes the settings' defaults."""
+DESCRIPTION = """\
+Sends AI-written WhatsApp campaign messages from a Postgres queue.
 
-    model_config = ConfigDict(extra="forbid")
+A scheduler calls `POST /process-queue` (about once a minute). Each call claims due messages
+with a lease, writes each one with OpenRouter (the campaign's instructions and the lead's
+details), optionally splits it in parts, sends the parts through the WhatsApp send endpoint
+with an idempotency key, and records the outcome. It answers the counts of what it did.
+Overlapping calls are safe; a call finishes its work even when the caller hangs up.
 
-    batch_size: Annotated[int | None, Field(strict=True, ge=1, le=100)] = None
-    concurrency: Annotated[int | None, Field(strict=True, ge=1, le=50)] = None
-    max_messages: Annotated[int | None, Field(strict=True, ge=1, le=10000)] = None
-    time_budget_s: Annotated[float | None, Field(ge=1, le=3600)] = None
-    run_id: uuid.UUID | None = None
-    requeue_failed: Annotated[bool, Field(strict=True)] = False
+Authenticate with the service's CRON_SECRET, as `Authorization: Bearer <secret>` or as
+`X-Cron-Secret: <secret>` (use the latter behind Cloud Run IAM, where Authorization carries
+Google's OIDC token). `GET /healthz` needs no secret.
 
-    @model_validator(mode="after")
-    def _requeue_needs_a_run(self) -> ProcessQueueBody:
-        if self.requeue_failed and self.run_id is None:
-            raise ValueError("requeue_failed needs run_id")
-        return self
+Alerting: a key or credit error from OpenRouter or the send endpoint answers **502** with
+`success: false`, so the scheduler records a failure; a database outage answers **503**.
+"""
 
 
 @dataclass
@@ -97,6 +121,45 @@ async def build_services(settings: Settings) -> Services:
     return Services(settings, rpc, store, [openrouter_http, send_http], processor)
 
 
+async def close_services(services: Services) -> None:
+    """Lets calls whose caller hung up record their work, then closes every client."""
+    if services.running:
+        await asyncio.wait(services.running, timeout=services.settings.time_budget_s + 30)
+    for client in services.http_clients:
+        await client.aclose()
+    await services.rpc.close()
+
+
+def start_invocation(
+    services: Services, body: ProcessQueueBody
+) -> asyncio.Task[ProcessQueueResult]:
+    """One invocation as a task, kept referenced in services.running until it ends."""
+    processor = services.processor
+    work = asyncio.ensure_future(
+        processor.process(
+            processor.request(
+                batch_size=body.batch_size,
+                concurrency=body.concurrency,
+                max_messages=body.max_messages,
+                time_budget_s=body.time_budget_s,
+                run_id=body.run_id,
+                requeue_failed=body.requeue_failed,
+            )
+        )
+    )
+    services.running.add(work)
+    work.add_done_callback(services.running.discard)
+    return work
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -107,34 +170,73 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             print(f"error: {exc}", file=sys.stderr, flush=True)
             app.state.startup_refused = True
             raise _StartupRefusedError(str(exc)) from None
-        configure_logging(resolved.log_level, _secrets(resolved))
+        configure_logging(resolved.log_level, secrets_of(resolved))
         services = await build_services(resolved)
         app.state.services = services
+        log_start_up(resolved)
         try:
             yield
         finally:
-            if services.running:  # calls whose caller hung up: let them record their work
-                await asyncio.wait(services.running, timeout=resolved.time_budget_s + 30)
-            for client in services.http_clients:
-                await client.aclose()
-            await services.rpc.close()
+            await close_services(services)
 
-    app = FastAPI(title="campaign-queue", lifespan=lifespan)
+    # The docs routes are ours (below): settings come in the lifespan, not at import.
+    app = FastAPI(
+        title="campaign-queue",
+        version=package_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.add_middleware(_NoTracebackForRefusedStartup)
     app.post(
         "/process-queue",
-        response_model=ProcessQueueResult,
+        operation_id="process_queue",
+        summary="Claim and send due messages",
+        response_model=ProcessQueueAnswer,
+        responses=PROCESS_QUEUE_RESPONSES,
         openapi_extra={
             "requestBody": {
+                "description": "Optional: an empty body or `{}` takes the settings' defaults.",
                 "content": {"application/json": {"schema": ProcessQueueBody.model_json_schema()}},
                 "required": False,
             }
         },
-        dependencies=[Depends(_require_cron_secret)],
+        dependencies=[Depends(require_cron_secret)],
     )(process_queue)
-    app.get("/healthz")(healthz)
-    app.add_exception_handler(_Unauthorized, _unauthorized)
+    app.get(
+        "/healthz",
+        operation_id="healthz",
+        summary="Does the database answer?",
+        response_model=Healthy,
+        responses=HEALTHZ_RESPONSES,
+    )(healthz)
+    app.add_exception_handler(UnauthorizedError, _unauthorized)
+    _add_docs(app)
     return app
+
+
+def _docs_enabled(services: ServicesDep) -> None:
+    if not services.settings.docs_enabled:
+        raise HTTPException(404)
+
+
+def _add_docs(app: FastAPI) -> None:
+    """/openapi.json, /docs and /redoc, answering 404 unless DOCS_ENABLED."""
+    guard = [Depends(_docs_enabled)]
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=guard)
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=guard)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title}: docs")
+
+    @app.get("/redoc", include_in_schema=False, dependencies=guard)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title}: ReDoc")
 
 
 class _StartupRefusedError(Exception):
@@ -167,66 +269,14 @@ class _NoTracebackForRefusedStartup:
             await self._app(scope, receive, quiet_send)
 
 
-def _services(request: Request) -> Services:
-    services: Services = request.app.state.services
-    return services
-
-
-class _Unauthorized(Exception):
-    pass
-
-
-async def _require_cron_secret(request: Request) -> None:
-    expected = _services(request).settings.cron_secret
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if (
-        expected is None
-        or scheme.lower() != "bearer"
-        or not hmac.compare_digest(token.strip().encode(), expected.get_secret_value().encode())
-    ):
-        raise _Unauthorized
-
-
-async def process_queue(request: Request) -> JSONResponse:
-    """Claims and sends due messages; answers the counts."""
-    services = _services(request)
-    raw = await request.body()
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        return _unprocessable(
-            [{"loc": ["body"], "msg": "body is not valid JSON", "type": "json_invalid"}]
-        )
-    except RecursionError:  # json.loads recurses once per nesting level
-        return _unprocessable(
-            [{"loc": ["body"], "msg": "body is nested too deeply", "type": "json_invalid"}]
-        )
-    if data is None:
-        data = {}
-    try:
-        body = ProcessQueueBody.model_validate(data)
-    except ValidationError as exc:
-        return _unprocessable(
-            exc.errors(include_url=False, include_context=False, include_input=False)
-        )
-    processor = services.processor
-    work = asyncio.ensure_future(
-        processor.process(
-            processor.request(
-                batch_size=body.batch_size,
-                concurrency=body.concurrency,
-                max_messages=body.max_messages,
-                time_budget_s=body.time_budget_s,
-                run_id=body.run_id,
-                requeue_failed=body.requeue_failed,
-            )
-        )
-    )
+async def process_queue(request: Request, services: ServicesDep) -> JSONResponse:
+    """Claims due messages, writes and sends them, and answers the counts of what it did."""
+    body_or_error = await _parse_body(request)
+    if isinstance(body_or_error, JSONResponse):
+        return body_or_error
+    work = start_invocation(services, body_or_error)
     # The call finishes its work when the caller hangs up (pg_net gives up after 5 s): the
     # task goes on, shielded, and is kept referenced until it ends.
-    services.running.add(work)
-    work.add_done_callback(services.running.discard)
     try:
         result = await asyncio.shield(work)
     except DatabaseError as exc:
@@ -239,12 +289,45 @@ async def process_queue(request: Request) -> JSONResponse:
     return JSONResponse(result.model_dump(), 200 if result.success else 502)
 
 
-async def healthz(request: Request) -> JSONResponse:
+async def _parse_body(request: Request) -> ProcessQueueBody | JSONResponse:
+    """The body as ProcessQueueBody, or the 422 answer. Empty means `{}`; `null` is 422."""
+    raw = await request.body()
     try:
-        await _services(request).store.ping()
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        return _unprocessable(
+            [{"loc": ["body"], "msg": "body is not valid JSON", "type": "json_invalid"}]
+        )
+    except RecursionError:  # json.loads recurses once per nesting level
+        return _unprocessable(
+            [{"loc": ["body"], "msg": "body is nested too deeply", "type": "json_invalid"}]
+        )
+    if not isinstance(data, dict):
+        what = "null" if data is None else type(data).__name__
+        return _unprocessable(
+            [
+                {
+                    "loc": ["body"],
+                    "msg": f"body must be a JSON object (or empty), not {what}",
+                    "type": "model_type",
+                }
+            ]
+        )
+    try:
+        return ProcessQueueBody.model_validate(data)
+    except ValidationError as exc:
+        return _unprocessable(
+            exc.errors(include_url=False, include_context=False, include_input=False)
+        )
+
+
+async def healthz(services: ServicesDep) -> Healthy | JSONResponse:
+    """200 when the database answers a trivial call, else 503. Needs no secret."""
+    try:
+        await services.store.ping()
     except DatabaseError:
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
-    return JSONResponse({"status": "ok"})
+    return Healthy(status="ok")
 
 
 def _unprocessable(errors: list[Any]) -> JSONResponse:
@@ -253,21 +336,6 @@ def _unprocessable(errors: list[Any]) -> JSONResponse:
         for e in errors
     ]
     return JSONResponse({"success": False, "detail": detail}, 422)
-
-
-def _secrets(settings: Settings) -> list[str]:
-    values = [
-        settings.openrouter_api_key,
-        settings.supabase_service_role_key,
-        settings.cron_secret,
-        settings.database_url,
-    ]
-    secrets = [v.get_secret_value() for v in values if v is not None]
-    if settings.database_url is not None:
-        password = urlsplit(settings.database_url.get_secret_value()).password
-        if password:
-            secrets.append(password)
-    return secrets
 
 
 async def _unauthorized(request: Request, exc: Exception) -> JSONResponse:

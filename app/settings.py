@@ -83,6 +83,8 @@ class Settings(BaseSettings):
 
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = "INFO"
+    # /docs, /redoc and /openapi.json: off by default, the service is public on Cloud Run.
+    docs_enabled: bool = False
 
     @field_validator("supabase_url", "openrouter_base_url", "send_url")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from app.main import create_app
 from app.sandbox.postgrest import create_postgrest_app
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
+from app.sandbox.service_process import free_port
 from tests.service import SUPABASE_KEY, Service
 from tests.stubs import CRON_SECRET, SettingsFactory
 
@@ -49,6 +51,30 @@ async def test_a_database_outage_is_503_with_a_json_error(
     assert response.status_code == 503
     assert response.json() == {"success": False, "error": "database unavailable"}
     assert health.status_code == 503
+
+
+async def test_the_503_log_line_names_the_host_and_what_to_check(
+    make_settings: SettingsFactory, capfd: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()  # nothing listens there
+    settings = make_settings(database_url=f"postgresql://postgres:db-pass-1234@127.0.0.1:{port}/x")
+    with LoopbackServer(create_app(settings), lifespan=True) as server:
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                server.url + "/process-queue", headers={"X-Cron-Secret": CRON_SECRET}
+            )
+    assert response.status_code == 503
+
+    output = capfd.readouterr().err
+    [line] = [
+        json.loads(x) for x in output.splitlines() if '"message": "database unavailable"' in x
+    ]
+    assert line["severity"] == "ERROR"
+    assert line["error"] == (
+        f"cannot connect to the database: cannot reach 127.0.0.1:{port} "
+        f"(ConnectionRefusedError): is Postgres running at 127.0.0.1:{port}? check DATABASE_URL"
+    )
+    assert "db-pass-1234" not in output
 
 
 async def test_logs_hold_no_secret_and_no_full_phone_number(

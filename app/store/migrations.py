@@ -8,6 +8,8 @@ from pathlib import Path
 
 import asyncpg
 
+from app.store.postgres import describe_connection_failure
+
 SQL_DIR = Path(__file__).resolve().parent.parent.parent / "sql"
 
 # One lock id for every instance: concurrent start-ups apply migrations one at a time.
@@ -20,6 +22,11 @@ create table if not exists campaign_queue_migrations (
   applied_at timestamptz not null default now()
 )
 """
+
+
+class ConnectionFailedError(Exception):
+    """No connection could be made; str() is one line naming the host and port and what to
+    check, never the password."""
 
 
 @dataclass(frozen=True)
@@ -45,7 +52,13 @@ async def apply_migrations(dsn: str, sql_dir: Path = SQL_DIR) -> list[str]:
     Every file is idempotent on its own, so re-applying a changed file is safe.
     """
     migrations = load_migrations(sql_dir)
-    conn = await asyncpg.connect(dsn)
+    try:
+        conn = await asyncpg.connect(dsn)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        hint = describe_connection_failure(dsn, exc)
+        if hint is None:
+            raise
+        raise ConnectionFailedError(hint) from exc
     try:
         await conn.execute("select pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
         try:

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from app.store.dsn import database_address
 from app.store.rpc import DatabaseError, is_data_error
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
@@ -21,6 +22,40 @@ _DB_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.InternalClientError,
 )
+
+
+# Supabase's direct host (db.<project ref>.supabase.co) has only an IPv6 address unless the
+# project bought the IPv4 add-on; its poolers (*.pooler.supabase.com) answer on IPv4.
+_SUPABASE_DIRECT_HOST = re.compile(r"^db\.[a-z0-9]+\.supabase\.co$", re.IGNORECASE)
+
+
+def describe_connection_failure(dsn: str, exc: BaseException) -> str | None:
+    """One line saying what to check when a connection could not be made, or None when
+    `exc` is not about making a connection. Names the host and port, never the password."""
+    where = database_address(dsn)
+    address = str(where)
+    kind = type(exc).__name__
+    sqlstate = getattr(exc, "sqlstate", None) if isinstance(exc, asyncpg.PostgresError) else None
+    if isinstance(exc, OSError | TimeoutError) or (sqlstate or "").startswith("08"):
+        if _SUPABASE_DIRECT_HOST.match(where.host or ""):
+            return (
+                f"cannot reach {address} ({kind}): Supabase's direct host is IPv6 only unless "
+                "you bought the IPv4 add-on: use the session pooler for migrate, the "
+                "transaction pooler for the service"
+            )
+        return (
+            f"cannot reach {address} ({kind}): is Postgres running at {address}? check DATABASE_URL"
+        )
+    if (sqlstate or "").startswith("28"):
+        return (
+            f"Postgres at {address} refused the login ({kind}): check the user and password "
+            "in DATABASE_URL"
+        )
+    if sqlstate == "3D000":
+        return (
+            f"Postgres at {address} has no database {where.database!r} ({kind}): check DATABASE_URL"
+        )
+    return None
 
 
 async def init_connection(conn: asyncpg.Connection) -> None:
@@ -49,18 +84,19 @@ async def create_pool(
             command_timeout=60,
         )
     except _DB_ERRORS as exc:
-        raise _database_error("cannot connect to the database", exc) from exc
+        raise _database_error("cannot connect to the database", exc, dsn) from exc
     return pool
 
 
-def _database_error(what: str, exc: BaseException) -> DatabaseError:
-    """`<what>: <ErrorClass> (SQLSTATE <code>)`. The server's message is left out: it can
-    echo an argument (`invalid input syntax for type uuid: "<value>"`)."""
+def _database_error(what: str, exc: BaseException, dsn: str | None = None) -> DatabaseError:
+    """`<what>: <ErrorClass> (SQLSTATE <code>)`, or `<what>: <what to check>` when a connection
+    could not be made (dsn given). The server's message is left out: it can echo an argument
+    (`invalid input syntax for type uuid: "<value>"`)."""
     sqlstate = getattr(exc, "sqlstate", None) if isinstance(exc, asyncpg.PostgresError) else None
+    hint = describe_connection_failure(dsn, exc) if dsn is not None else None
     code = f" (SQLSTATE {sqlstate})" if sqlstate else ""
-    return DatabaseError(
-        f"{what}: {type(exc).__name__}{code}", data_error=is_data_error(sqlstate), sqlstate=sqlstate
-    )
+    text = f"{what}: {hint}" if hint else f"{what}: {type(exc).__name__}{code}"
+    return DatabaseError(text, data_error=is_data_error(sqlstate), sqlstate=sqlstate)
 
 
 class PostgresRpc:
@@ -97,14 +133,21 @@ class PostgresRpc:
         try:
             return await pool.fetchval(query, *args.values())
         except _DB_ERRORS as exc:
-            raise _database_error(f"{function} failed", exc) from exc
+            raise _database_error(f"{function} failed", exc, self._dsn_unless_timeout(exc)) from exc
 
     async def ping(self) -> None:
         pool = await self._get_pool()
         try:
             await pool.fetchval("select 1")
         except _DB_ERRORS as exc:
-            raise _database_error("database unreachable", exc) from exc
+            raise _database_error(
+                "database unreachable", exc, self._dsn_unless_timeout(exc)
+            ) from exc
+
+    def _dsn_unless_timeout(self, exc: BaseException) -> str | None:
+        """A connection the pool opens anew can fail like the first one: then the error says
+        what to check. A timeout here is a statement's (command_timeout), not a connection's."""
+        return None if isinstance(exc, TimeoutError) else self._dsn
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -1,0 +1,61 @@
+"""The CRON_SECRET check: `Authorization: Bearer <secret>` or `X-Cron-Secret: <secret>`.
+
+X-Cron-Secret is for deployments behind Cloud Run IAM, where Authorization carries Google's
+OIDC token: a correct X-Cron-Secret passes whatever Authorization says. Both are compared in
+constant time. The two security classes give the OpenAPI document its two schemes, so /docs'
+"Authorize" and "Try it out" send either.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from app.settings import Settings
+
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="CronSecretBearer",
+    description="`Authorization: Bearer <CRON_SECRET>`.",
+)
+header_scheme = APIKeyHeader(
+    name="X-Cron-Secret",
+    auto_error=False,
+    scheme_name="CronSecretHeader",
+    description=(
+        "`X-Cron-Secret: <CRON_SECRET>`, for callers whose Authorization header carries "
+        "something else (Cloud Scheduler's OIDC token behind Cloud Run IAM)."
+    ),
+)
+
+
+class UnauthorizedError(Exception):
+    """No CRON_SECRET, or a wrong one: the app answers 401 (see app.main)."""
+
+
+def secret_matches(settings: Settings, *candidates: str | None) -> bool:
+    """True when any candidate is the CRON_SECRET. Every candidate is compared, each in
+    constant time, so the time taken says nothing about which one (or how much) matched."""
+    if settings.cron_secret is None:
+        return False
+    expected = settings.cron_secret.get_secret_value().encode()
+    matched = False
+    for candidate in candidates:
+        if candidate is not None:
+            matched |= hmac.compare_digest(candidate.strip().encode(), expected)
+    return matched
+
+
+async def require_cron_secret(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+    header: Annotated[str | None, Security(header_scheme)],
+) -> None:
+    """A route dependency: raises UnauthorizedError unless either header has the secret."""
+    settings: Settings = request.app.state.services.settings
+    token = bearer.credentials if bearer is not None else None
+    if not secret_matches(settings, token, header):
+        raise UnauthorizedError
