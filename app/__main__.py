@@ -55,7 +55,7 @@ def _serve() -> int:
 def _demo(args: argparse.Namespace) -> int:
     from app.sandbox.demo import run_demo
 
-    return asyncio.run(run_demo(leads=args.leads))
+    return asyncio.run(run_demo(leads=args.leads, real=args.real))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     add_process_arguments(process)
     demo = commands.add_parser("demo", help="run one campaign end to end on this machine")
     demo.add_argument("--leads", type=int, default=40, help="leads in the demo (default 40)")
+    demo.add_argument(
+        "--real",
+        action="store_true",
+        help="call the real OpenRouter / send endpoint whose keys are set in the environment "
+        "(without it, loopback stubs only)",
+    )
     args = parser.parse_args(argv)
     if args.command == "migrate":
         return _migrate()
