@@ -67,7 +67,7 @@ def say(message: str) -> None:
 
 def version_tuple(text: str) -> tuple[int, ...]:
     """(0, 13, 9) from `uv 0.13.9 (abc 2025-01-01)` or `0.13.9`; () when none is found."""
-    match = re.search(r"(\d+(?:\.\d+)+)", text)
+    match = re.search(r"(\d+(?:\.\d+)*)", text)
     return tuple(int(part) for part in match.group(1).split(".")) if match else ()
 
 
@@ -164,6 +164,8 @@ def platform_matches(tag: str, system: str, machine: str, libc: tuple[str, str])
     if system == "Linux":
         arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
         arch = "armv7l" if arch.startswith("armv7") else arch
+        if tag == "linux_" + arch:  # a plain Linux build (armv6l): any libc
+            return True
         if not tag.endswith("_" + arch):
             return False
         if libc[0] == "glibc":
@@ -181,7 +183,7 @@ def platform_matches(tag: str, system: str, machine: str, libc: tuple[str, str])
             return False
         arch_ok = found.group(3) in (machine, "universal2")
         return arch_ok and (int(found.group(1)), int(found.group(2))) <= version_tuple(
-            platform.mac_ver()[0] or "99"
+            platform.mac_ver()[0] or "99.0"
         )
     if system == "Windows":
         wanted = {"amd64": "win_amd64", "x86_64": "win_amd64", "arm64": "win_arm64"}
