@@ -9,7 +9,7 @@ declare
     ['mark_old_campaign_messages_as_skipped(timestamp with time zone,uuid,integer)', 'integer'],
     ['get_lead_contexts(uuid[])', 'jsonb'],
     ['start_campaign_message(uuid,uuid)', 'jsonb'],
-    ['save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer)', 'jsonb'],
+    ['save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric)', 'jsonb'],
     ['mark_message_part_sent(uuid,uuid,integer,text)', 'jsonb'],
     ['fail_campaign_message(uuid,uuid,text,boolean)', 'jsonb'],
     ['skip_campaign_message(uuid,uuid,text)', 'jsonb'],

@@ -9,7 +9,7 @@ begin
     'mark_old_campaign_messages_as_skipped(timestamptz,uuid,integer)',
     'get_lead_contexts(uuid[])',
     'start_campaign_message(uuid,uuid)',
-    'save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer)',
+    'save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric)',
     'mark_message_part_sent(uuid,uuid,integer,text)',
     'fail_campaign_message(uuid,uuid,text,boolean)',
     'skip_campaign_message(uuid,uuid,text)',

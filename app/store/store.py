@@ -188,6 +188,7 @@ class Store:
         ai_tokens_used: int | None,
         ai_generation_time_ms: int | None,
         split_time_ms: int | None,
+        ai_cost_usd: float | None = None,
     ) -> SaveAnswer:
         data = await self._call(
             "save_generated_message",
@@ -197,6 +198,7 @@ class Store:
             p_ai_tokens_used=ai_tokens_used,
             p_ai_generation_time_ms=ai_generation_time_ms,
             p_split_time_ms=split_time_ms,
+            p_ai_cost_usd=ai_cost_usd,
         )
         conversation = data.get("conversation_id")
         inbox_status = data.get("inbox_status")
