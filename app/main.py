@@ -133,6 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(_require_cron_secret)],
     )(process_queue)
     app.get("/healthz")(healthz)
+    app.get("/status", dependencies=[Depends(_require_cron_secret)])(status)
     app.add_exception_handler(_Unauthorized, _unauthorized)
     return app
 
@@ -237,6 +238,19 @@ async def process_queue(request: Request) -> JSONResponse:
         return JSONResponse({"success": False, "error": "internal error"}, 500)
     # A key or credit error is the operator's to fix: 502 makes the scheduler's alerting fire.
     return JSONResponse(result.model_dump(), 200 if result.success else 502)
+
+
+async def status(request: Request, run_id: uuid.UUID | None = None) -> JSONResponse:
+    """Queue depth and lag, each run's progress, cost and ETA, inboxes' pace, failures by
+    reason, throughput (DESIGN section 9); `?run_id=` answers about that run only."""
+    services = _services(request)
+    settings = services.settings
+    pacing = Pacing(settings.inbox_min_gap_s, settings.inbox_max_gap_s, settings.inbox_daily_cap)
+    try:
+        return JSONResponse(await services.store.queue_status(run_id, pacing))
+    except DatabaseError as exc:
+        log.error("database unavailable", extra={"error": str(exc)})
+        return JSONResponse({"success": False, "error": "database unavailable"}, 503)
 
 
 async def healthz(request: Request) -> JSONResponse:

@@ -293,6 +293,22 @@ class Store:
             return 0
         return int(await self._call("log_campaign_steps", p_entries=entries))
 
+    async def queue_status(
+        self, run_id: uuid.UUID | None = None, pacing: Pacing | None = None
+    ) -> dict[str, Any]:
+        """campaign_queue_status (DESIGN section 9): queue, runs, inboxes, failures, throughput.
+
+        pacing: the service's INBOX_* settings, for the ETAs of inboxes without overrides
+        (without it the database assumes the defaults, 20 / 60 / 300).
+        """
+        args: dict[str, Any] = {"p_run_id": run_id}
+        if pacing is not None:
+            args.update(pacing.args())
+        data = await self._call("campaign_queue_status", **args)
+        if not isinstance(data, dict):
+            raise DatabaseError(f"expected a JSON object, got {type(data).__name__}")
+        return data
+
     async def ping(self) -> None:
         await self._rpc.ping()
 
