@@ -34,13 +34,17 @@ def duration(seconds: float | None) -> str:
 
 
 def usd(amount: float | None) -> str:
-    """$0.0123 (four decimals below $100, two above); "<$0.0001" for a small non-zero amount."""
+    """$0.0123: four decimals below $100 (two above), more for a fraction of a cent, so a
+    cheap campaign does not read as free ($0.000043); "<$0.000001" below that."""
     if amount is None or not math.isfinite(amount):
         return NONE
     if amount == 0:
         return "$0.00"
-    if abs(amount) < 0.0001:
-        return "<$0.0001"
+    if abs(amount) < 0.000001:
+        return "<$0.000001"
+    rounded = float(f"{amount:.2g}")  # two significant digits
+    if abs(rounded) < 0.001:
+        return f"${rounded:.{1 - math.floor(math.log10(abs(rounded)))}f}"
     if abs(amount) < 100:
         return f"${amount:,.4f}"
     return f"${amount:,.2f}"

@@ -2,12 +2,14 @@
 -- round trip and one snapshot, how deep and late the queue is, how far each campaign is and
 -- what it cost, each inbox's pace today, why messages failed lately and how fast they go out.
 --
--- Cost: index-backed, proportional to the work left, never to the history. A run's sent and
+-- Cost: index-backed, growing with the work left, not with what was sent. A run's sent and
 -- failed figures are its counters (leads_processed, leads_failed: kept by the functions that
 -- end a message, in the same transaction); what is counted row by row is the backlog
--- (pending, through idx_campaign_messages_atomic_selection; skipped and in flight, through
--- idx_campaign_messages_run_status), the sends of the last hour and the failures of the last
--- 24 hours (the two partial indexes below). bench/status_cost.py shows the plans at 1M rows.
+-- (pending, through idx_campaign_messages_atomic_selection; in flight, through
+-- idx_campaign_messages_stale_leases), the skipped messages of the runs shown
+-- (idx_campaign_messages_run_status), the sends of the last hour and the failures of the
+-- last 24 hours (the two partial indexes below). bench/status_cost.py shows the plans at 1M
+-- rows.
 
 -- Sends of the last 5 and 60 minutes (throughput, and the pace of an unpaced run's ETA).
 create index if not exists idx_campaign_messages_sent_at
@@ -39,26 +41,23 @@ as $$
 $$;
 
 
--- A failure's reason without what differs from one message to the next: timestamps, ids
--- (uuids, long hex) and numbers become <time>, <id> and <n>, so failures group by cause.
--- An HTTP status (a number right after "HTTP " or "code ") is kept: it is the cause.
+-- A failure's reason without what differs from one message to the next: ids (uuids, long hex)
+-- become <id>, numbers (with their separators: dates, times, amounts, phone numbers) <n>, so
+-- failures group by cause. An HTTP status (the number right after "HTTP " or "code ") is
+-- kept: it is the cause. Two regular expressions a text (each costs microseconds: the status
+-- normalises distinct texts, not rows, and at most 500 of them).
 create or replace function cq_failure_reason(p_error text)
 returns text
 language sql immutable set search_path = public
 as $$
-  select left(btrim(
+  select left(btrim(replace(replace(
     regexp_replace(
       regexp_replace(
-        regexp_replace(
-          regexp_replace(
-            regexp_replace(coalesce(nullif(btrim(p_error), ''), 'unknown error'),
-              '\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?',
-              '<time>', 'g'),
-            '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}',
-            '<id>', 'g'),
-          '\m[0-9a-fA-F]{16,}\M', '<id>', 'g'),
-        '(?<!HTTP )(?<!code )\m[0-9]+([.,][0-9]+)*', '<n>', 'g'),
-      '\s+', ' ', 'g')), 200);
+        replace(replace(coalesce(nullif(btrim(p_error), ''), 'unknown error'),
+                        'HTTP ', 'HTTP_'), 'code ', 'code_'),
+        '\m[0-9a-fA-F][0-9a-fA-F-]{15,}', '<id>', 'g'),
+      '\m[0-9]+([-.,:/T][0-9]+)*', '<n>', 'g'),
+    'HTTP_', 'HTTP '), 'code_', 'code ')), 200);
 $$;
 
 
@@ -90,7 +89,8 @@ $$;
 --   inboxes       [{inbox_id, sent_today, daily_cap, next_slot_at, min_gap_s, max_gap_s,
 --                 pending}] for the inboxes of those runs (daily_cap 0: no cap)
 --   failures      [{reason, count}]: messages failed for good in the last 24 hours, by
---                 cq_failure_reason, the 20 most frequent
+--                 cq_failure_reason, the 20 most frequent (past 500 different texts, the
+--                 rest are counted as one "(other failures: ...)" entry)
 --   throughput    {sent_5m, sent_60m}: messages sent in full in the last 5 and 60 minutes
 -- With p_run_id every section is about that run (and its inbox).
 --
@@ -108,7 +108,8 @@ $$;
 --     k >  left: the rest go from the next local midnight (the campaign's timezone), cap a
 --                day: to_midnight + 86400 * (days - 1) + ((k - left - 1) % cap) * g,
 --                days = ceil((k - left) / cap)
--- - unpaced inbox: n / the run's sends of the last 60 minutes (null when it sent none).
+-- - unpaced inbox: n at the run's pace of the last 60 minutes (or since it started, if that
+--   is shorter, one minute at least): n * window / sends in the window (null: none sent).
 -- Never sooner than the run's last scheduled_at. The send window (start/end time) is not
 -- accounted for.
 create or replace function campaign_queue_status(
@@ -123,6 +124,8 @@ declare
   v_now constant timestamptz := now();
   v_shown uuid[];    -- the runs answered about
   v_counted uuid[];  -- those, plus the running runs that share their inbox (the ETA's share)
+  v_texts text[];    -- failures of the last 24 hours: each distinct text,
+  v_counts bigint[]; -- and how many failed with it
   v_result jsonb;
 begin
   if p_run_id is null then
@@ -140,41 +143,67 @@ begin
                           where r2.id = p_run_id);
   end if;
 
-  with runs as materialized (
-    select r.id, r.status, r.leads_total, r.leads_processed, r.leads_failed, r.metrics,
-           r.started_at, r.error_message, c.inbox_id, c.timezone, r.id = any(v_shown) as shown
-      from campaign_runs r left join campaign_configs c on c.id = r.config_id
-     where r.id = any(v_counted)
-  ), pending as materialized (
-    select m.run_id, count(*) as n, count(*) filter (where m.scheduled_at <= v_now) as due,
-           min(m.scheduled_at) as first_at, max(m.scheduled_at) as last_at
-      from campaign_messages m
-     where m.run_id = any(v_counted) and m.status = 'pending'
-     group by m.run_id
-  ), other as materialized (
-    select m.run_id,
-           count(*) filter (where m.status = 'skipped') as skipped,
-           count(*) filter (where m.status <> 'skipped') as in_flight
-      from campaign_messages m
-     where m.run_id = any(v_counted)
-       and m.status in ('skipped', 'queued', 'generating', 'sending')
-     group by m.run_id
-  ), recent as materialized (
+  -- Failures of the last 24 hours, one row per distinct text (a statement of its own, so each
+  -- case has its own plan: all runs by idx_campaign_messages_failed_at, one run by its own
+  -- index range; a stable function reads one snapshot throughout).
+  if p_run_id is null then
+    select array_agg(m.error_message), array_agg(m.n) into v_texts, v_counts
+      from (select m.error_message, count(*) as n
+              from campaign_messages m
+             where m.status = 'failed' and m.updated_at >= v_now - interval '24 hours'
+             group by m.error_message) m;
+  else
+    select array_agg(m.error_message), array_agg(m.n) into v_texts, v_counts
+      from (select m.error_message, count(*) as n
+              from campaign_messages m
+             where m.run_id = p_run_id and m.status = 'failed'
+               and m.updated_at >= v_now - interval '24 hours'
+             group by m.error_message) m;
+  end if;
+
+  with recent as materialized (  -- sends of the last hour, by run
     select m.run_id, count(*) as sent_60m,
            count(*) filter (where m.sent_at >= v_now - interval '5 minutes') as sent_5m
       from campaign_messages m
      where m.sent_at >= v_now - interval '60 minutes'
      group by m.run_id
+  ), claimed as materialized (  -- in flight, by run (idx_campaign_messages_stale_leases)
+    select m.run_id, count(*) as n
+      from campaign_messages m
+     where m.status in ('queued', 'generating', 'sending')
+     group by m.run_id
   ), per_run as materialized (
-    select r.*, coalesce(p.n, 0) as pending, coalesce(p.due, 0) as due, p.first_at, p.last_at,
-           coalesce(o.skipped, 0) as skipped, coalesce(o.in_flight, 0) as in_flight,
+    -- Each run's backlog, counted in its own index range (index-only scans).
+    select r.id, r.status, r.leads_total, r.leads_processed, r.leads_failed, r.started_at,
+           r.error_message, c.inbox_id, c.timezone, r.id = any(v_shown) as shown,
+           p.n as pending, p.due, p.first_at, p.last_at, o.skipped,
+           coalesce(q.n, 0) as in_flight,
            coalesce(x.sent_60m, 0) as sent_60m,
+           -- the sends were counted over the last hour, or since the run started (1 min at
+           -- least)
+           least(greatest(extract(epoch from v_now - r.started_at), 60), 3600) as window_s,
+           p.n + coalesce(q.n, 0) as remaining,
            cq_metric_number(r.metrics, 'ai_tokens_used') as ai_tokens,
            cq_metric_number(r.metrics, 'ai_cost_usd') as ai_cost_usd
-      from runs r
-      left join pending p on p.run_id = r.id
-      left join other o on o.run_id = r.id
+      from campaign_runs r
+      left join campaign_configs c on c.id = r.config_id
       left join recent x on x.run_id = r.id
+      left join claimed q on q.run_id = r.id
+      cross join lateral (
+        select count(*) as n, count(*) filter (where m.scheduled_at <= v_now) as due,
+               min(m.scheduled_at) as first_at, max(m.scheduled_at) as last_at
+          from campaign_messages m
+         where m.run_id = r.id and m.status = 'pending') p
+      cross join lateral (
+        select count(*) as skipped
+          from campaign_messages m
+         where m.run_id = r.id and m.status = 'skipped') o
+     where r.id = any(v_counted)
+  ), zones as materialized (  -- each time zone checked once, not once per inbox
+    select z.name, cq_valid_timezone(z.name) as tz
+      from (select distinct coalesce(g.timezone, pr.timezone) as name
+              from per_run pr left join campaign_inbox_pacing g on g.inbox_id = pr.inbox_id
+             where pr.inbox_id is not null) z
   ), inboxes as materialized (
     select i.inbox_id, i.pending, g.next_slot_at, l.min_gap, l.max_gap, l.cap,
            (l.min_gap + l.max_gap) / 2.0 as mean_gap,
@@ -186,23 +215,33 @@ begin
                    sum(pr.pending) filter (where pr.status = 'running') as pending
               from per_run pr where pr.inbox_id is not null group by pr.inbox_id) i
       left join campaign_inbox_pacing g on g.inbox_id = i.inbox_id
-      cross join lateral (select cq_valid_timezone(coalesce(g.timezone, i.run_tz)) as tz) z
+      left join zones z on z.name is not distinct from coalesce(g.timezone, i.run_tz)
       cross join lateral (
         select greatest(coalesce(g.min_gap_s, p_min_gap_s, 20), 0)::numeric as min_gap,
                greatest(coalesce(g.max_gap_s, p_max_gap_s, 60),
                         coalesce(g.min_gap_s, p_min_gap_s, 20), 0)::numeric as max_gap,
                greatest(coalesce(g.daily_cap, p_daily_cap, 300), 0) as cap) l
   ), shares as (
-    select a.id, sum(least(b.pending + b.in_flight, a.pending + a.in_flight)) as k
-      from per_run a
-      join per_run b on b.inbox_id = a.inbox_id and b.status = 'running'
-     where a.shown and a.status = 'running'
-     group by a.id
+    -- k = sum over the inbox's running runs of least(their remaining, this remaining):
+    -- the remaining of the runs with no more than this one, plus this one's for each run
+    -- with more (window sums over the inbox's runs in order of remaining).
+    select w.id,
+           w.at_most + w.remaining * (w.runs - w.runs_at_most) as k
+      from (select pr.id, pr.remaining,
+                   sum(pr.remaining) over (partition by pr.inbox_id order by pr.remaining
+                                           range between unbounded preceding and current row)
+                     as at_most,
+                   count(*) over (partition by pr.inbox_id order by pr.remaining
+                                  range between unbounded preceding and current row)
+                     as runs_at_most,
+                   count(*) over (partition by pr.inbox_id) as runs
+              from per_run pr
+             where pr.status = 'running' and pr.inbox_id is not null) w
   ), eta as (
     select a.id,
            case
              when a.status <> 'running' then null
-             when a.pending + a.in_flight = 0 then 0
+             when a.remaining = 0 then 0
              when ib.min_gap > 0 or ib.cap > 0 then greatest(
                case
                  when ib.cap > 0 and s.k > greatest(ib.cap - ib.sent_today, 0) then
@@ -215,13 +254,24 @@ begin
                end,
                extract(epoch from a.last_at - v_now))
              when a.sent_60m > 0 then greatest(
-               (a.pending + a.in_flight) * 3600.0 / a.sent_60m,
+               a.remaining * a.window_s / a.sent_60m,
                extract(epoch from a.last_at - v_now))
            end as eta_s
       from per_run a
       left join inboxes ib on ib.inbox_id = a.inbox_id
       left join shares s on s.id = a.id
      where a.shown
+  ), failed as (
+    select f.error_message, f.n from unnest(v_texts, v_counts) as f(error_message, n)
+  ), reasons as (
+    -- Normalising costs microseconds a text: the 500 most frequent texts are grouped by
+    -- reason, any further ones (rare: the queue's own texts name no ids) counted together.
+    select case when t.rank <= 500 then cq_failure_reason(t.error_message)
+                else '(other failures: too many different texts to group)' end as reason,
+           sum(t.n) as n
+      from (select f.*, row_number() over (order by f.n desc, f.error_message) as rank
+              from failed f) t
+     group by 1
   )
   select jsonb_build_object(
     'at', v_now,
@@ -239,7 +289,7 @@ begin
                'status', pr.status,
                'inbox_id', pr.inbox_id,
                'total', greatest(pr.leads_total, pr.leads_processed + pr.leads_failed
-                                 + pr.skipped + pr.pending + pr.in_flight),
+                                 + pr.skipped + pr.remaining),
                'sent', pr.leads_processed,
                'failed', pr.leads_failed,
                'skipped', pr.skipped,
@@ -267,15 +317,7 @@ begin
     'failures', coalesce((
       select jsonb_agg(jsonb_build_object('reason', f.reason, 'count', f.n)
                        order by f.n desc, f.reason)
-        from (select cq_failure_reason(raw.error_message) as reason, sum(raw.n) as n
-                from (select m.error_message, count(*) as n
-                        from campaign_messages m
-                       where m.status = 'failed' and m.updated_at >= v_now - interval '24 hours'
-                         and (p_run_id is null or m.run_id = p_run_id)
-                       group by m.error_message) raw
-               group by 1
-               order by 2 desc, 1
-               limit 20) f), '[]'::jsonb),
+        from (select * from reasons order by n desc, reason limit 20) f), '[]'::jsonb),
     'throughput', (
       select jsonb_build_object('sent_5m', coalesce(sum(x.sent_5m), 0),
                                 'sent_60m', coalesce(sum(x.sent_60m), 0))

@@ -199,10 +199,12 @@ async def test_failures_of_the_last_day_are_grouped_by_reason_without_ids_or_num
     [
         ("openrouter: error in answer (code 502)", "openrouter: error in answer (code 502)"),
         ("send: +5511999990000 is not a WhatsApp number", "send: +<n> is not a WhatsApp number"),
-        ("skipped at 2026-11-25T10:00:01.5+00:00 late", "skipped at <time> late"),
+        ("skipped at 2026-11-25T10:00:01.5+00:00 late", "skipped at <n>+<n> late"),
         ("request 0123456789abcdef0123 failed", "request <id> failed"),
-        ("cost 12.50 then 1,000 left", "cost <n> then <n> left"),
-        ("model gpt4o  \n down", "model gpt4o down"),
+        ("lock on ABCDEF12-5b6a-4789-8a0b-1c2d3e4f5a6b, 3 tries", "lock on <id>, <n> tries"),
+        ("cost 12.50 then 1,000 left.", "cost <n> then <n> left."),
+        ("HTTP 500 after 3 tries, then HTTP 502", "HTTP 500 after <n> tries, then HTTP 502"),
+        ("model gpt4o down", "model gpt4o down"),  # a number inside a word is part of it
         (None, "unknown error"),
         ("   ", "unknown error"),
         ("x" * 500, "x" * 200),
@@ -337,7 +339,12 @@ async def test_an_unpaced_run_goes_at_its_pace_of_the_last_hour(
     seeded = await seed_campaign(conn, leads=6)
     store = Store(rpc)
     assert run_of(await store.queue_status(None, NO_PACING), seeded.run_id)["eta_s"] is None
-    await work(rpc, seeded.run_id, sent=4)  # 4 an hour (at least: all just now), 2 to go
+    await work(rpc, seeded.run_id, sent=4)  # 4 since it started (a minute at least), 2 to go
+    assert run_of(await store.queue_status(None, NO_PACING), seeded.run_id)["eta_s"] == 30
+    await conn.execute(
+        "update campaign_runs set started_at = now() - interval '1 day' where id = $1",
+        seeded.run_id,
+    )  # an older run: its pace is that of the last hour
     assert run_of(await store.queue_status(None, NO_PACING), seeded.run_id)["eta_s"] == 1800
     await work(rpc, seeded.run_id, sent=2)
     done = run_of(await store.queue_status(seeded.run_id, NO_PACING), seeded.run_id)
@@ -444,3 +451,23 @@ async def test_the_run_sums_the_cost_of_its_sent_messages(
     metrics = (await run_row(conn, seeded.run_id))["metrics"]
     assert Decimal(str(metrics["ai_cost_usd"])) == Decimal("0.0003")
     assert metrics["ai_tokens_used"] == 300
+
+
+async def test_past_500_different_texts_the_rest_are_counted_together(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    seeded = await seed_campaign(conn, leads=1)
+    await conn.execute(
+        """insert into campaign_messages (run_id, lead_id, phone_number, status, error_message)
+           select $1, gen_random_uuid(), '+5511900000000', 'failed',
+                  case when g <= 3 then 'send: HTTP 400'
+                       else 'message ' || gen_random_uuid() || ' refused' end
+             from generate_series(1, 503) g""",
+        seeded.run_id,
+    )
+    failures = (await status(rpc))["failures"]
+    assert failures == [
+        {"reason": "message <id> refused", "count": 499},  # the 3 repeated ones rank first
+        {"reason": "send: HTTP 400", "count": 3},
+        {"reason": "(other failures: too many different texts to group)", "count": 1},
+    ]
