@@ -88,7 +88,8 @@ $$;
 --                 in_flight, ai_tokens, ai_cost_usd, started_at, error_message, eta_s}],
 --                 running and paused runs (oldest first), or the one asked for
 --   inboxes       [{inbox_id, sent_today, daily_cap, next_slot_at, min_gap_s, max_gap_s,
---                 pending}] for the inboxes of those runs (daily_cap 0: no cap)
+--                 pending}] for the inboxes of those runs (daily_cap 0: no cap; pending: of
+--                 its running runs, the backlog its pace works through)
 --   failures      [{reason, count}]: messages failed for good in the last 24 hours, by
 --                 cq_failure_reason, the 20 most frequent (past 500 different texts, the
 --                 rest are counted as one "(other failures: ...)" entry)
