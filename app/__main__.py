@@ -1,10 +1,11 @@
-"""Command line: `python -m app serve | migrate | process | demo`."""
+"""Command line: `python -m app serve | migrate | process | demo | status`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+import uuid
 from typing import NoReturn
 
 
@@ -58,6 +59,70 @@ def _demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(leads=args.leads, real=args.real))
 
 
+def _status(args: argparse.Namespace) -> int:
+    """campaign_queue_status as tables (or --json), from the service's settings when they
+    load, else from DATABASE_URL alone (then the ETAs assume the default INBOX_* pacing)."""
+    import json
+
+    from app.settings import DatabaseSettings, Settings, SettingsError, load_settings
+    from app.status import render
+    from app.store.rpc import DatabaseError, Rpc
+    from app.store.store import Pacing, Store
+
+    async def fetch(settings: Settings | None, dsn: str | None) -> dict[str, object]:
+        rpc: Rpc
+        pacing = None
+        if settings is not None:
+            pacing = Pacing(
+                settings.inbox_min_gap_s, settings.inbox_max_gap_s, settings.inbox_daily_cap
+            )
+            dsn = settings.database_url.get_secret_value() if settings.database_url else None
+        if dsn is not None:
+            from app.store.postgres import PostgresRpc
+
+            rpc = PostgresRpc(dsn, statement_cache_size=0, max_size=1)
+        else:
+            from app.store.supabase import SupabaseRpc
+
+            assert settings is not None
+            assert settings.supabase_url
+            assert settings.supabase_service_role_key
+            rpc = await SupabaseRpc.connect(
+                settings.supabase_url, settings.supabase_service_role_key.get_secret_value()
+            )
+        try:
+            return await Store(rpc).queue_status(args.run_id, pacing)
+        finally:
+            await rpc.close()
+
+    settings: Settings | None
+    try:
+        settings = load_settings()
+        dsn = None
+    except SettingsError as exc:
+        settings = None
+        url = DatabaseSettings().database_url
+        if url is None:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        dsn = url.get_secret_value()
+        print(
+            "note: the service's settings do not load; reading DATABASE_URL alone, and the "
+            "ETAs assume the default INBOX_* pacing",
+            file=sys.stderr,
+        )
+    try:
+        status = asyncio.run(fetch(settings, dsn))
+    except DatabaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(status, indent=2, ensure_ascii=False))
+    else:
+        print(render(status, run_id=args.run_id), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="python -m app", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         help="call the real OpenRouter / send endpoint whose keys are set in the environment "
         "(without it, loopback stubs only)",
     )
+    status = commands.add_parser(
+        "status", help="queue depth, runs' progress, cost and ETA, inboxes, failures"
+    )
+    status.add_argument("--run-id", type=uuid.UUID, help="only this run (a uuid)")
+    status.add_argument("--json", action="store_true", help="the raw JSON instead of tables")
     args = parser.parse_args(argv)
     if args.command == "migrate":
         return _migrate()
@@ -91,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         from app.cli import run_process
 
         return run_process(args)
+    if args.command == "status":
+        return _status(args)
     return _demo(args)
 
 

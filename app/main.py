@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -212,6 +213,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_model=Healthy,
         responses=HEALTHZ_RESPONSES,
     )(healthz)
+    app.get(
+        "/status",
+        operation_id="status",
+        summary="Queue depth, runs' progress, cost and ETA, inboxes' pace, failures by reason",
+        dependencies=[Depends(require_cron_secret)],
+    )(status)
     app.add_exception_handler(UnauthorizedError, _unauthorized)
     _add_docs(app)
     return app
@@ -287,6 +294,18 @@ async def process_queue(request: Request, services: ServicesDep) -> JSONResponse
         return JSONResponse({"success": False, "error": "internal error"}, 500)
     # A key or credit error is the operator's to fix: 502 makes the scheduler's alerting fire.
     return JSONResponse(result.model_dump(), 200 if result.success else 502)
+
+
+async def status(services: ServicesDep, run_id: uuid.UUID | None = None) -> JSONResponse:
+    """Queue depth and lag, each run's progress, cost and ETA, inboxes' pace, failures by
+    reason, throughput (DESIGN section 9); `?run_id=` answers about that run only."""
+    settings = services.settings
+    pacing = Pacing(settings.inbox_min_gap_s, settings.inbox_max_gap_s, settings.inbox_daily_cap)
+    try:
+        return JSONResponse(await services.store.queue_status(run_id, pacing))
+    except DatabaseError as exc:
+        log.error("database unavailable", extra={"error": str(exc)})
+        return JSONResponse({"success": False, "error": "database unavailable"}, 503)
 
 
 async def _parse_body(request: Request) -> ProcessQueueBody | JSONResponse:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Self
+from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import ErrorDetails
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_CRON_SECRET_CHARS = 16
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     openrouter_api_key: SecretStr | None = None
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
     default_model: str = "openai/gpt-4o-mini"
+    # Comma-separated models OpenRouter tries, in order, when the main one fails (its
+    # `models` list, after the main model). Empty: none.
+    fallback_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Default: {SUPABASE_URL}/functions/v1/internal-send-ai-message
     send_url: str | None = None
@@ -95,6 +98,18 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             raise ValueError("must be a URL starting with http:// or https://")
+        return value
+
+    @field_validator("fallback_models", mode="before")
+    @classmethod
+    def _comma_separated_models(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            models = [str(m).strip() for m in value]
+            if any(" " in m for m in models):
+                raise ValueError("a model name has a space in it (comma-separated names)")
+            return list(dict.fromkeys(m for m in models if m))  # in order, once each
         return value
 
     @field_validator("cron_secret")

@@ -24,6 +24,7 @@ from app.processing.invocation import CircuitBreaker, Invocation
 from app.processing.leases import LeaseKeeper
 from app.sandbox.stubs import Latency
 from app.settings import Settings
+from app.store.store import Lease
 from bench.harness import Rig, fresh_queue, in_process, rig, status_counts
 
 LLM = {"median_ms": 150.0, "sigma": 0.6}
@@ -70,6 +71,7 @@ async def edge_function_baseline(r: Rig, messages: int, concurrency: int) -> tup
         while True:  # one "invocation" per round: one claim, one chunk
             horizon = datetime.now(UTC) - timedelta(hours=1)
             await store.mark_old_as_skipped(horizon)
+            claimed_at = time.monotonic()
             batch = await store.claim(
                 batch_size=concurrency, one_hour_ago=horizon, lock_timeout_s=600, worker="baseline"
             )
@@ -82,6 +84,7 @@ async def edge_function_baseline(r: Rig, messages: int, concurrency: int) -> tup
                 CircuitBreaker(5),
                 LeaseKeeper(store, 600, "baseline"),
             )
+            invocation.leases.hold([Lease.of(m) for m in batch.messages], claimed_at)
             await asyncio.gather(
                 *(pipeline.run(m, contexts.get(m.lead_id), invocation) for m in batch.messages)
             )

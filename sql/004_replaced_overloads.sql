@@ -9,7 +9,7 @@ declare
     ['mark_old_campaign_messages_as_skipped(timestamp with time zone,uuid,integer)', 'integer'],
     ['get_lead_contexts(uuid[])', 'jsonb'],
     ['start_campaign_message(uuid,uuid)', 'jsonb'],
-    ['save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer)', 'jsonb'],
+    ['save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric)', 'jsonb'],
     ['mark_message_part_sent(uuid,uuid,integer,text)', 'jsonb'],
     ['fail_campaign_message(uuid,uuid,text,boolean)', 'jsonb'],
     ['skip_campaign_message(uuid,uuid,text)', 'jsonb'],
@@ -27,7 +27,11 @@ declare
     ['cq_inbox_limits(campaign_inbox_pacing,real,real,integer)', 'record'],
     ['cq_inbox_holds_backlog(uuid,timestamp with time zone)', 'boolean'],
     ['cq_pick_due_messages(integer,timestamp with time zone,uuid,real,real,integer,real,integer)', 'uuid[]'],
-    ['cq_local_date(text,timestamp with time zone)', 'date']
+    ['cq_local_date(text,timestamp with time zone)', 'date'],
+    ['campaign_queue_status(uuid,real,real,integer)', 'jsonb'],
+    ['cq_metric_number(jsonb,text)', 'numeric'],
+    ['cq_failure_reason(text)', 'text'],
+    ['cq_valid_timezone(text)', 'text']
   ];
   v_fn record;
   v_keep boolean;

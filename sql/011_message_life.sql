@@ -56,7 +56,8 @@ create or replace function save_generated_message(
   p_parts jsonb,
   p_ai_tokens_used int,
   p_ai_generation_time_ms int,
-  p_split_time_ms int
+  p_split_time_ms int,
+  p_ai_cost_usd numeric default null
 ) returns jsonb
 language plpgsql security definer set search_path = public
 as $$
@@ -156,6 +157,12 @@ begin
          ai_generation_time_ms = coalesce(greatest(p_ai_generation_time_ms, 0),
                                           ai_generation_time_ms),
          split_time_ms = coalesce(greatest(p_split_time_ms, 0), split_time_ms),
+         -- USD (019_cost.sql), to 12 decimals (a float's binary noise dropped): only a finite
+         -- amount from 0 to 1e6 is kept (NaN, infinity, a negative or absurd cost count as
+         -- unknown); null keeps what was saved before
+         ai_cost_usd = coalesce(case when p_ai_cost_usd between 0 and 1e6
+                                     then trim_scale(round(p_ai_cost_usd, 12)) end,
+                                ai_cost_usd),
          locked_at = now(), updated_at = now()
    where id = p_message_id;
   return jsonb_build_object('ok', true, 'reason', null, 'conversation_id', v_conversation);
@@ -251,7 +258,10 @@ begin
                            ('ai_tokens_used', greatest(coalesce(v_msg.ai_tokens_used, 0), 0)),
                            ('ai_generation_time_ms',
                             greatest(coalesce(v_msg.ai_generation_time_ms, 0), 0)),
-                           ('split_time_ms', greatest(coalesce(v_msg.split_time_ms, 0), 0))
+                           ('split_time_ms', greatest(coalesce(v_msg.split_time_ms, 0), 0)),
+                           -- numeric USD; NaN or infinity set by hand adds nothing
+                           ('ai_cost_usd', case when v_msg.ai_cost_usd between 0 and 1e6
+                                                then v_msg.ai_cost_usd else 0 end)
                          ) a(key, added))
      where r.id = v_msg.run_id;
   exception when others then

@@ -9,7 +9,7 @@ begin
     'mark_old_campaign_messages_as_skipped(timestamptz,uuid,integer)',
     'get_lead_contexts(uuid[])',
     'start_campaign_message(uuid,uuid)',
-    'save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer)',
+    'save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric)',
     'mark_message_part_sent(uuid,uuid,integer,text)',
     'fail_campaign_message(uuid,uuid,text,boolean)',
     'skip_campaign_message(uuid,uuid,text)',
@@ -22,7 +22,8 @@ begin
     'log_campaign_steps(jsonb)',
     'record_provider_outage(text)',
     'campaign_queue_effective_horizon(timestamptz)',
-    'resume_reconnected_campaign_runs()'
+    'resume_reconnected_campaign_runs()',
+    'campaign_queue_status(uuid,real,real,integer)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated', v_fn);
     execute format('grant execute on function %s to service_role', v_fn);
@@ -32,7 +33,10 @@ begin
     'cq_inbox_limits(campaign_inbox_pacing,real,real,integer)',
     'cq_inbox_holds_backlog(uuid,timestamptz)',
     'cq_pick_due_messages(integer,timestamptz,uuid,real,real,integer,real,integer)',
-    'cq_local_date(text,timestamptz)'
+    'cq_local_date(text,timestamptz)',
+    'cq_metric_number(jsonb,text)',
+    'cq_failure_reason(text)',
+    'cq_valid_timezone(text)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);

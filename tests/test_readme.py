@@ -48,8 +48,8 @@ def _env_example() -> dict[str, str]:
 
 
 def _default_text(name: str) -> str:
-    default = Settings.model_fields[name].default
-    if default is None:
+    default = Settings.model_fields[name].get_default(call_default_factory=True)
+    if default is None or default == []:
         return ""
     if isinstance(default, float) and default.is_integer():
         return str(int(default))
@@ -81,7 +81,7 @@ def test_env_example_read_as_dot_env_gives_the_defaults(
         value = getattr(settings, name)
         if name in required:
             continue
-        assert value == field.default, name
+        assert value == field.get_default(call_default_factory=True), name
     assert settings.database_url is None
     assert settings.statement_cache_size == 100
 

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from app.ai.openrouter import Completion
 from app.models import SplitterConfig
 from app.outbound import AuthError, OutboundError
 from app.text import clean_text
@@ -182,7 +183,8 @@ class SplitAsker(Protocol):
         max_parts: int,
         splitter: SplitterConfig,
         deadline: float | None = None,
-    ) -> tuple[str, int]: ...
+        session_id: str | None = None,
+    ) -> Completion: ...
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,7 @@ class SplitResult:
     tokens: int
     elapsed_ms: int
     fallback_reason: str | None = None  # set when the local splitter was used
+    cost_usd: float | None = None  # what the split call cost, when the model was asked
 
 
 async def split_message(
@@ -201,29 +204,37 @@ async def split_message(
     max_parts: int,
     splitter: SplitterConfig,
     deadline: float | None = None,
+    session_id: str | None = None,
 ) -> SplitResult:
     """The model's split when it is usable, else the local splitter; never a lost message.
 
     Usable means at most max_parts non-empty parts of <= 1000 characters that give back the
     text word for word (whitespace aside): what is delivered is always the generated message.
 
-    An AuthError is raised: it stops the whole invocation, not just this split.
+    An AuthError is raised: it stops the whole invocation, not just this split. The tokens and
+    cost of an answer that was not used still count: they were spent.
     """
     started = time.perf_counter()
     if len(text) < splitter.min_chars_to_split or max_parts <= 1:
         return SplitResult(parts=[text], tokens=0, elapsed_ms=0)
-    tokens = 0
+    tokens, cost = 0, None
     try:
-        content, tokens = await asker.request_split(
-            model=model, text=text, max_parts=max_parts, splitter=splitter, deadline=deadline
+        answer = await asker.request_split(
+            model=model,
+            text=text,
+            max_parts=max_parts,
+            splitter=splitter,
+            deadline=deadline,
+            session_id=session_id,
         )
-        parts = parse_split_response(content, max_parts)
+        tokens, cost = answer.tokens, answer.cost_usd
+        parts = parse_split_response(answer.content, max_parts)
         if _without_whitespace("".join(parts)) != _without_whitespace(text):
             raise SplitRejectedError(
                 "split answer does not reproduce the message (words changed, added, dropped "
                 "or reordered)"
             )
-        return SplitResult(parts=parts, tokens=tokens, elapsed_ms=_ms_since(started))
+        return SplitResult(parts=parts, tokens=tokens, elapsed_ms=_ms_since(started), cost_usd=cost)
     except AuthError:
         raise
     except (OutboundError, SplitRejectedError) as exc:
@@ -232,6 +243,7 @@ async def split_message(
             tokens=tokens,
             elapsed_ms=_ms_since(started),
             fallback_reason=str(exc),
+            cost_usd=cost,
         )
 
 

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Protocol
 
-from app.ai.openrouter import Generation
+from app.ai.openrouter import Generation, ModerationError
 from app.ai.prompts import system_prompt, user_prompt
 from app.ai.split import SplitAsker, split_message
 from app.ai.validation import InvalidMessageError, validate_message
@@ -35,7 +35,13 @@ __all__ = ["MessagePipeline", "Outcome"]
 
 class Writer(SplitAsker, Protocol):
     async def generate(
-        self, *, model: str, system: str, user: str, deadline: float | None = None
+        self,
+        *,
+        model: str,
+        system: str,
+        user: str,
+        deadline: float | None = None,
+        session_id: str | None = None,
     ) -> Generation: ...
 
 
@@ -127,8 +133,9 @@ class MessagePipeline:
                 parts = list(message.message_parts or [])
                 text = message.generated_message or "\n".join(parts)
                 tokens = generation_ms = split_ms = None
+                cost_usd = None
             else:
-                text, parts, tokens, generation_ms, split_ms = await self._write(
+                text, parts, tokens, generation_ms, split_ms, cost_usd = await self._write(
                     message, lead, invocation
                 )
             asked_at = time.monotonic()
@@ -139,6 +146,7 @@ class MessagePipeline:
                 ai_tokens_used=clamp_int32(tokens),
                 ai_generation_time_ms=clamp_int32(generation_ms),
                 split_time_ms=clamp_int32(split_ms),
+                ai_cost_usd=cost_usd,
             )
             if not saved.ok or saved.conversation_id is None:
                 return await endings.refused(message, invocation, saved.reason, saved.inbox_status)
@@ -160,7 +168,8 @@ class MessagePipeline:
             )
             return await endings.release(message, invocation, Outcome.RELEASED)
         except OutboundError as exc:
-            if not isinstance(exc, InvalidMessageError):  # the model, not the far end
+            # The model or this input (moderation), not the far end: no circuit failure.
+            if not isinstance(exc, InvalidMessageError | ModerationError):
                 invocation.circuit.failure(str(exc))
             return await endings.fail(message, invocation, str(exc), retryable=exc.retryable)
         invocation.circuit.success()
@@ -168,17 +177,19 @@ class MessagePipeline:
 
     async def _write(
         self, message: ClaimedMessage, lead: LeadContext, invocation: Invocation
-    ) -> tuple[str, list[str], int, int, int | None]:
+    ) -> tuple[str, list[str], int, int, int | None, float | None]:
         config = message.config
         model = config.model or self._default_model
+        session_id = str(message.run_id)  # a run's calls share a provider and its prompt cache
         generation = await self._writer.generate(
             model=model,
             system=system_prompt(config.ai_instructions),
             user=user_prompt(lead),
             deadline=invocation.deadline,
+            session_id=session_id,
         )
         text = validate_message(generation.text)
-        tokens, split_ms = generation.tokens, None
+        tokens, split_ms, cost_usd = generation.tokens, None, generation.cost_usd
         parts = [text]
         if config.split_messages:
             split = await split_message(
@@ -188,8 +199,11 @@ class MessagePipeline:
                 max_parts=config.max_split_parts,
                 splitter=config.splitter,
                 deadline=invocation.deadline,
+                session_id=session_id,
             )
             parts, tokens, split_ms = split.parts, tokens + split.tokens, split.elapsed_ms
+            if split.cost_usd is not None:
+                cost_usd = (cost_usd or 0.0) + split.cost_usd
             if split.fallback_reason:
                 invocation.logs.add(
                     message.run_id,
@@ -199,7 +213,7 @@ class MessagePipeline:
                     lead_id=message.lead_id,
                     message_id=message.id,
                 )
-        return text, parts, tokens, generation.elapsed_ms, split_ms
+        return text, parts, tokens, generation.elapsed_ms, split_ms, cost_usd
 
     async def _take_slot(self, message: ClaimedMessage, invocation: Invocation) -> Outcome | None:
         """The inbox's slot for the first part (pacing): None to send now, else how it ended.

@@ -5,7 +5,8 @@ thread of its own, so its latency never borrows the event loop of the code under
 Latency is fixed or lognormal (seeded); faults come from a script (one per request, in
 order), from rules (a function of the request) or by ratio (seeded), as the real APIs fail:
 429 with Retry-After, 5xx, hanging past the client's timeout, malformed JSON, empty content,
-401, 400 invalid number.
+401, 400 invalid number; OpenRouter's 403 moderation refusal and its errors inside a 200.
+Every OpenRouter answer carries `usage.cost` (USD, from the tokens at gpt-4o-mini's prices).
 """
 
 from __future__ import annotations
@@ -39,6 +40,20 @@ class Fault(StrEnum):
     STATUS = "status"  # answers FaultPlan.status (any 4xx or 5xx)
     REJECTED = "rejected"  # send only: 200 with {"success": false}, nothing delivered
     DELIVER_THEN_HANG = "deliver_then_hang"  # send only: delivered, but the answer never comes
+    MODERATION = "moderation"  # OpenRouter only: 403, the input was flagged
+    ERROR_IN_BODY = "error_in_body"  # OpenRouter only: 200 with {"error": {code: status}}
+
+
+# What the stub charges, USD per token (gpt-4o-mini's list prices).
+PROMPT_USD_PER_TOKEN = 0.15e-6
+COMPLETION_USD_PER_TOKEN = 0.60e-6
+
+
+def stub_cost(prompt_tokens: int, completion_tokens: int) -> float:
+    """usage.cost of an answer of the OpenRouter stub."""
+    return round(
+        prompt_tokens * PROMPT_USD_PER_TOKEN + completion_tokens * COMPLETION_USD_PER_TOKEN, 12
+    )
 
 
 @dataclass
@@ -174,6 +189,7 @@ class OpenRouterStub(_Stub):
         self.generations = 0
         self.splits = 0
         self.models: list[str] = []
+        self.costs: list[float] = []  # usage.cost of every answer with content, in order
 
     async def _completions(self, request: Request) -> Response:
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
@@ -181,6 +197,27 @@ class OpenRouterStub(_Stub):
         info, fault, faulted = await self._prelude(request)
         if faulted is not None:
             return faulted
+        if fault is Fault.MODERATION:
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": 403,
+                        "message": "Input was flagged by moderation",
+                        "metadata": {
+                            "reasons": ["harassment"],
+                            "flagged_input": "(the lead's own words, up to 100 chars)",
+                            "provider_name": "stub",
+                            "model_slug": str(info.body.get("model")),
+                        },
+                    }
+                },
+                403,
+            )
+        if fault is Fault.ERROR_IN_BODY:
+            code = self.faults.status
+            return JSONResponse(
+                {"error": {"code": code, "message": "provider error", "metadata": {}}}, 200
+            )
         messages = info.body.get("messages") or []
         system = str(messages[0].get("content", "")) if messages else ""
         user = str(messages[-1].get("content", "")) if messages else ""
@@ -196,6 +233,10 @@ class OpenRouterStub(_Stub):
             content = _write_message(user)
         if fault is Fault.EMPTY:
             content = ""
+        prompt_tokens, completion_tokens = len(user) // 4, len(content) // 4
+        cost = stub_cost(prompt_tokens, completion_tokens)
+        if content:
+            self.costs.append(cost)
         return JSONResponse(
             {
                 "id": f"gen-{info.number}",
@@ -207,9 +248,10 @@ class OpenRouterStub(_Stub):
                     }
                 ],
                 "usage": {
-                    "prompt_tokens": len(user) // 4,
-                    "completion_tokens": len(content) // 4,
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
                     "total_tokens": (len(user) + len(content)) // 4,
+                    "cost": cost,
                 },
             }
         )

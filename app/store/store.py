@@ -188,6 +188,7 @@ class Store:
         ai_tokens_used: int | None,
         ai_generation_time_ms: int | None,
         split_time_ms: int | None,
+        ai_cost_usd: float | None = None,
     ) -> SaveAnswer:
         data = await self._call(
             "save_generated_message",
@@ -197,6 +198,7 @@ class Store:
             p_ai_tokens_used=ai_tokens_used,
             p_ai_generation_time_ms=ai_generation_time_ms,
             p_split_time_ms=split_time_ms,
+            p_ai_cost_usd=ai_cost_usd,
         )
         conversation = data.get("conversation_id")
         inbox_status = data.get("inbox_status")
@@ -290,6 +292,22 @@ class Store:
         if not entries:
             return 0
         return int(await self._call("log_campaign_steps", p_entries=entries))
+
+    async def queue_status(
+        self, run_id: uuid.UUID | None = None, pacing: Pacing | None = None
+    ) -> dict[str, Any]:
+        """campaign_queue_status (DESIGN section 9): queue, runs, inboxes, failures, throughput.
+
+        pacing: the service's INBOX_* settings, for the ETAs of inboxes without overrides
+        (without it the database assumes the defaults, 20 / 60 / 300).
+        """
+        args: dict[str, Any] = {"p_run_id": run_id}
+        if pacing is not None:
+            args.update(pacing.args())
+        data = await self._call("campaign_queue_status", **args)
+        if not isinstance(data, dict):
+            raise DatabaseError(f"expected a JSON object, got {type(data).__name__}")
+        return data
 
     async def ping(self) -> None:
         await self._rpc.ping()

@@ -23,13 +23,15 @@ class RawAnswers:
     async def _completions(self) -> Response:
         return Response(self.body, media_type="application/json")
 
-    def answer(self, content_json: str, total_tokens: str = "7") -> None:
-        """content_json: the JSON spelling of message.content, escapes and all."""
+    def answer(self, content_json: str, total_tokens: str = "7", cost: str | None = None) -> None:
+        """content_json: the JSON spelling of message.content, escapes and all; cost: the JSON
+        spelling of usage.cost (left out when None)."""
         self.body = (
             '{"choices": [{"message": {"role": "assistant", "content": '
             + content_json
             + '}}], "usage": {"total_tokens": '
             + total_tokens
+            + ("" if cost is None else ', "cost": ' + cost)
             + "}}"
         )
 

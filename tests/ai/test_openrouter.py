@@ -245,11 +245,11 @@ async def test_nul_and_lone_surrogates_in_a_split_answer_are_cleaned(
     answers.answer(content_json)
     client = OpenRouterClient(http, make_settings(openrouter_base_url=url))
 
-    content, _ = await client.request_split(
+    answer = await client.request_split(
         model="m", text="whatever", max_parts=3, splitter=SplitterConfig()
     )
 
-    assert parse_split_response(content, max_parts=3) == [
+    assert parse_split_response(answer.content, max_parts=3) == [
         "Olá Ana! Tudo bem?",
         "Vamos \ufffd conversar?",
     ]

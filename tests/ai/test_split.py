@@ -246,11 +246,11 @@ async def test_too_many_parts_from_the_model_fall_back(
     stubs.openrouter.faults.script = deque([None])
     async with httpx.AsyncClient() as http:
         client = OpenRouterClient(http, make_settings())
-        content, _ = await client.request_split(
+        answer = await client.request_split(
             model="m", text=LONG, max_parts=4, splitter=SplitterConfig()
         )
     with pytest.raises(SplitRejectedError):
-        parse_split_response(content, max_parts=2)
+        parse_split_response(answer.content, max_parts=2)
 
 
 async def test_an_auth_error_during_split_is_raised(

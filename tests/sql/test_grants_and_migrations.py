@@ -29,12 +29,16 @@ QUEUE_FUNCTIONS = [
     "campaign_queue_effective_horizon",
     "resume_reconnected_campaign_runs",
     "take_inbox_slot",
+    "campaign_queue_status",
 ]
 INTERNAL_FUNCTIONS = [
     "cq_inbox_limits",
     "cq_inbox_holds_backlog",
     "cq_pick_due_messages",
     "cq_local_date",
+    "cq_metric_number",
+    "cq_failure_reason",
+    "cq_valid_timezone",
 ]
 
 

@@ -25,6 +25,7 @@ ADDED = {
     "ai_tokens_used": 120,
     "ai_generation_time_ms": 340,
     "split_time_ms": 25,
+    "ai_cost_usd": 0,  # the helper saves no cost: it adds 0
 }
 BIGINT_MAX = 9_223_372_036_854_775_807
 
@@ -125,6 +126,7 @@ async def test_every_counter_tolerates_odd_values_at_once(
         "ai_tokens_used": 120,
         "ai_generation_time_ms": 340,
         "split_time_ms": 25,
+        "ai_cost_usd": 0,
     }
 
 

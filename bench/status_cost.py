@@ -1,0 +1,394 @@
+"""Status cost at 1M campaign_messages: campaign_queue_status's plans and latency.
+
+Run: uv run python -m bench.status_cost [--rows 1000000] [--calls 100] [--scenario both]
+
+Scenarios (each a fresh database of ROWS messages):
+- history: 200 runs (180 running, 15 paused, 5 completed) on 100 inboxes, half of them paced;
+  about 89% sent (0.3% of them in the last hour), 5% pending (some due), 3% skipped, 2% failed
+  (half in the last 24 h, with ids and numbers in their reasons), 0.1% in flight. A service
+  that has run for a while: the status must not grow with the history.
+- backlog: every message pending (the claim benchmark's worst case), 2,000 runs on 1,000
+  inboxes, 30% of them paused. The status counts the backlog row by row (through an index):
+  this is where it costs most.
+
+Printed for each:
+- EXPLAIN (ANALYZE, BUFFERS) of the function's own statements. Postgres cannot EXPLAIN inside
+  a plpgsql function (no auto_explain in the embedded server), so the statements are taken
+  from pg_proc's text of campaign_queue_status and run alone, its variables bound as
+  parameters: the plans are those of the code that ships, not of a copy;
+- the table and index scans the real function made over the timed calls (pg_stat counters):
+  no sequential scan of campaign_messages;
+- p50/p95 of `select campaign_queue_status()` (all runs) and of one run;
+- baselines in the same run: one `select 1` round trip; the same figures computed naively
+  (count(*) grouped by run and status, sends and failures by sequential scan); and the
+  function with the status indexes dropped (in a rolled-back transaction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import time
+from typing import Any
+
+import asyncpg
+
+from app.sandbox.database import create_migrated_database, running_postgres
+from app.store.postgres import init_connection
+
+STATUS_INDEXES = [
+    "idx_campaign_messages_sent_at",
+    "idx_campaign_messages_failed_at",
+    "idx_campaign_messages_failed_by_run",
+    "idx_campaign_runs_active",
+]
+# What failed messages say: the queue's own texts (they name no ids; some carry a number),
+# and one in fifty naming a message id (say, a text written by the product): those are all
+# different before grouping.
+REASONS = [
+    *["send: HTTP 400"] * 10,
+    *["openrouter: HTTP 500"] * 10,
+    *["openrouter: HTTP 503"] * 5,
+    *["openrouter: input flagged by moderation (HTTP 403; harassment)"] * 5,
+    *["generated message too short: {n} characters (minimum 10)"] * 5,
+    *["lease expired after 3 retries: the worker processing it stopped each time"] * 5,
+    *["send: timed out (ReadTimeout)"] * 5,
+    *["database error: log_campaign_steps failed: UniqueViolationError (SQLSTATE 23505)"] * 4,
+    "message {id} rejected by the product after {n} s",
+]
+NAIVE_SQL = [
+    "select run_id, status, count(*) from campaign_messages group by 1, 2",
+    """select count(*) filter (where sent_at >= now() - interval '5 minutes'),
+              count(*) from campaign_messages where sent_at >= now() - interval '60 minutes'""",
+    """select cq_failure_reason(error_message), count(*) from campaign_messages
+        where status = 'failed' and updated_at >= now() - interval '24 hours'
+        group by 1 order by 2 desc limit 20""",
+]
+
+
+async def load_history(conn: asyncpg.Connection, rows: int) -> None:
+    await conn.execute("select setseed(0.42)")
+    await conn.execute(
+        """insert into inboxes (id, workspace_id, name)
+           select gen_random_uuid(), gen_random_uuid(), 'bench ' || g
+             from generate_series(1, 100) g"""
+    )
+    await conn.execute(
+        "insert into campaign_configs (workspace_id, inbox_id) select workspace_id, id from inboxes"
+    )
+    await conn.execute(
+        """insert into campaign_runs (config_id, status, leads_total, started_at)
+           select (select id from campaign_configs order by id offset (g % 100) limit 1),
+                  case when g % 40 = 0 then 'completed' when g % 13 = 0 then 'paused'
+                       else 'running' end,
+                  $1::int / 200, now() - make_interval(hours => g)
+             from generate_series(1, 200) g""",
+        rows,
+    )
+    await conn.execute(
+        """
+        with r as (select array_agg(id order by id) as ids from campaign_runs)
+        insert into campaign_messages (run_id, lead_id, phone_number, status, scheduled_at,
+                                       sent_at, updated_at, locked_at, error_message, retry_count,
+                                       ai_tokens_used, ai_cost_usd)
+        select r.ids[1 + (g / 100) % cardinality(r.ids)], gen_random_uuid(),
+               '+5511' || lpad(g::text, 9, '0'), s.status,
+               case when s.status = 'pending' and x.u < 0.15 then now() - x.v * interval '1 hour'
+                    when s.status = 'pending' then now() + x.v * interval '1 day'
+                    else now() - interval '3 days' end,
+               case when s.status = 'sent' and x.u < 0.0033 then now() - x.v * interval '1 hour'
+                    when s.status = 'sent' then now() - interval '2 days' - x.v * interval '5 days'
+                    end,
+               case when s.status = 'failed' and x.u < 0.5 then now() - x.v * interval '23 hours'
+                    else now() - interval '3 days' end,
+               case when s.status = 'queued' then now() end,
+               case when s.status = 'failed'
+                    then replace(replace(($2::text[])[1 + floor(x.w * cardinality($2::text[]))],
+                                         '{id}', gen_random_uuid()::text),
+                                 '{n}', (1 + floor(x.v * 97))::text)
+                    when s.status = 'skipped' then 'lead not found' end,
+               case when s.status = 'failed' then 3 else 0 end,
+               case when s.status = 'sent' then 120 end,
+               case when s.status = 'sent' then 0.000042 end
+          from r, generate_series(1, $1) g
+          cross join lateral (select random() + 0 * g as u, random() + 0 * g as v,
+                                     random() + 0 * g as w, random() + 0 * g as kind) x
+          cross join lateral (select case
+                   when x.kind < 0.001 then 'queued'
+                   when x.kind < 0.051 then 'pending'
+                   when x.kind < 0.081 then 'skipped'
+                   when x.kind < 0.101 then 'failed'
+                   else 'sent' end as status) s
+        """,
+        rows,
+        REASONS,
+    )
+    await conn.execute(
+        """update campaign_runs r
+              set leads_processed = c.sent, leads_failed = c.failed,
+                  metrics = jsonb_build_object('messages_sent', c.sent,
+                                               'ai_tokens_used', c.sent * 120,
+                                               'ai_cost_usd', c.sent * 0.000042)
+             from (select run_id, count(*) filter (where status = 'sent') as sent,
+                          count(*) filter (where status = 'failed') as failed
+                     from campaign_messages group by run_id) c
+            where c.run_id = r.id"""
+    )
+    await conn.execute(
+        """insert into campaign_inbox_pacing (inbox_id, next_slot_at, last_slot_at, sent_day,
+                                              sent_today, paced, timezone)
+           select id, now() + (row_number() over (order by id) % 60) * interval '1 s', now(),
+                  (now() at time zone 'America/Sao_Paulo')::date,
+                  (row_number() over (order by id) * 7) % 300, true, 'America/Sao_Paulo'
+             from inboxes order by id limit 50"""
+    )
+
+
+async def load_backlog(conn: asyncpg.Connection, rows: int) -> None:
+    await conn.execute(
+        """insert into inboxes (id, workspace_id, name)
+           select gen_random_uuid(), gen_random_uuid(), 'bench ' || g
+             from generate_series(1, 1000) g"""
+    )
+    await conn.execute(
+        "insert into campaign_configs (workspace_id, inbox_id) select workspace_id, id from inboxes"
+    )
+    await conn.execute(
+        """with c as (select array_agg(id order by id) as ids from campaign_configs)
+           insert into campaign_runs (config_id, status, leads_total)
+           select c.ids[1 + g % 1000], case when g % 10 < 3 then 'paused' else 'running' end,
+                  $1::int / 2000
+             from c, generate_series(1, 2000) g""",
+        rows,
+    )
+    await conn.execute(
+        """with r as (select array_agg(id order by id) as ids from campaign_runs)
+           insert into campaign_messages (run_id, lead_id, phone_number, scheduled_at)
+           select r.ids[1 + g % 2000], gen_random_uuid(), '+5511' || lpad(g::text, 9, '0'),
+                  now() - interval '30 minutes' + (g % 7200) * interval '1 s'
+             from r, generate_series(1, $1) g""",
+        rows,
+    )
+    await conn.execute(
+        """insert into campaign_inbox_pacing (inbox_id, next_slot_at, sent_day, sent_today,
+                                              paced, timezone)
+           select id, now() + interval '20 s', (now() at time zone 'UTC')::date, 100, true,
+                  'UTC'
+             from inboxes"""
+    )
+
+
+def function_statements(source: str) -> dict[str, str]:
+    """The SQL statements of campaign_queue_status's body, its variables as $n parameters.
+
+    $1 v_shown, $2 v_counted (uuid[]), $3 p_run_id (uuid), $4 p_min_gap_s, $5 p_max_gap_s
+    (real), $6 p_daily_cap (int), $7 v_texts (text[]), $8 v_counts (bigint[]); v_now is now().
+    """
+    found = {
+        "shown": re.search(r"select coalesce\(array_agg.*?;", source, re.S),
+        "failures": re.search(r"select array_agg\(m\.error_message\).*?;", source, re.S),
+        "failures of one run": re.search(
+            r"(select array_agg\(m\.error_message\)(?:(?!select array_agg).)*?"
+            r"m\.run_id = p_run_id.*?;)",
+            source,
+            re.S,
+        ),
+        "status": re.search(r"  with recent as materialized.*?into v_result;", source, re.S),
+    }
+    names = {
+        "v_now": "now()",
+        "v_shown": "$1::uuid[]",
+        "v_counted": "$2::uuid[]",
+        "p_run_id": "$3::uuid",
+        "p_min_gap_s": "$4::real",
+        "p_max_gap_s": "$5::real",
+        "p_daily_cap": "$6::int",
+        "v_texts": "$7::text[]",
+        "v_counts": "$8::bigint[]",
+    }
+    statements = {}
+    for key, match in found.items():
+        assert match is not None, key
+        sql = re.sub(r"\s+into v_\w+(,\s*v_\w+)*", "", match.group(0)).rstrip(";")
+        for name, value in names.items():
+            sql = re.sub(rf"\b{name}\b", value, sql)
+        statements[key] = sql
+    return statements
+
+
+def bound(sql: str, values: list[Any]) -> tuple[str, list[Any]]:
+    """The statement with the parameters it uses numbered $1, $2, ... and their values."""
+    used = sorted({int(n) for n in re.findall(r"\$(\d+)\b", sql)})
+    numbers = {old: new for new, old in enumerate(used, start=1)}
+    renumbered = re.sub(r"\$(\d+)\b", lambda m: f"${numbers[int(m.group(1))]}", sql)
+    return renumbered, [values[n - 1] for n in used]
+
+
+async def explain(conn: asyncpg.Connection, title: str, sql: str, *args: object) -> str:
+    rows = await conn.fetch(f"explain (analyze, buffers, costs off) {sql}", *args)
+    plan = "\n".join(r[0] for r in rows)
+    # The runs' ids bound as an array would fill screens: shown as {N ids}.
+    plan = re.sub(
+        r"'\{([0-9a-f-]{36},?)+\}'", lambda m: f"'{{{m.group(0).count(',') + 1} ids}}'", plan
+    )
+    print(f"\n-- {title}\n{plan}")
+    return plan
+
+
+async def stat_snapshot(conn: asyncpg.Connection) -> dict[str, int]:
+    await conn.execute("select pg_stat_force_next_flush()")
+    await asyncio.sleep(0.05)
+    await conn.execute("select pg_stat_clear_snapshot()")
+    rows = await conn.fetch(
+        """select 'seq ' || relname as name, seq_scan as n from pg_stat_user_tables
+            where relname in ('campaign_messages', 'campaign_runs', 'campaign_configs',
+                              'campaign_inbox_pacing')
+           union all
+           select 'idx ' || indexrelname, idx_scan from pg_stat_user_indexes
+            where relname in ('campaign_messages', 'campaign_runs')"""
+    )
+    return {r["name"]: r["n"] or 0 for r in rows}
+
+
+async def time_calls(conn: asyncpg.Connection, calls: int, sql: str, *args: object) -> list[float]:
+    timings = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        await conn.fetchval(sql, *args)
+        timings.append((time.perf_counter() - start) * 1000)
+    return timings
+
+
+async def time_naive(conn: asyncpg.Connection, calls: int) -> list[float]:
+    """The same figures the plain way: a full count(*) by run and status, and sequential
+    scans for the sends and failures (the status indexes hidden from the planner)."""
+    timings = []
+    transaction = conn.transaction()
+    await transaction.start()
+    try:
+        await conn.execute("set local enable_indexscan = off")
+        await conn.execute("set local enable_indexonlyscan = off")
+        await conn.execute("set local enable_bitmapscan = off")
+        for _ in range(calls):
+            start = time.perf_counter()
+            for sql in NAIVE_SQL:
+                await conn.fetch(sql)
+            timings.append((time.perf_counter() - start) * 1000)
+    finally:
+        await transaction.rollback()
+    return timings
+
+
+def pct(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
+
+
+def line(label: str, values: list[float], note: str) -> str:
+    return f"  {label:<28} p50 {pct(values, 50):8.2f} ms   p95 {pct(values, 95):8.2f} ms   {note}"
+
+
+async def scenario(server_dsn: str, name: str, rows: int, calls: int) -> list[str]:
+    dsn = await create_migrated_database(server_dsn, f"status_cost_{name}")
+    conn = await asyncpg.connect(dsn)
+    await init_connection(conn)
+    try:
+        started = time.perf_counter()
+        await (load_history if name == "history" else load_backlog)(conn, rows)
+        # Steady state: autovacuum keeps the visibility map of old pages set (index-only scans
+        # then skip the heap); a vacuum right after the bulk load may leave it partly unset.
+        await conn.execute("vacuum (freeze, analyze)")
+        counts = await conn.fetch(
+            "select status, count(*) from campaign_messages group by 1 order by 1"
+        )
+        print(
+            f"\n==== {name}: loaded {rows:,} messages in {time.perf_counter() - started:.1f} s: "
+            + ", ".join(f"{r['status']} {r['count']:,}" for r in counts)
+        )
+
+        source = await conn.fetchval(
+            "select prosrc from pg_proc where proname = 'campaign_queue_status'"
+        )
+        shown = await conn.fetchval(
+            """select coalesce(array_agg(id order by started_at, id), '{}') from campaign_runs
+                where status in ('running', 'paused')"""
+        )
+        big_run = await conn.fetchval(
+            """select run_id from campaign_messages where status = 'pending'
+                group by run_id order by count(*) desc limit 1"""
+        )
+        statements = function_statements(source)
+        texts, counts = await conn.fetchrow(statements["failures"])
+        values: list[Any] = [shown, shown, None, None, None, None, texts, counts]
+        plans = []
+        for title in ("shown", "failures", "status"):
+            sql, args = bound(statements[title], values)
+            plans.append(await explain(conn, title, sql, *args))
+        sql, args = bound(statements["failures of one run"], [None, None, big_run])
+        plans.append(await explain(conn, "failures of one run", sql, *args))
+        seq = any("Seq Scan on campaign_messages" in plan for plan in plans)
+        print(f"   -> {'SEQUENTIAL SCAN of campaign_messages' if seq else 'index scans only'}")
+
+        await time_calls(conn, 5, "select campaign_queue_status()")  # warm-up
+        before = await stat_snapshot(conn)
+        all_runs = await time_calls(conn, calls, "select campaign_queue_status()")
+        one_run = await time_calls(conn, calls, "select campaign_queue_status($1)", big_run)
+        after = await stat_snapshot(conn)
+        deltas = {k: after.get(k, 0) - v for k, v in before.items() if after.get(k, 0) - v}
+        print(f"\n-- scans made by {2 * calls} calls of the function (pg_stat counters)")
+        for key in sorted(deltas):
+            print(f"   {key:<50} {deltas[key]:>7,}")
+        if not deltas.get("seq campaign_messages"):
+            print("   (no sequential scan of campaign_messages)")
+
+        floor = await time_calls(conn, calls, "select 1")
+        naive = await time_naive(conn, max(3, calls // 20))
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            for index in STATUS_INDEXES:
+                await conn.execute(f"drop index {index}")
+            unindexed = await time_calls(
+                conn, max(3, calls // 20), "select campaign_queue_status()"
+            )
+        finally:
+            await transaction.rollback()
+
+        size = await conn.fetchval("select octet_length(campaign_queue_status()::text)")
+        runs = len(shown)
+        return [
+            f"{name} ({rows:,} messages; {runs} runs shown; answer {size / 1024:.0f} KiB):",
+            line("status, all runs", all_runs, "(target: < 50 ms)"),
+            line("status, one run", one_run, "(its inbox's other running runs counted too)"),
+            line("baseline: select 1", floor, "(one round trip, the floor)"),
+            line(
+                "baseline: naive counts", naive, f"(full count(*) by run and status, {len(naive)})"
+            ),
+            line(
+                "baseline: no status indexes", unindexed, f"(same function, {len(unindexed)} calls)"
+            ),
+        ]
+    finally:
+        await conn.close()
+
+
+async def main(rows: int, calls: int, which: str) -> None:
+    names = ["history", "backlog"] if which == "both" else [which]
+    summary: list[str] = []
+    with running_postgres() as server:
+        for name in names:
+            summary += await scenario(server.dsn, name, rows, calls)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n(load average over 1, 5, 15 min at the end: {load} on {os.cpu_count()} cores)")
+    print("\n".join(summary))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--calls", type=int, default=100)
+    parser.add_argument("--scenario", choices=["history", "backlog", "both"], default="both")
+    options = parser.parse_args()
+    asyncio.run(main(options.rows, options.calls, options.scenario))

@@ -1,0 +1,330 @@
+-- Operator visibility (DESIGN section 9): campaign_queue_status(p_run_id) answers, in one
+-- round trip and one snapshot, how deep and late the queue is, how far each campaign is and
+-- what it cost, each inbox's pace today, why messages failed lately and how fast they go out.
+--
+-- Cost: index-backed, growing with the work left, not with what was sent. A run's sent and
+-- failed figures are its counters (leads_processed, leads_failed: kept by the functions that
+-- end a message, in the same transaction); what is counted row by row is the backlog
+-- (pending, through idx_campaign_messages_atomic_selection; in flight, through
+-- idx_campaign_messages_stale_leases), the skipped messages of the runs shown
+-- (idx_campaign_messages_run_status), the sends of the last hour and the failures of the
+-- last 24 hours (the partial indexes below). bench/status_cost.py shows the plans at 1M rows.
+
+-- Sends of the last 5 and 60 minutes (throughput, and the pace of an unpaced run's ETA).
+create index if not exists idx_campaign_messages_sent_at
+  on campaign_messages (sent_at) include (run_id) where sent_at is not null;
+
+-- Failures (for good) of the last 24 hours, grouped by reason: of every run, and of one.
+create index if not exists idx_campaign_messages_failed_at
+  on campaign_messages (updated_at) where status = 'failed';
+create index if not exists idx_campaign_messages_failed_by_run
+  on campaign_messages (run_id, updated_at) where status = 'failed';
+
+-- The runs an operator watches: running and paused.
+create index if not exists idx_campaign_runs_active
+  on campaign_runs (started_at, id) where status in ('running', 'paused');
+
+
+-- A counter of the run's metrics (product-owned jsonb) as a number, as
+-- mark_message_part_sent reads it: a number (negative: 0), a plain decimal string, else 0.
+create or replace function cq_metric_number(p_metrics jsonb, p_key text)
+returns numeric
+language sql immutable set search_path = public
+as $$
+  select case
+    when jsonb_typeof(p_metrics) is distinct from 'object' then 0
+    when jsonb_typeof(p_metrics -> p_key) = 'number'
+      then greatest((p_metrics ->> p_key)::numeric, 0)
+    when jsonb_typeof(p_metrics -> p_key) = 'string'
+         and p_metrics ->> p_key ~ '^\s*[0-9]{1,30}(\.[0-9]{1,30})?\s*$'
+      then (p_metrics ->> p_key)::numeric
+    else 0 end;
+$$;
+
+
+-- A failure's reason without what differs from one message to the next: ids (uuids, long hex)
+-- become <id>, numbers (with their separators: dates, times, amounts, phone numbers) <n>, so
+-- failures group by cause. An HTTP status (the number right after "HTTP " or "code ") is
+-- kept: it is the cause. Two regular expressions a text (each costs microseconds: the status
+-- normalises distinct texts, not rows, and at most 500 of them).
+create or replace function cq_failure_reason(p_error text)
+returns text
+language sql immutable set search_path = public
+as $$
+  select left(btrim(replace(replace(
+    regexp_replace(
+      regexp_replace(
+        replace(replace(coalesce(nullif(btrim(p_error), ''), 'unknown error'),
+                        'HTTP ', 'HTTP_'), 'code ', 'code_'),
+        '\m[0-9a-fA-F][0-9a-fA-F-]{15,}', '<id>', 'g'),
+      '\m[0-9]+([-.,:/T][0-9]+)*', '<n>', 'g'),
+    'HTTP_', 'HTTP '), 'code_', 'code ')), 200);
+$$;
+
+
+-- A time zone Postgres knows, else the product's default (as take_inbox_slot does).
+create or replace function cq_valid_timezone(p_timezone text)
+returns text
+language plpgsql stable set search_path = public
+as $$
+begin
+  if p_timezone is null or btrim(p_timezone) = '' then
+    return 'America/Sao_Paulo';
+  end if;
+  perform now() at time zone p_timezone;
+  return p_timezone;
+exception when others then
+  return 'America/Sao_Paulo';
+end;
+$$;
+
+
+-- The status, as jsonb:
+--   at            now (the database's clock), so a reader can turn timestamps into ages
+--   queue         {due, scheduled, in_flight, oldest_due_s}: pending messages of running runs
+--                 due now / not yet due, claimed ones (queued, generating, sending), and how
+--                 late the oldest due one is (null when none is due)
+--   runs          [{run_id, status, inbox_id, total, sent, failed, skipped, pending,
+--                 in_flight, ai_tokens, ai_cost_usd, started_at, error_message, eta_s}],
+--                 running and paused runs (oldest first), or the one asked for
+--   inboxes       [{inbox_id, sent_today, daily_cap, next_slot_at, min_gap_s, max_gap_s,
+--                 pending}] for the inboxes of those runs (daily_cap 0: no cap; pending: of
+--                 its running runs, the backlog its pace works through)
+--   failures      [{reason, count}]: messages failed for good in the last 24 hours, by
+--                 cq_failure_reason, the 20 most frequent (past 500 different texts, the
+--                 rest are counted as one "(other failures: ...)" entry)
+--   throughput    {sent_5m, sent_60m}: messages sent in full in the last 5 and 60 minutes
+-- With p_run_id every section is about that run (and its inbox).
+--
+-- sent and failed are the run's counters; total is leads_total, or more when the run holds
+-- more messages; ai_tokens and ai_cost_usd are the sums in the run's metrics (sent messages).
+--
+-- eta_s (seconds until the run's last message goes out; null for a paused run, or when it
+-- cannot be told). Pacing limits are the inbox's campaign_inbox_pacing overrides, else
+-- p_min_gap_s / p_max_gap_s / p_daily_cap (the service passes its INBOX_* settings), else the
+-- service's defaults 20 / 60 / 300. With n = the run's pending plus in-flight messages:
+-- - paced inbox (a gap or a cap): runs sharing the inbox interleave (fair share), so the run's
+--   last message is the k-th of the inbox, k = sum over the inbox's running runs of
+--   least(their n, this n); with g = mean gap (min + max) / 2 and left = cap - sent_today:
+--     k <= left (or no cap): wait for the next slot + (k - 1) * g
+--     k >  left: the rest go from the next local midnight (the campaign's timezone), cap a
+--                day: to_midnight + 86400 * (days - 1) + ((k - left - 1) % cap) * g,
+--                days = ceil((k - left) / cap)
+-- - unpaced inbox: n at the run's pace of the last 60 minutes (or since it started, if that
+--   is shorter, one minute at least): n * window / sends in the window (null: none sent).
+-- Never sooner than the run's last scheduled_at. The send window (start/end time) is not
+-- accounted for.
+create or replace function campaign_queue_status(
+  p_run_id uuid default null,
+  p_min_gap_s real default null,
+  p_max_gap_s real default null,
+  p_daily_cap int default null
+) returns jsonb
+language plpgsql stable security definer set search_path = public
+as $$
+declare
+  v_now constant timestamptz := now();
+  v_shown uuid[];    -- the runs answered about
+  v_counted uuid[];  -- those, plus the running runs that share their inbox (the ETA's share)
+  v_texts text[];    -- failures of the last 24 hours: each distinct text,
+  v_counts bigint[]; -- and how many failed with it
+  v_result jsonb;
+begin
+  if p_run_id is null then
+    select coalesce(array_agg(r.id order by r.started_at, r.id), '{}') into v_shown
+      from campaign_runs r
+     where r.status in ('running', 'paused');
+    v_counted := v_shown;
+  else
+    v_shown := array[p_run_id];
+    select v_shown || coalesce(array_agg(r.id), '{}') into v_counted
+      from campaign_runs r join campaign_configs c on c.id = r.config_id
+     where r.status = 'running' and r.id <> p_run_id
+       and c.inbox_id = (select c2.inbox_id
+                           from campaign_runs r2 join campaign_configs c2 on c2.id = r2.config_id
+                          where r2.id = p_run_id);
+  end if;
+
+  -- Failures of the last 24 hours, one row per distinct text (a statement of its own, so each
+  -- case has its own plan: all runs by idx_campaign_messages_failed_at, one run by
+  -- idx_campaign_messages_failed_by_run; a stable function reads one snapshot throughout).
+  if p_run_id is null then
+    select array_agg(m.error_message), array_agg(m.n) into v_texts, v_counts
+      from (select m.error_message, count(*) as n
+              from campaign_messages m
+             where m.status = 'failed' and m.updated_at >= v_now - interval '24 hours'
+             group by m.error_message) m;
+  else
+    select array_agg(m.error_message), array_agg(m.n) into v_texts, v_counts
+      from (select m.error_message, count(*) as n
+              from campaign_messages m
+             where m.run_id = p_run_id and m.status = 'failed'
+               and m.updated_at >= v_now - interval '24 hours'
+             group by m.error_message) m;
+  end if;
+
+  with recent as materialized (  -- sends of the last hour, by run
+    select m.run_id, count(*) as sent_60m,
+           count(*) filter (where m.sent_at >= v_now - interval '5 minutes') as sent_5m
+      from campaign_messages m
+     where m.sent_at >= v_now - interval '60 minutes'
+     group by m.run_id
+  ), claimed as materialized (  -- in flight, by run (idx_campaign_messages_stale_leases)
+    select m.run_id, count(*) as n
+      from campaign_messages m
+     where m.status in ('queued', 'generating', 'sending')
+     group by m.run_id
+  ), per_run as materialized (
+    -- Each run's backlog, counted in its own index range (index-only scans).
+    select r.id, r.status, r.leads_total, r.leads_processed, r.leads_failed, r.started_at,
+           r.error_message, c.inbox_id, c.timezone, r.id = any(v_shown) as shown,
+           p.n as pending, p.due, p.first_at, p.last_at, o.skipped,
+           coalesce(q.n, 0) as in_flight,
+           coalesce(x.sent_60m, 0) as sent_60m,
+           -- the sends were counted over the last hour, or since the run started (1 min at
+           -- least)
+           least(greatest(extract(epoch from v_now - r.started_at), 60), 3600) as window_s,
+           p.n + coalesce(q.n, 0) as remaining,
+           cq_metric_number(r.metrics, 'ai_tokens_used') as ai_tokens,
+           cq_metric_number(r.metrics, 'ai_cost_usd') as ai_cost_usd
+      from campaign_runs r
+      left join campaign_configs c on c.id = r.config_id
+      left join recent x on x.run_id = r.id
+      left join claimed q on q.run_id = r.id
+      cross join lateral (
+        select count(*) as n, count(*) filter (where m.scheduled_at <= v_now) as due,
+               min(m.scheduled_at) as first_at, max(m.scheduled_at) as last_at
+          from campaign_messages m
+         where m.run_id = r.id and m.status = 'pending') p
+      cross join lateral (
+        select count(*) as skipped
+          from campaign_messages m
+         where m.run_id = r.id and m.status = 'skipped') o
+     where r.id = any(v_counted)
+  ), zones as materialized (  -- each time zone checked once, not once per inbox
+    select z.name, cq_valid_timezone(z.name) as tz
+      from (select distinct coalesce(g.timezone, pr.timezone) as name
+              from per_run pr left join campaign_inbox_pacing g on g.inbox_id = pr.inbox_id
+             where pr.inbox_id is not null) z
+  ), inboxes as materialized (
+    select i.inbox_id, i.pending, g.next_slot_at, l.min_gap, l.max_gap, l.cap,
+           (l.min_gap + l.max_gap) / 2.0 as mean_gap,
+           case when g.sent_day = (v_now at time zone z.tz)::date then g.sent_today else 0 end
+             as sent_today,
+           extract(epoch from (((v_now at time zone z.tz)::date + 1)::timestamp
+                               at time zone z.tz) - v_now) as to_midnight_s
+      from (select pr.inbox_id, min(pr.timezone) as run_tz,
+                   sum(pr.pending) filter (where pr.status = 'running') as pending
+              from per_run pr where pr.inbox_id is not null group by pr.inbox_id) i
+      left join campaign_inbox_pacing g on g.inbox_id = i.inbox_id
+      left join zones z on z.name is not distinct from coalesce(g.timezone, i.run_tz)
+      cross join lateral (
+        select greatest(coalesce(g.min_gap_s, p_min_gap_s, 20), 0)::numeric as min_gap,
+               greatest(coalesce(g.max_gap_s, p_max_gap_s, 60),
+                        coalesce(g.min_gap_s, p_min_gap_s, 20), 0)::numeric as max_gap,
+               greatest(coalesce(g.daily_cap, p_daily_cap, 300), 0) as cap) l
+  ), shares as (
+    -- k = sum over the inbox's running runs of least(their remaining, this remaining):
+    -- the remaining of the runs with no more than this one, plus this one's for each run
+    -- with more (window sums over the inbox's runs in order of remaining).
+    select w.id,
+           w.at_most + w.remaining * (w.runs - w.runs_at_most) as k
+      from (select pr.id, pr.remaining,
+                   sum(pr.remaining) over (partition by pr.inbox_id order by pr.remaining
+                                           range between unbounded preceding and current row)
+                     as at_most,
+                   count(*) over (partition by pr.inbox_id order by pr.remaining
+                                  range between unbounded preceding and current row)
+                     as runs_at_most,
+                   count(*) over (partition by pr.inbox_id) as runs
+              from per_run pr
+             where pr.status = 'running' and pr.inbox_id is not null) w
+  ), eta as (
+    select a.id,
+           case
+             when a.status <> 'running' then null
+             when a.remaining = 0 then 0
+             when ib.min_gap > 0 or ib.cap > 0 then greatest(
+               case
+                 when ib.cap > 0 and s.k > greatest(ib.cap - ib.sent_today, 0) then
+                   ib.to_midnight_s
+                   + 86400 * (ceil((s.k - greatest(ib.cap - ib.sent_today, 0))::numeric
+                                   / ib.cap) - 1)
+                   + ((s.k - greatest(ib.cap - ib.sent_today, 0) - 1) % ib.cap) * ib.mean_gap
+                 else greatest(extract(epoch from ib.next_slot_at - v_now), 0)
+                      + (s.k - 1) * ib.mean_gap
+               end,
+               extract(epoch from a.last_at - v_now))
+             when a.sent_60m > 0 then greatest(
+               a.remaining * a.window_s / a.sent_60m,
+               extract(epoch from a.last_at - v_now))
+           end as eta_s
+      from per_run a
+      left join inboxes ib on ib.inbox_id = a.inbox_id
+      left join shares s on s.id = a.id
+     where a.shown
+  ), failed as (
+    select f.error_message, f.n from unnest(v_texts, v_counts) as f(error_message, n)
+  ), reasons as (
+    -- Normalising costs microseconds a text: the 500 most frequent texts are grouped by
+    -- reason, any further ones (rare: the queue's own texts name no ids) counted together.
+    select case when t.rank <= 500 then cq_failure_reason(t.error_message)
+                else '(other failures: too many different texts to group)' end as reason,
+           sum(t.n) as n
+      from (select f.*, row_number() over (order by f.n desc, f.error_message) as rank
+              from failed f) t
+     group by 1
+  )
+  select jsonb_build_object(
+    'at', v_now,
+    'queue', (
+      select jsonb_build_object(
+        'due', coalesce(sum(pr.due) filter (where pr.status = 'running'), 0),
+        'scheduled', coalesce(sum(pr.pending - pr.due) filter (where pr.status = 'running'), 0),
+        'in_flight', coalesce(sum(pr.in_flight), 0),
+        'oldest_due_s', floor(extract(epoch from v_now - min(pr.first_at)
+                                      filter (where pr.status = 'running' and pr.due > 0))))
+        from per_run pr where pr.shown),
+    'runs', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'run_id', pr.id,
+               'status', pr.status,
+               'inbox_id', pr.inbox_id,
+               'total', greatest(pr.leads_total, pr.leads_processed + pr.leads_failed
+                                 + pr.skipped + pr.remaining),
+               'sent', pr.leads_processed,
+               'failed', pr.leads_failed,
+               'skipped', pr.skipped,
+               'pending', pr.pending,
+               'in_flight', pr.in_flight,
+               'ai_tokens', pr.ai_tokens,
+               'ai_cost_usd', pr.ai_cost_usd,
+               'started_at', pr.started_at,
+               'error_message', pr.error_message,
+               'eta_s', ceil(e.eta_s)::bigint)
+             order by pr.started_at, pr.id)
+        from per_run pr join eta e on e.id = pr.id), '[]'::jsonb),
+    'inboxes', coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'inbox_id', ib.inbox_id,
+               'sent_today', ib.sent_today,
+               'daily_cap', ib.cap,
+               'next_slot_at', ib.next_slot_at,
+               'min_gap_s', ib.min_gap,
+               'max_gap_s', ib.max_gap,
+               'pending', coalesce(ib.pending, 0))
+             order by ib.inbox_id)
+        from inboxes ib
+       where ib.inbox_id in (select pr.inbox_id from per_run pr where pr.shown)), '[]'::jsonb),
+    'failures', coalesce((
+      select jsonb_agg(jsonb_build_object('reason', f.reason, 'count', f.n)
+                       order by f.n desc, f.reason)
+        from (select * from reasons order by n desc, reason limit 20) f), '[]'::jsonb),
+    'throughput', (
+      select jsonb_build_object('sent_5m', coalesce(sum(x.sent_5m), 0),
+                                'sent_60m', coalesce(sum(x.sent_60m), 0))
+        from recent x where p_run_id is null or x.run_id = p_run_id)
+  ) into v_result;
+  return v_result;
+end;
+$$;
