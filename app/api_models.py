@@ -236,6 +236,20 @@ PROCESS_QUEUE_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
 }
 
+STATUS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": (
+            "campaign_queue_status: queue {due, scheduled, in_flight, oldest_due_s}, runs "
+            "[{run_id, status, total, sent, failed, skipped, pending, ai_tokens, ai_cost_usd, "
+            "started_at, eta_s}], inboxes [{inbox_id, sent_today, daily_cap, next_slot_at}], "
+            "failures [{reason, count}] (last 24 h), throughput {sent_5m, sent_60m}."
+        )
+    },
+    401: PROCESS_QUEUE_RESPONSES[401],
+    422: {"description": "run_id is not a uuid."},
+    503: {"model": ErrorAnswer, "description": "The database is unavailable."},
+}
+
 HEALTHZ_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The database answers."},
     503: {"model": Unhealthy, "description": "The database does not answer."},

@@ -29,6 +29,7 @@ from app.ai.openrouter import OpenRouterClient
 from app.api_models import (
     HEALTHZ_RESPONSES,
     PROCESS_QUEUE_RESPONSES,
+    STATUS_RESPONSES,
     Healthy,
     ProcessQueueAnswer,
     ProcessQueueBody,
@@ -217,6 +218,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/status",
         operation_id="status",
         summary="Queue depth, runs' progress, cost and ETA, inboxes' pace, failures by reason",
+        responses=STATUS_RESPONSES,
         dependencies=[Depends(require_cron_secret)],
     )(status)
     app.add_exception_handler(UnauthorizedError, _unauthorized)

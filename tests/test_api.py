@@ -261,7 +261,11 @@ def test_the_document_says_what_the_service_does(openapi: dict[str, Any]) -> Non
     operation = openapi["paths"]["/process-queue"]["post"]
     assert operation["operationId"] == "process_queue"
     assert operation["summary"]
-    assert set(openapi["paths"]) == {"/process-queue", "/healthz"}  # no docs routes in it
+    # No docs routes in it; /status is documented with the same security as /process-queue.
+    assert set(openapi["paths"]) == {"/process-queue", "/healthz", "/status"}
+    status = openapi["paths"]["/status"]["get"]
+    assert status["security"] == operation["security"]
+    assert {"200", "401", "422", "503"} <= set(status["responses"])
 
 
 def test_both_ways_to_send_the_secret_are_security_schemes(openapi: dict[str, Any]) -> None:
