@@ -137,10 +137,7 @@ async def test_a_database_error_before_any_claim_is_503(
     service: Service, conn: asyncpg.Connection
 ) -> None:
     await seed_campaign(conn, leads=2)
-    await conn.execute(
-        "alter function get_and_lock_campaign_messages "
-        "rename to claim_gone"
-    )
+    await conn.execute("alter function get_and_lock_campaign_messages rename to claim_gone")
 
     response = await service.process()
 
