@@ -19,7 +19,10 @@ the machine), each measured against baselines taken in the same run:
   the pick's worst case).
 
 Every claim goes through the real get_and_lock_campaign_messages and its messages are
-released at once, so each claim meets the same queue. Plans: EXPLAIN cannot see inside a
+released at once, so each claim meets the same queue. The series of a case run round after
+round, one call of each per round, so a busy machine weighs on the claim and its baselines
+alike; beside wall time, each line shows the server backend's CPU time per call (from
+/proc/<pid>/stat), which a busy machine does not inflate. Plans: EXPLAIN cannot see inside a
 plpgsql function (and the embedded server has no auto_explain), so the evidence is what one
 real call reads, from the statistics counters of its own transaction (pg_stat_xact_*,
 rolled back): sequential scans and rows read per table, and scans per index. A claim that
@@ -33,10 +36,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -193,49 +199,78 @@ async def what_one_call_reads(conn: asyncpg.Connection, title: str, sql: str, *a
     return indexed
 
 
-async def time_claims(
-    conn: asyncpg.Connection,
-    args_for: Callable[[int], dict[str, Any]],
-    claims: int,
-    deadline: float,
-) -> list[float]:
-    """Latency of `claims` real claims (fewer if the deadline comes first), each released."""
-    timings: list[float] = []
-    for i in range(claims):
-        if time.monotonic() > deadline and len(timings) >= 5:
+@dataclass
+class Series:
+    """One kind of call, timed round after round beside the others (so a busy machine weighs
+    on all of them alike): wall time per call, and the server backend's CPU time."""
+
+    label: str
+    note: str
+    sql: str
+    args_for: Callable[[int], tuple[Any, ...]]
+    claims: bool = True  # release what each call claimed, so each call meets the same queue
+    wall_ms: list[float] = field(default_factory=list)
+    cpu_ms: float | None = 0.0
+
+    async def run_once(self, conn: asyncpg.Connection, pid: int, i: int) -> None:
+        cpu = backend_cpu_ms(pid)
+        start = time.perf_counter()
+        answer = await conn.fetchval(self.sql, *self.args_for(i))
+        self.wall_ms.append((time.perf_counter() - start) * 1000)
+        after = backend_cpu_ms(pid)
+        if self.cpu_ms is not None:
+            self.cpu_ms = None if cpu is None or after is None else self.cpu_ms + after - cpu
+        if self.claims:
+            await conn.fetchval(
+                "select release_campaign_messages($1)",
+                [{"id": m["id"], "lock_token": m["lock_token"]} for m in answer],
+            )
+
+    def line(self) -> str:
+        cpu = (
+            f"CPU {self.cpu_ms / len(self.wall_ms):5.2f} ms"
+            if self.cpu_ms is not None and self.wall_ms
+            else "CPU    n/a"
+        )
+        note = f", {self.note}" if self.note else ""
+        return (
+            f"  {self.label:32s} p50 {pct(self.wall_ms, 50):7.2f} ms   "
+            f"p95 {pct(self.wall_ms, 95):7.2f} ms   server {cpu}   "
+            f"({len(self.wall_ms)} calls{note})"
+        )
+
+
+def backend_cpu_ms(pid: int) -> float | None:
+    """The backend's CPU time so far (user + system), from /proc: ticks of 10 ms, so only a sum
+    over many calls means anything. None when the server is not on this machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+async def run_series(
+    conn: asyncpg.Connection, series: list[Series], rounds: int, deadline: float
+) -> None:
+    """`rounds` rounds of one call of each series (fewer if the deadline comes first)."""
+    pid = await conn.fetchval("select pg_backend_pid()")
+    for i in range(rounds):
+        if time.monotonic() > deadline and i >= 5:
             break
-        args = args_for(i)
-        named = ", ".join(f"{name} => ${k}" for k, name in enumerate(args, start=1))
-        start = time.perf_counter()
-        batch = await conn.fetchval(
-            f"select get_and_lock_campaign_messages({named})", *args.values()
-        )
-        timings.append((time.perf_counter() - start) * 1000)
-        await conn.fetchval(
-            "select release_campaign_messages($1)",
-            [{"id": m["id"], "lock_token": m["lock_token"]} for m in batch],
-        )
-    return timings
-
-
-async def time_select_1(conn: asyncpg.Connection, n: int) -> list[float]:
-    timings = []
-    for _ in range(n):
-        start = time.perf_counter()
-        await conn.fetchval("select 1")
-        timings.append((time.perf_counter() - start) * 1000)
-    return timings
+        for one in series:
+            await one.run_once(conn, pid, i)
 
 
 def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1] if len(values) > 1 else values[0]
 
 
-def line(label: str, values: list[float], note: str) -> str:
-    return (
-        f"  {label:34s} p50 {pct(values, 50):7.2f} ms   p95 {pct(values, 95):7.2f} ms   "
-        f"({len(values)} calls{', ' + note if note else ''})"
-    )
+def load_average() -> str:
+    try:
+        return " / ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "n/a"
 
 
 async def edge_case(admin_dsn: str, rows: int, claims: int, deadline: float) -> list[str]:
@@ -264,19 +299,18 @@ async def edge_case(admin_dsn: str, rows: int, claims: int, deadline: float) -> 
             horizon,
         )
 
-        def args(_: int) -> dict[str, Any]:
-            return {"p_batch_size": 20, "p_one_hour_ago": horizon}
-
-        share = time.monotonic() + (deadline - time.monotonic()) / 3
-        await time_claims(conn, args, 10, share)  # warm-up
-        timings = await time_claims(conn, args, claims, share)
-        floor = await time_select_1(conn, claims)
+        claim = Series("claim (indexed)", "target: p50 < 10 ms", claim_sql, lambda _: (horizon,))
+        floor = Series("baseline: select 1", "one round trip", "select 1", lambda _: (), False)
+        share = time.monotonic() + (deadline - time.monotonic()) / 2
+        await run_series(conn, [Series("warm-up", "", claim_sql, lambda _: (horizon,))], 10, share)
+        await run_series(conn, [claim, floor], claims, share)
+        unindexed = Series("baseline: no indexes", "", claim_sql, lambda _: (horizon,))
         transaction = conn.transaction()
         await transaction.start()
         try:
             for index in QUEUE_INDEXES:
                 await conn.execute(f"drop index {index}")
-            unindexed = await time_claims(conn, args, max(5, claims // 20), share)
+            await run_series(conn, [unindexed], max(5, claims // 20), deadline)
         finally:
             await transaction.rollback()
     finally:
@@ -284,9 +318,9 @@ async def edge_case(admin_dsn: str, rows: int, claims: int, deadline: float) -> 
         await drop_database(admin_dsn, "claim_cost_edge")
     return [
         f"\n[edge] claim of 20 on {rows:,} rows ({'index scans' if indexed else 'SEQ SCAN'}):",
-        line("claim (indexed)", timings, "target: p50 < 10 ms"),
-        line("baseline: select 1", floor, "one round trip, the floor"),
-        line("baseline: no indexes", unindexed, ""),
+        claim.line(),
+        floor.line(),
+        unindexed.line(),
     ]
 
 
@@ -313,37 +347,39 @@ async def paced_case(admin_dsn: str, rows: int, claims: int, deadline: float) ->
         )
         horizon = datetime.now(UTC) - timedelta(hours=1)
         sizes = [5, 10, 20]
+        # As the service calls it (app/store/store.py): named arguments, its settings.
+        paced_sql = """select get_and_lock_campaign_messages(
+            p_batch_size => $1, p_one_hour_ago => $2, p_lock_timeout_s => 600,
+            p_worker => 'bench', p_min_gap_s => $3, p_max_gap_s => $4, p_daily_cap => $5,
+            p_lookahead_s => 3)"""
+        section_4_sql = (
+            "select get_and_lock_campaign_messages(p_batch_size => $1, p_one_hour_ago => $2)"
+        )
 
-        def service(i: int) -> dict[str, Any]:
-            return {
-                "p_batch_size": sizes[i % 3],
-                "p_one_hour_ago": horizon,
-                "p_lock_timeout_s": 600,
-                "p_worker": "bench",
-                **SERVICE_PACING,
-                "p_lookahead_s": 3.0,
-            }
+        def settings(values: dict[str, Any]) -> Callable[[int], tuple[Any, ...]]:
+            return lambda i: (
+                sizes[i % 3],
+                horizon,
+                values["p_min_gap_s"],
+                values["p_max_gap_s"],
+                values["p_daily_cap"],
+            )
 
-        def section_4(i: int) -> dict[str, Any]:
-            return {"p_batch_size": sizes[i % 3], "p_one_hour_ago": horizon}
-
-        def pacing_off(i: int) -> dict[str, Any]:
-            return {**service(i), **PACING_OFF}
-
-        one = service(2)
-        named = ", ".join(f"{name} => ${k}" for k, name in enumerate(one, start=1))
         indexed = await what_one_call_reads(
             conn,
             "paced: claim of 20 as the service calls it",
-            f"select get_and_lock_campaign_messages({named})",
-            *one.values(),
+            paced_sql,
+            20,
+            horizon,
+            *SERVICE_PACING.values(),
         )
-        off = pacing_off(2)
         indexed &= await what_one_call_reads(
             conn,
             "paced: claim of 20 with pacing off (every inbox eligible)",
-            f"select get_and_lock_campaign_messages({named})",
-            *off.values(),
+            paced_sql,
+            20,
+            horizon,
+            *PACING_OFF.values(),
         )
         indexed &= await what_one_call_reads(
             conn,
@@ -352,28 +388,40 @@ async def paced_case(admin_dsn: str, rows: int, claims: int, deadline: float) ->
             horizon,
         )
 
-        left = deadline - time.monotonic()
-        await time_claims(conn, service, 10, deadline)  # warm-up
-        timings = await time_claims(conn, service, claims, time.monotonic() + left / 2)
-        floor = await time_select_1(conn, claims)
-        older = await time_claims(conn, section_4, claims, time.monotonic() + left / 4)
-        unpaced = await time_claims(conn, pacing_off, claims, deadline)
+        service = Series(
+            "claim, as the service calls it", "target: p50 < 10 ms", paced_sql,
+            settings(SERVICE_PACING),
+        )  # fmt: skip
+        floor = Series("baseline: select 1", "one round trip", "select 1", lambda _: (), False)
+        older = Series(
+            "baseline: section-4 call", "rows paced, defaults", section_4_sql,
+            lambda i: (sizes[i % 3], horizon),
+        )  # fmt: skip
+        unpaced = Series(
+            "baseline: pacing off (0/0/0)", "every inbox eligible", paced_sql,
+            settings(PACING_OFF),
+        )  # fmt: skip
+        await run_series(
+            conn, [Series("warm-up", "", paced_sql, settings(SERVICE_PACING))], 10, deadline
+        )
+        await run_series(conn, [service, floor, older, unpaced], claims, deadline)
     finally:
         await conn.close()
         await drop_database(admin_dsn, "claim_cost_paced")
     return [
         f"\n[paced] claim of 5/10/20 on {rows:,} pending, 1,000 inboxes, most inside their gap"
         f" ({'index scans' if indexed else 'SEQ SCAN'}):",
-        line("claim, as the service calls it", timings, "target: p50 < 10 ms"),
-        line("baseline: select 1", floor, "one round trip, the floor"),
-        line("baseline: section-4 call", older, "rows paced with defaults"),
-        line("baseline: pacing off (0/0/0)", unpaced, "every inbox eligible"),
+        service.line(),
+        floor.line(),
+        older.line(),
+        unpaced.line(),
     ]
 
 
 async def main(case: str, rows: int, claims: int, max_seconds: float) -> None:
     started = time.monotonic()
     report: list[str] = []
+    print(f"load average at the start {load_average()} on {os.cpu_count()} cores")
     with running_postgres() as server:
         cases = ["edge", "paced"] if case == "both" else [case]
         for k, name in enumerate(cases):
@@ -382,7 +430,10 @@ async def main(case: str, rows: int, claims: int, max_seconds: float) -> None:
             runner = edge_case if name == "edge" else paced_case
             report += await runner(server.dsn, rows, claims, deadline)
     print("\n".join(report))
-    print(f"\n(total {time.monotonic() - started:.0f} s)")
+    print(
+        f"\n(total {time.monotonic() - started:.0f} s; load average at the end "
+        f"{load_average()} on {os.cpu_count()} cores: wall times grow with it, server CPU does not)"
+    )
 
 
 async def bounded(case: str, rows: int, claims: int, max_seconds: float) -> None:
