@@ -26,6 +26,11 @@ create index if not exists idx_campaign_runs_paused_for_inbox
   on campaign_runs (started_at, id)
   where status = 'paused' and error_message like 'inbox not connected%';
 
+-- Pass 2 of the claim (018_fair_claim.sql): an inbox's configs, then their running runs.
+create index if not exists idx_campaign_configs_inbox on campaign_configs (inbox_id);
+create index if not exists idx_campaign_runs_config_running
+  on campaign_runs (config_id) where status = 'running';
+
 create index if not exists idx_leads_id_for_context on leads (id, workspace_id);
 
 create index if not exists idx_conversations_contact

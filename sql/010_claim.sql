@@ -172,9 +172,14 @@ begin
                              order by a.id
                              limit 1),
                   'inbox_status', check_campaign_instance_status(c.inbox_id),
-                  -- Seconds until the inbox's next slot (0: now; null: not paced).
-                  'slot_in_s', (select greatest(extract(epoch from p.next_slot_at - now()), 0)
+                  -- Seconds until the inbox's next slot (0: now or no gap; null: no row).
+                  'slot_in_s', (select case when l.min_gap_s > 0
+                                            then greatest(extract(epoch from
+                                                   p.next_slot_at - clock_timestamp()), 0)
+                                            else 0 end
                                   from campaign_inbox_pacing p
+                                  cross join lateral cq_inbox_limits(
+                                    p, p_min_gap_s, p_max_gap_s, p_daily_cap) l
                                  where p.inbox_id = c.inbox_id),
                   'splitter', (select jsonb_build_object(
                                         'min_chars_to_split', s.min_chars_to_split,

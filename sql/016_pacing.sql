@@ -9,20 +9,21 @@
 
 create table if not exists campaign_inbox_pacing (
   inbox_id uuid primary key,
-  -- Operator overrides; null means the service's setting (INBOX_MIN_GAP_S, ...); 0 means off.
+  -- Operator overrides; null means the service's setting (INBOX_MIN_GAP_S, ...); 0 means off
+  -- (a min gap of 0 is no gap, whatever the max).
   min_gap_s real check (min_gap_s is null or min_gap_s >= 0),
   max_gap_s real check (max_gap_s is null or max_gap_s >= 0),
   daily_cap int check (daily_cap is null or daily_cap >= 0),
   -- State, kept by the functions below.
   next_slot_at timestamptz,          -- no other first part before this
   last_slot_at timestamptz,
-  sent_day date,                     -- the calendar day sent_today counts (campaign timezone)
+  sent_day date,                     -- the calendar day sent_today counts, in `timezone`
   sent_today int not null default 0,
   capped_day date,                   -- the last day the cap was reached: its backlog is not late
   paced boolean not null default false,  -- a gap or a cap was in force at the last slot
   turn_message_id uuid,              -- the message claimed for the next slot
   turn_until timestamptz,            -- that reservation ends here even if its worker died
-  timezone text,                     -- the campaign's, checked by Postgres: the cap's calendar
+  timezone text,                     -- the zone of sent_day: the campaign's that opened it
   updated_at timestamptz not null default now()
 );
 alter table campaign_inbox_pacing enable row level security;
@@ -37,8 +38,11 @@ alter table campaign_run_turns enable row level security;
 revoke all on campaign_run_turns from public, anon, authenticated;
 
 
--- The limits in force for one inbox (internal: the claim and take_inbox_slot call it): its row's overrides, else the caller's settings, else
--- (an older caller that passes none) the defaults, but only for an inbox that has a row.
+-- The limits in force for one inbox (internal: take_inbox_slot and the claim's answer call it;
+-- the claim's pick in 018_fair_claim.sql writes the same rule out): its row's overrides, else
+-- the caller's settings, else (an older caller that passes none) the defaults, but only for an
+-- inbox that has a row. A max below the min means the min; NaN counts as unset; gaps are
+-- bounded to a day, so no value can make an interval overflow.
 create or replace function cq_inbox_limits(
   p_row campaign_inbox_pacing,
   p_min_gap_s real,
@@ -50,17 +54,25 @@ create or replace function cq_inbox_limits(
 )
 language sql immutable set search_path = public
 as $$
-  select greatest(coalesce(p_row.min_gap_s, p_min_gap_s,
-                           case when p_row.inbox_id is null then 0 else 20 end), 0),
-         greatest(coalesce(p_row.max_gap_s, p_max_gap_s,
-                           case when p_row.inbox_id is null then 0 else 60 end),
-                  coalesce(p_row.min_gap_s, p_min_gap_s,
-                           case when p_row.inbox_id is null then 0 else 20 end), 0),
-         greatest(coalesce(p_row.daily_cap, p_daily_cap,
-                           case when p_row.inbox_id is null then 0 else 300 end), 0);
+  select l.min_gap_s, greatest(l.max_gap_s, l.min_gap_s), l.daily_cap
+  from (
+    select least(greatest(coalesce(nullif(p_row.min_gap_s, 'NaN'), nullif(p_min_gap_s, 'NaN'),
+                                   case when p_row.inbox_id is null then 0 else 20 end),
+                          0), 86400)::real as min_gap_s,
+           least(greatest(coalesce(nullif(p_row.max_gap_s, 'NaN'), nullif(p_max_gap_s, 'NaN'),
+                                   case when p_row.inbox_id is null then 0 else 60 end),
+                          0), 86400)::real as max_gap_s,
+           greatest(coalesce(p_row.daily_cap, p_daily_cap,
+                             case when p_row.inbox_id is null then 0 else 300 end), 0) as daily_cap
+  ) l;
 $$;
 
 
+-- Called just before a message's first part is sent. Lock order: the message, then the
+-- inbox's row (plain locks: concurrent callers for one inbox queue up here, and the first to
+-- get the row takes the slot). The claim takes pacing rows and messages with skip locked only,
+-- so it never waits on a caller of this function, which never waits on a claim after its own
+-- row insert: no cycle.
 create or replace function take_inbox_slot(
   p_message_id uuid,
   p_lock_token uuid,
@@ -71,89 +83,108 @@ create or replace function take_inbox_slot(
 language plpgsql security definer set search_path = public
 as $$
 declare
-  v_msg campaign_messages;
+  v_run uuid;
+  v_parts int;
   v_inbox uuid;
   v_tz text;
-  v_today date;
   v_row campaign_inbox_pacing;
   v_limits record;
-  v_gap double precision;
+  v_now timestamptz;
+  v_gap double precision := 0;
+  v_ends timestamptz;
 begin
-  select * into v_msg from campaign_messages
-   where id = p_message_id and lock_token = p_lock_token
-     and status in ('queued', 'generating', 'sending')
+  select m.run_id, m.parts_sent into v_run, v_parts from campaign_messages m
+   where m.id = p_message_id and m.lock_token = p_lock_token
+     and m.status in ('queued', 'generating', 'sending')
    for update;
   if not found then
     return jsonb_build_object('ok', false, 'reason', 'lock_lost', 'wait_s', null);
   end if;
-  if v_msg.parts_sent > 0 then  -- only first parts are paced; a resumed message goes on
+  if v_parts > 0 then  -- only first parts are paced; a resumed message goes on
     return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
   end if;
   select c.inbox_id, c.timezone into v_inbox, v_tz
     from campaign_runs r join campaign_configs c on c.id = r.config_id
-   where r.id = v_msg.run_id;
+   where r.id = v_run;
   if v_inbox is null then
     return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
   end if;
-  v_tz := coalesce(nullif(v_tz, ''), 'America/Sao_Paulo');
-  begin
-    v_today := (now() at time zone v_tz)::date;
-  exception when others then  -- a zone Postgres does not know: the product's default
-    v_tz := 'America/Sao_Paulo';
-    v_today := (now() at time zone v_tz)::date;
-  end;
 
-  if p_min_gap_s is not null or p_max_gap_s is not null or p_daily_cap is not null then
+  select * into v_row from campaign_inbox_pacing where inbox_id = v_inbox for update;
+  if not found then
+    v_limits := cq_inbox_limits(null, p_min_gap_s, p_max_gap_s, p_daily_cap);
+    if v_limits.min_gap_s = 0 and v_limits.daily_cap = 0 then
+      -- Nobody paces this inbox (an older caller, or pacing off): no row, so an older
+      -- caller's claim does not start pacing it either.
+      return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
+    end if;
     insert into campaign_inbox_pacing (inbox_id) values (v_inbox) on conflict do nothing;
-  end if;
-  select * into v_row from campaign_inbox_pacing where inbox_id = v_inbox;
-  if not found then  -- an older caller, an inbox nobody paces
-    return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
+    select * into v_row from campaign_inbox_pacing where inbox_id = v_inbox for update;
   end if;
   v_limits := cq_inbox_limits(v_row, p_min_gap_s, p_max_gap_s, p_daily_cap);
-  if v_limits.min_gap_s = 0 and v_limits.daily_cap = 0 then  -- pacing off: no lock, no write
-    return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
-  end if;
-  select * into v_row from campaign_inbox_pacing where inbox_id = v_inbox for update;
+  -- Every lock is held: the slot is stamped with the moment it is taken. now() is when the
+  -- transaction began, and a wait on a lock would shorten the gap by as much.
+  v_now := clock_timestamp();
 
-  if v_row.sent_day is distinct from v_today then
-    v_row.sent_day := v_today;
+  -- The cap's calendar day: the row's, until that day ends in the zone that counts it; the
+  -- next one is the day of this message's campaign. So a campaign of another timezone on the
+  -- same inbox never starts the count again (the claim reads the day the same way).
+  if v_row.sent_day is null or cq_local_date(v_row.timezone, v_now) > v_row.sent_day then
+    v_tz := coalesce(nullif(v_tz, ''), 'America/Sao_Paulo');
+    begin
+      v_row.sent_day := (v_now at time zone v_tz)::date;
+    exception when others then  -- a zone Postgres does not know: the product's default
+      v_tz := 'America/Sao_Paulo';
+      v_row.sent_day := (v_now at time zone v_tz)::date;
+    end;
+    v_row.timezone := v_tz;
     v_row.sent_today := 0;
   end if;
+
   if v_limits.daily_cap > 0 and v_row.sent_today >= v_limits.daily_cap then
     update campaign_inbox_pacing
-       set sent_day = v_row.sent_day, sent_today = v_row.sent_today, capped_day = v_today,
+       set sent_day = v_row.sent_day, sent_today = v_row.sent_today, timezone = v_row.timezone,
+           capped_day = v_row.sent_day,
            turn_message_id = case when turn_message_id = p_message_id then null
                                   else turn_message_id end,
            turn_until = case when turn_message_id = p_message_id then null else turn_until end,
-           updated_at = now()
+           updated_at = v_now
      where inbox_id = v_inbox;
+    begin  -- until the day ends in the zone that counts it
+      v_ends := (v_row.sent_day + 1)::timestamp
+                at time zone coalesce(v_row.timezone, 'America/Sao_Paulo');
+    exception when others then
+      v_ends := (v_row.sent_day + 1)::timestamp at time zone 'America/Sao_Paulo';
+    end;
     return jsonb_build_object('ok', false, 'reason', 'daily_cap', 'wait_s',
-      extract(epoch from ((v_today + 1)::timestamp at time zone v_tz) - now()));
-  end if;
-  if v_limits.min_gap_s > 0 and v_row.next_slot_at > now() then
-    return jsonb_build_object('ok', false, 'reason', 'gap', 'wait_s',
-                              extract(epoch from v_row.next_slot_at - now()));
+                              greatest(extract(epoch from v_ends - v_now), 0));
   end if;
 
-  -- The gap, plus 50 ms for the jitter of the send's own latency: the guarantee is on when the
-  -- first parts reach the send endpoint.
-  v_gap := v_limits.min_gap_s + random() * (v_limits.max_gap_s - v_limits.min_gap_s);
+  -- A min gap of 0 is no gap (whatever the max): the claim does not reserve turns for such an
+  -- inbox, so neither does a slot wait here.
+  if v_limits.min_gap_s > 0 then
+    if v_row.next_slot_at > v_now then
+      return jsonb_build_object('ok', false, 'reason', 'gap', 'wait_s',
+                                extract(epoch from v_row.next_slot_at - v_now));
+    end if;
+    -- Drawn uniformly from [min, max], plus 50 ms for the jitter of the send's own latency:
+    -- the guarantee is on when the first parts reach the send endpoint.
+    v_gap := v_limits.min_gap_s + random() * (v_limits.max_gap_s - v_limits.min_gap_s) + 0.05;
+  end if;
   update campaign_inbox_pacing
-     set next_slot_at = now() + make_interval(secs => v_gap
-                                              + case when v_gap > 0 then 0.05 else 0 end),
+     set next_slot_at = v_now + make_interval(secs => v_gap),
          paced = v_limits.min_gap_s > 0 or v_limits.daily_cap > 0,
-         last_slot_at = now(),
+         last_slot_at = v_now,
          sent_day = v_row.sent_day,
          sent_today = v_row.sent_today + 1,
          capped_day = case when v_limits.daily_cap > 0
                             and v_row.sent_today + 1 >= v_limits.daily_cap
-                           then v_today else capped_day end,
-         timezone = v_tz,
+                           then v_row.sent_day else capped_day end,
+         timezone = v_row.timezone,
          turn_message_id = case when turn_message_id = p_message_id then null
                                 else turn_message_id end,
          turn_until = case when turn_message_id = p_message_id then null else turn_until end,
-         updated_at = now()
+         updated_at = v_now
    where inbox_id = v_inbox;
   return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
 end;
@@ -171,4 +202,18 @@ as $$
     select p.paced and (p.last_slot_at >= p_horizon
                         or p.capped_day >= (now() - interval '2 days')::date)
       from campaign_inbox_pacing p where p.inbox_id = p_inbox_id), false);
+$$;
+
+
+-- The calendar date at an instant in a zone; null, blank or a zone Postgres does not know
+-- counts as the product's default zone (campaign_configs.timezone's default).
+create or replace function cq_local_date(p_timezone text, p_at timestamptz)
+returns date
+language plpgsql stable security definer set search_path = public
+as $$
+begin
+  return (p_at at time zone coalesce(nullif(p_timezone, ''), 'America/Sao_Paulo'))::date;
+exception when others then
+  return (p_at at time zone 'America/Sao_Paulo')::date;
+end;
 $$;

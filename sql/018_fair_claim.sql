@@ -2,16 +2,24 @@
 --
 -- Pass 1, one message per eligible inbox, least recently served inbox first; within an inbox,
 -- the run served least recently (campaign_run_turns), so a 10-lead run is not held behind a
--- 10,000-lead one on the same number. An inbox is eligible when it is not paced, or when its
--- next slot opens within p_lookahead_s, nobody holds its turn, and it is under its daily cap.
--- A paced inbox's turn is reserved for the message picked (turn_message_id): two instances
--- never generate for one slot. Pass 2 fills what is left of the batch from inboxes without a
--- gap, round-robin by each run's oldest messages.
+-- 10,000-lead one on the same number. An inbox is eligible when it is under its daily cap and,
+-- if it has a gap, its next slot opens within p_lookahead_s and nobody holds its turn. A gapped
+-- inbox's turn is reserved for the message picked (turn_message_id): two instances never
+-- generate for one slot. Pass 2 fills what is left of the batch from inboxes without a gap,
+-- round-robin over inboxes, and within one over its runs, never past what the cap leaves.
 --
--- Cost: candidates come from the running runs (idx_campaign_runs_running) and each run's
--- oldest due message through idx_campaign_messages_atomic_selection; paused runs' backlog and
--- inboxes inside their gap are never read. No lock is waited for: rows are locked with
--- skip locked, so two claims never block or deadlock each other.
+-- The turn is held while its message is claimed (queued, generating, sending) under a live
+-- lease, and at most until turn_until: released, failed, skipped, sent, or its worker dead
+-- (lease expired), the inbox is free again. take_inbox_slot, not the turn, guarantees the
+-- gap: a message reclaimed from a dead worker may take the slot before the turn's holder.
+--
+-- Cost, flat in the number of messages: one pass over the running runs (a few thousand rows at
+-- most) drops those of inboxes inside their gap through a hash of campaign_inbox_pacing; then,
+-- for the inboxes left, least recently served first and no more than the batch can use, each
+-- run's oldest due message is one probe of idx_campaign_messages_atomic_selection. Paused
+-- runs' backlog and the messages of waiting inboxes are never read. No lock is waited for,
+-- except a pacing row another claim or take_inbox_slot is inserting: rows are locked with skip
+-- locked, so two claims never block each other for long or deadlock.
 
 create or replace function cq_pick_due_messages(
   p_left int,
@@ -27,72 +35,125 @@ language plpgsql security definer set search_path = public
 as $$
 declare
   v_now constant timestamptz := now();
-  v_left int := p_left;
+  -- A slot opening this soon counts as open (null or NaN: 0; at most an hour).
+  v_soon constant timestamptz := v_now + make_interval(
+    secs => least(greatest(coalesce(nullif(p_lookahead_s, 'NaN'), 0), 0), 3600));
+  -- A lease older than this has expired: its message holds no turn.
+  v_cutoff constant timestamptz :=
+    v_now - make_interval(secs => greatest(coalesce(p_lock_timeout_s, 600), 1));
+  -- A config without an inbox (production may allow it) groups under this key: never paced.
+  v_none constant uuid := '00000000-0000-0000-0000-000000000000';
+  v_left int := least(p_left, 10000);  -- no arithmetic below overflows (the service asks <= 100)
   v_picked uuid[] := '{}';
   -- One candidate per eligible inbox, least recently served first (parallel arrays).
   v_inboxes uuid[];
   v_messages uuid[];
   v_gaps boolean[];
+  v_caps int[];
   v_holds boolean[];
+  v_rooms int[];  -- messages the cap still allows today (null: no cap; gapless inboxes only)
+  v_missing uuid[];  -- gapped inboxes without a row yet
   v_id uuid;
   i int;
 begin
-  with runs as (
-    select r.id as run_id, c.inbox_id
-      from campaign_runs r join campaign_configs c on c.id = r.config_id
-     where r.status = 'running' and (p_run_id is null or r.id = p_run_id)
-  ), inboxes as (
-    select i.inbox_id, p.last_slot_at, l.min_gap_s, l.daily_cap,
-           -- A config without an inbox cannot be paced: its rows are claimed, and fail.
-           i.inbox_id is not null and (l.min_gap_s > 0 or l.daily_cap > 0) as is_paced,
-           coalesce(p.paced and (p.last_slot_at >= p_horizon
-                                 or p.capped_day >= (v_now - interval '2 days')::date),
-                    false) as holds_backlog,
-           p.next_slot_at, p.turn_message_id, p.turn_until, p.sent_day, p.sent_today, p.timezone
-      from (select distinct inbox_id from runs) i
-      left join campaign_inbox_pacing p on p.inbox_id = i.inbox_id
-      cross join lateral cq_inbox_limits(p, p_min_gap_s, p_max_gap_s, p_daily_cap) l
+  -- Dynamic SQL, so it is planned for each call with the values at hand: a cached generic
+  -- plan of it (plpgsql's choice after five calls) costs several times as much.
+  -- $1 now, $2 the lookahead's end, $3 the lease cutoff, $4 the no-inbox key, $5 the horizon,
+  -- $6 the run filter, $7 and $8 the caller's min gap and cap, $9 the batch left.
+  execute $pick$
+  with awake as (
+    -- The running runs, less the bulk: those of inboxes inside their gap (a next slot beyond
+    -- the lookahead, and a gap on: the row's min gap, else the caller's, else 20 s, as
+    -- cq_inbox_limits says), dropped before anything else is computed.
+    select coalesce(c.inbox_id, $4) as key, r.id as run_id, t.last_claimed_at
+      from campaign_runs r
+      join campaign_configs c on c.id = r.config_id
+      left join campaign_inbox_pacing p on p.inbox_id = c.inbox_id
+      left join campaign_run_turns t on t.run_id = r.id
+     where r.status = 'running' and ($6 is null or r.id = $6)
+       and not coalesce(p.next_slot_at > $2
+                        and coalesce(nullif(p.min_gap_s, 'NaN'), nullif($7, 'NaN'),
+                                     20) > 0, false)
+  ), limited as (
+    -- The limits as cq_inbox_limits has them (a row's override, else the caller's setting,
+    -- else for a row the defaults), written out: a function call per inbox costs more than
+    -- the rest of this line. Only whether a gap is on, and the cap, matter here.
+    select w.key, nullif(w.key, $4) as inbox_id, w.run_ids, p.inbox_id is null as missing,
+           w.key <> $4
+             and coalesce(nullif(p.min_gap_s, 'NaN'), nullif($7, 'NaN'),
+                          case when p.inbox_id is null then 0 else 20 end) > 0 as gap,
+           case when w.key = $4 then 0
+                else greatest(coalesce(p.daily_cap, $8,
+                                       case when p.inbox_id is null then 0 else 300 end), 0)
+           end as cap,
+           coalesce(p.paced and (p.last_slot_at >= $5
+                                 or p.capped_day >= ($1 - interval '2 days')::date),
+                    false) as holds,
+           greatest(p.last_slot_at, w.claimed_at) as served_at, p.next_slot_at,
+           p.turn_message_id, p.turn_until, p.sent_day, p.sent_today, p.timezone
+      -- Each inbox's runs, least recently claimed first; the inbox was served last at its
+      -- last slot or its runs' last claim (an inbox nobody paces has no slot), so inboxes
+      -- take turns at the head of pass 1.
+      from (select key, max(last_claimed_at) as claimed_at,
+                   array_agg(run_id order by last_claimed_at nulls first, run_id) as run_ids
+              from awake group by key) w
+      left join campaign_inbox_pacing p on p.inbox_id = w.key
   ), eligible as (
-    select e.* from inboxes e
-     where not e.is_paced
-        or ((e.next_slot_at is null
-             or e.next_slot_at <= v_now + make_interval(secs => greatest(p_lookahead_s, 0)))
-            and (e.turn_message_id is null or e.turn_until < v_now
-                 or not exists (select 1 from campaign_messages t
-                                 where t.id = e.turn_message_id
-                                   and t.status in ('queued', 'generating', 'sending')))
-            and case when e.daily_cap = 0 or e.sent_today < e.daily_cap then true
-                     else e.sent_day is distinct from cq_local_date(e.timezone, v_now) end)
+    select e.*,
+           case when e.gap or e.cap = 0 then null
+                when e.sent_day is null or cq_local_date(e.timezone, $1) > e.sent_day
+                then e.cap
+                else e.cap - e.sent_today end as room
+      from limited e
+     where (not e.gap
+            or ((e.next_slot_at is null or e.next_slot_at <= $2)
+                and (e.turn_message_id is null or e.turn_until < $1
+                     or not coalesce((select t.status in ('queued', 'generating', 'sending')
+                                             and t.locked_at >= $3
+                                        from campaign_messages t
+                                       where t.id = e.turn_message_id), false))))
+       and (e.cap = 0 or e.sent_today is null or e.sent_today < e.cap or e.sent_day is null
+            or cq_local_date(e.timezone, $1) > e.sent_day)
   ), candidates as (
-    select e.inbox_id, best.message_id, e.is_paced and e.min_gap_s > 0 as gap, e.holds_backlog,
-           e.last_slot_at
+    -- Least recently served inbox first, each one's least recently claimed run that has a
+    -- due message, and that run's oldest one; no more inboxes than the batch can use (some
+    -- may be skipped as locked by a concurrent claim).
+    select e.*, best.message_id,
+           row_number() over (order by e.served_at nulls first, e.key) as ord
       from eligible e
       cross join lateral (
         select d.id as message_id
-          from runs x
-          left join campaign_run_turns t on t.run_id = x.run_id
+          from unnest(e.run_ids) with ordinality x(run_id, n)
           cross join lateral (
             select m.id from campaign_messages m
-             where m.run_id = x.run_id and m.status = 'pending' and m.scheduled_at <= v_now
-               and (p_horizon is null or e.holds_backlog or m.scheduled_at >= p_horizon)
+             where m.run_id = x.run_id and m.status = 'pending' and m.scheduled_at <= $1
+               -- An index bound, not a filter: late rows are never walked through.
+               and m.scheduled_at >= case when e.holds then '-infinity'
+                                          else coalesce($5, '-infinity') end
              order by m.scheduled_at
              limit 1) d
-         where x.inbox_id is not distinct from e.inbox_id
-         order by t.last_claimed_at nulls first, x.run_id
+         order by x.n
          limit 1) best
+     order by e.served_at nulls first, e.key
+     limit $9 * 2 + 8
   )
-  select coalesce(array_agg(inbox_id order by last_slot_at nulls first, inbox_id), '{}'),
-         coalesce(array_agg(message_id order by last_slot_at nulls first, inbox_id), '{}'),
-         coalesce(array_agg(gap order by last_slot_at nulls first, inbox_id), '{}'),
-         coalesce(array_agg(holds_backlog order by last_slot_at nulls first, inbox_id), '{}')
-    into v_inboxes, v_messages, v_gaps, v_holds
-    from candidates;
+  select coalesce(array_agg(inbox_id order by ord), '{}'),
+         coalesce(array_agg(message_id order by ord), '{}'),
+         coalesce(array_agg(gap order by ord), '{}'),
+         coalesce(array_agg(cap order by ord), '{}'),
+         coalesce(array_agg(holds order by ord), '{}'),
+         coalesce(array_agg(room order by ord), '{}'),
+         coalesce(array_agg(inbox_id order by inbox_id) filter (where gap and missing), '{}')
+    from candidates
+  $pick$
+    into v_inboxes, v_messages, v_gaps, v_caps, v_holds, v_rooms, v_missing
+    using v_now, v_soon, v_cutoff, v_none, p_horizon, p_run_id, p_min_gap_s, p_daily_cap,
+          v_left;
 
-  -- A paced inbox without a row yet gets one, in inbox order (two claims never deadlock).
-  if p_min_gap_s is not null or p_max_gap_s is not null or p_daily_cap is not null then
+  -- A gapped inbox without a row yet gets one, in inbox order (two claims never deadlock).
+  if cardinality(v_missing) > 0 then
     insert into campaign_inbox_pacing (inbox_id)
-    select u.inbox_id from unnest(v_inboxes, v_gaps) u(inbox_id, gap)
-     where u.gap order by u.inbox_id
+    select u.inbox_id from unnest(v_missing) u(inbox_id) order by u.inbox_id
     on conflict do nothing;
   end if;
 
@@ -101,21 +162,34 @@ begin
     exit when v_left < 1;
     if v_gaps[i] then
       perform 1 from campaign_inbox_pacing p where p.inbox_id = v_inboxes[i]
-       and (p.turn_message_id is null or p.turn_until < v_now
-            or not exists (select 1 from campaign_messages t
-                            where t.id = p.turn_message_id
-                              and t.status in ('queued', 'generating', 'sending')))
-       for update skip locked;
-      continue when not found;  -- another claim is taking this inbox's turn right now
+        for update skip locked;
+      continue when not found;  -- another claim or a slot is being taken right now
+      -- The row is ours now; a new statement sees what committed before we got it (a slot
+      -- taken, a turn reserved since the candidates were read), which a recheck of the
+      -- locking statement alone would not: its subquery keeps the older snapshot.
+      perform 1 from campaign_inbox_pacing p
+       where p.inbox_id = v_inboxes[i]
+         and (p.next_slot_at is null or p.next_slot_at <= v_soon)
+         and (p.turn_message_id is null or p.turn_until < v_now
+              or not coalesce((select t.status in ('queued', 'generating', 'sending')
+                                      and t.locked_at >= v_cutoff
+                                 from campaign_messages t
+                                where t.id = p.turn_message_id), false))
+         and (v_caps[i] = 0 or p.sent_today < v_caps[i] or p.sent_day is null
+              or cq_local_date(p.timezone, v_now) > p.sent_day);
+      continue when not found;
     end if;
+    -- Still pending and due: it may have been claimed and failed (retry later) or released
+    -- to a later time since the candidates were read.
     perform 1 from campaign_messages m
-     where m.id = v_messages[i] and m.status = 'pending'
+     where m.id = v_messages[i] and m.status = 'pending' and m.scheduled_at <= v_now
        for update skip locked;
     continue when not found;
     if v_gaps[i] then
       update campaign_inbox_pacing
          set turn_message_id = v_messages[i],
-             turn_until = v_now + make_interval(secs => greatest(coalesce(p_lock_timeout_s, 600), 1)),
+             turn_until = v_now
+                          + make_interval(secs => greatest(coalesce(p_lock_timeout_s, 600), 1)),
              updated_at = v_now
        where inbox_id = v_inboxes[i];
     end if;
@@ -123,29 +197,42 @@ begin
     v_left := v_left - 1;
   end loop;
 
-  -- Pass 2: inboxes without a gap fill the rest of the batch, each run's oldest first.
-  if v_left > 0 then
+  -- Pass 2: inboxes without a gap fill the rest of the batch, round-robin: each inbox's n-th
+  -- message before any inbox's (n+1)-th; within an inbox its runs alternate, oldest first.
+  if v_left > 0 and false = any(v_gaps) then
     for v_id in
-      select d.id
-        from unnest(v_inboxes, v_gaps, v_holds) u(inbox_id, gap, holds)
-        join campaign_configs cf on cf.inbox_id is not distinct from u.inbox_id
-        join campaign_runs r on r.config_id = cf.id and r.status = 'running'
-                            and (p_run_id is null or r.id = p_run_id)
-        left join campaign_run_turns t on t.run_id = r.id
-        cross join lateral (
-          select m.id, row_number() over (order by m.scheduled_at) as k
-            from (select m.id, m.scheduled_at from campaign_messages m
-                   where m.run_id = r.id and m.status = 'pending' and m.scheduled_at <= v_now
-                     and (p_horizon is null or u.holds or m.scheduled_at >= p_horizon)
-                   order by m.scheduled_at
-                   limit v_left + 1) m) d
-       where not u.gap and d.id <> all(v_picked)
-       order by d.k, t.last_claimed_at nulls first, r.id
+      select q.id from (
+        select d.id, d.k, u.room, t.last_claimed_at, r.id as run_id,
+               row_number() over (partition by u.ord
+                                  order by d.k, t.last_claimed_at nulls first, r.id) as n
+          from unnest(v_inboxes, v_gaps, v_holds, v_rooms) with ordinality
+                 u(inbox_id, gap, holds, room, ord)
+          cross join lateral (
+            select cf.id from campaign_configs cf where cf.inbox_id = u.inbox_id
+            union all
+            select cf.id from campaign_configs cf where u.inbox_id is null and cf.inbox_id is null
+          ) cf
+          join campaign_runs r on r.config_id = cf.id and r.status = 'running'
+                              and (p_run_id is null or r.id = p_run_id)
+          left join campaign_run_turns t on t.run_id = r.id
+          cross join lateral (
+            select m.id, row_number() over (order by m.scheduled_at) as k
+              from (select m.id, m.scheduled_at from campaign_messages m
+                     where m.run_id = r.id and m.status = 'pending' and m.scheduled_at <= v_now
+                       and m.scheduled_at >= case when u.holds then '-infinity'
+                                                  else coalesce(p_horizon, '-infinity') end
+                     order by m.scheduled_at
+                     limit v_left + 1) m) d
+         where not u.gap and d.id <> all(v_picked)
+      ) q
+       where q.room is null or q.n < q.room  -- pass 1 took one of the room
+       order by q.n, q.last_claimed_at nulls first, q.run_id
        limit v_left * 2
     loop
       exit when v_left < 1;
-      perform 1 from campaign_messages m where m.id = v_id and m.status = 'pending'
-        for update skip locked;
+      perform 1 from campaign_messages m
+       where m.id = v_id and m.status = 'pending' and m.scheduled_at <= v_now
+         for update skip locked;
       continue when not found;
       v_picked := v_picked || v_id;
       v_left := v_left - 1;
@@ -157,18 +244,5 @@ begin
   order by 1
   on conflict (run_id) do update set last_claimed_at = excluded.last_claimed_at;
   return v_picked;
-end;
-$$;
-
-
--- The calendar date at an instant in a zone; a zone Postgres does not know counts as UTC.
-create or replace function cq_local_date(p_timezone text, p_at timestamptz)
-returns date
-language plpgsql stable security definer set search_path = public
-as $$
-begin
-  return (p_at at time zone coalesce(nullif(p_timezone, ''), 'UTC'))::date;
-exception when others then
-  return (p_at at time zone 'UTC')::date;
 end;
 $$;
