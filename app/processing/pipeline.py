@@ -228,7 +228,7 @@ class MessagePipeline:
             return None  # pacing off, and no row of this inbox's own: nothing to take
         lease = Lease.of(message)
         early_s = (message.config.slot_in_s or 0.0) - (time.monotonic() - message.claimed_at)
-        if early_s > 0:
+        if 0 < early_s <= invocation.deadline - time.monotonic():  # else: released below
             await asyncio.sleep(early_s)
         reason = "slot"
         for _ in range(SLOT_TRIES):

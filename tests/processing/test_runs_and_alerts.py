@@ -197,3 +197,35 @@ async def test_with_pacing_on_an_empty_queue_answers_at_once(
             )
     assert response.json()["claimed"] == 0
     assert response.json()["duration_ms"] < 10_000  # not the 30 s budget
+
+
+async def test_a_slot_past_the_budget_releases_the_message_instead_of_waiting(
+    make_settings: SettingsFactory, db_dsn: str, conn: asyncpg.Connection
+) -> None:
+    """A reclaimed lease may carry a slot a whole gap away: the call does not outlive its
+    budget waiting for it; the message goes back untouched for a later call."""
+    seeded = await seed_campaign(conn, leads=1)
+    # A worker claimed it and died; meanwhile another message of the inbox took its slot.
+    await conn.fetchval("select get_and_lock_campaign_messages(p_batch_size => 1)")
+    await conn.execute("update campaign_messages set locked_at = now() - interval '11 minutes'")
+    await conn.execute(
+        """insert into campaign_inbox_pacing (inbox_id, min_gap_s, max_gap_s, next_slot_at)
+           values ($1, 40, 60, now() + interval '30 seconds')""",
+        seeded.inbox_id,
+    )
+    settings = make_settings(
+        database_url=db_dsn, inbox_min_gap_s=20, inbox_max_gap_s=60, inbox_daily_cap=300
+    )
+    with LoopbackServer(create_app(settings), lifespan=True) as server:
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                server.url + "/process-queue",
+                json={"time_budget_s": 3},
+                headers={"Authorization": f"Bearer {CRON_SECRET}"},
+                timeout=60,
+            )
+    body = response.json()
+    assert (body["claimed"], body["paused"], body["processed"]) == (1, 1, 0)
+    assert body["duration_ms"] < 10_000  # not the 30 s until the slot
+    row = await conn.fetchrow("select status, lock_token from campaign_messages")
+    assert (row["status"], row["lock_token"]) == ("pending", None)
