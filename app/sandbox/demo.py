@@ -32,7 +32,9 @@ from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
 from app.sandbox.stubs import SEND_PATH, Latency, OpenRouterStub, SendStub
 from app.settings import Settings
+from app.status import render
 from app.store.postgres import init_connection
+from app.store.store import Pacing
 
 DEMO_MIN_GAP_S, DEMO_MAX_GAP_S = 0.3, 0.6  # the stub's pace: short, so the demo ends soon
 
@@ -113,6 +115,7 @@ async def run_demo(leads: int = 40, *, real: bool = False) -> int:
                     f"\nsend stub: {len(send_stub.deliveries)} deliveries, "
                     f"{send_stub.duplicate_keys} repeated Idempotency-Keys"
                 )
+            await _print_status(conn, settings, split.run_id)
         finally:
             await conn.close()
             for stub in stub_servers:
@@ -156,6 +159,15 @@ def _settings(
             if os.environ.get(name.upper()):
                 values[name] = os.environ[name.upper()]
     return Settings.model_validate(values)
+
+
+async def _print_status(conn: asyncpg.Connection, settings: Settings, run_id: uuid.UUID) -> None:
+    """What `python -m app status --run-id` shows for one of the demo's runs now."""
+    pacing = Pacing(settings.inbox_min_gap_s, settings.inbox_max_gap_s, settings.inbox_daily_cap)
+    args = {"p_run_id": run_id, **pacing.args()}
+    placeholders = ", ".join(f"{name} => ${i}" for i, name in enumerate(args, start=1))
+    status = await conn.fetchval(f"select campaign_queue_status({placeholders})", *args.values())
+    print(f"\n$ python -m app status --run-id {run_id}\n" + render(status, run_id))
 
 
 async def _print_table(conn: asyncpg.Connection) -> None:
