@@ -5,23 +5,32 @@
 -- one bad element never costs the caller the others. Rows are locked in id order, so two
 -- callers with overlapping lists wait for each other instead of deadlocking.
 
+-- The [{"id", "lock_token"}] pairs of a request, each once; malformed elements skipped.
+create or replace function cq_requested_leases(p_messages jsonb)
+returns table (id uuid, lock_token uuid)
+language sql immutable security definer set search_path = public
+as $$
+  select distinct q.id, q.lock_token
+  from jsonb_array_elements(
+         case when jsonb_typeof(p_messages) = 'array' then p_messages else '[]'::jsonb end) e
+  cross join lateral (
+    select case when jsonb_typeof(e -> 'id') = 'string'
+                 and e ->> 'id' ~* '^[0-9a-f]{8}(-?[0-9a-f]{4}){3}-?[0-9a-f]{12}$'
+                then (e ->> 'id')::uuid end as id,
+           case when jsonb_typeof(e -> 'lock_token') = 'string'
+                 and e ->> 'lock_token' ~* '^[0-9a-f]{8}(-?[0-9a-f]{4}){3}-?[0-9a-f]{12}$'
+                then (e ->> 'lock_token')::uuid end as lock_token
+  ) q
+  where jsonb_typeof(e) = 'object' and q.id is not null and q.lock_token is not null;
+$$;
+
+
 create or replace function renew_campaign_leases(p_messages jsonb)
 returns jsonb
 language sql security definer set search_path = public
 as $$
   with requested as (
-    select distinct q.id, q.lock_token
-    from jsonb_array_elements(
-           case when jsonb_typeof(p_messages) = 'array' then p_messages else '[]'::jsonb end) e
-    cross join lateral (
-      select case when jsonb_typeof(e -> 'id') = 'string'
-                   and e ->> 'id' ~* '^[0-9a-f]{8}(-?[0-9a-f]{4}){3}-?[0-9a-f]{12}$'
-                  then (e ->> 'id')::uuid end as id,
-             case when jsonb_typeof(e -> 'lock_token') = 'string'
-                   and e ->> 'lock_token' ~* '^[0-9a-f]{8}(-?[0-9a-f]{4}){3}-?[0-9a-f]{12}$'
-                  then (e ->> 'lock_token')::uuid end as lock_token
-    ) q
-    where jsonb_typeof(e) = 'object' and q.id is not null and q.lock_token is not null
+    select l.id, l.lock_token from cq_requested_leases(p_messages) l
   ), owned as (
     -- Plain row locks, no skip locked: a lease its owner still holds is renewed even when
     -- another transaction holds the row for a moment (the renewal waits), and a lease lost
@@ -51,18 +60,7 @@ create or replace function release_campaign_messages(
 language sql security definer set search_path = public
 as $$
   with requested as (
-    select distinct q.id, q.lock_token
-    from jsonb_array_elements(
-           case when jsonb_typeof(p_messages) = 'array' then p_messages else '[]'::jsonb end) e
-    cross join lateral (
-      select case when jsonb_typeof(e -> 'id') = 'string'
-                   and e ->> 'id' ~* '^[0-9a-f]{8}(-?[0-9a-f]{4}){3}-?[0-9a-f]{12}$'
-                  then (e ->> 'id')::uuid end as id,
-             case when jsonb_typeof(e -> 'lock_token') = 'string'
-                   and e ->> 'lock_token' ~* '^[0-9a-f]{8}(-?[0-9a-f]{4}){3}-?[0-9a-f]{12}$'
-                  then (e ->> 'lock_token')::uuid end as lock_token
-    ) q
-    where jsonb_typeof(e) = 'object' and q.id is not null and q.lock_token is not null
+    select l.id, l.lock_token from cq_requested_leases(p_messages) l
   ), owned as (
     select m.id
     from campaign_messages m

@@ -34,6 +34,7 @@ begin
     'cq_inbox_holds_backlog(uuid,timestamptz)',
     'cq_pick_due_messages(integer,timestamptz,uuid,real,real,integer,real,integer)',
     'cq_local_date(text,timestamptz)',
+    'cq_requested_leases(jsonb)',
     'cq_metric_number(jsonb,text)',
     'cq_failure_reason(text)',
     'cq_valid_timezone(text)'

@@ -39,6 +39,7 @@ INTERNAL_FUNCTIONS = [
     "cq_metric_number",
     "cq_failure_reason",
     "cq_valid_timezone",
+    "cq_requested_leases",
 ]
 
 
