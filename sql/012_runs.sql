@@ -104,6 +104,7 @@ language plpgsql security definer set search_path = public
 as $$
 declare
   v_finished jsonb;
+  v_id uuid;
 begin
   -- 1. Lock the running runs first, in id order (every function that locks several runs does
   --    so by id, so two of them never deadlock). A requeue locks its run before touching its
@@ -125,6 +126,16 @@ begin
     returning r.id
   )
   select coalesce(jsonb_agg(id order by id), '[]'::jsonb) into v_finished from finished;
+  -- Whichever path ended the run's last message, the run's log says so, once. The product's
+  -- log function refusing it must not undo the completion.
+  for v_id in select (x #>> '{}')::uuid from jsonb_array_elements(v_finished) x loop
+    begin
+      perform log_campaign_step(v_id, 'completed', 'info',
+                                'run completed: nothing left to send', null, null, null);
+    exception when others then
+      raise warning 'campaign_logs entry for completed run % not written: %', v_id, sqlerrm;
+    end;
+  end loop;
   return v_finished;
 end;
 $$;

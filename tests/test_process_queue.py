@@ -69,6 +69,11 @@ async def test_a_campaign_is_sent_in_full(service: Service, conn: asyncpg.Connec
     assert set(service.stubs.openrouter.models) == {"acme/model-1"}
     logged = await conn.fetchval("select count(*) from campaign_logs where step_name = 'sent'")
     assert logged == 6
+    completed = await conn.fetchval(
+        "select count(*) from campaign_logs where step_name = 'completed' and run_id = $1",
+        seeded.run_id,
+    )
+    assert completed == 1  # once, whichever path completed the run
 
 
 async def test_split_messages_are_sent_in_parts_in_order(

@@ -287,10 +287,8 @@ class QueueProcessor:
     async def _wrap_up(
         self, invocation: Invocation, run_ids: set[uuid.UUID], outcomes: Counter[Outcome]
     ) -> None:
-        try:
-            finished = await self._store.finalize_runs(list(run_ids))
-            for run_id in finished:
-                invocation.logs.add(run_id, "completed", "run completed: nothing left to send")
+        try:  # finalize logs each run it completes (so do the other paths that complete runs)
+            await self._store.finalize_runs(list(run_ids))
         except DatabaseError as exc:
             log.error("could not finalize runs", extra={"worker": self._worker, "error": str(exc)})
         await self._flush_logs(invocation)
