@@ -103,3 +103,5 @@ class LeaseKeeper:
                     "lease renewal failed; trying again at the next beat",
                     extra={"worker": self._worker, "error": str(exc)},
                 )
+            except Exception:  # a bug must not end the renewals, nor the call's wrap-up
+                log.exception("lease renewal failed", extra={"worker": self._worker})
