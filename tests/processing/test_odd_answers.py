@@ -4,6 +4,8 @@ round or the heartbeat with the batch it just claimed still under a lease."""
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 
 from app.sandbox.seed import seed_campaign
@@ -71,5 +73,53 @@ async def test_a_heartbeat_answer_the_service_cannot_read_does_not_stop_the_wrap
     assert response.json()["processed"] == 2
     for message_id in seeded.message_ids:
         assert (await message_row(conn, message_id))["status"] == "sent"
+    await assert_no_lease_left(conn)
+    await assert_ended_runs_completed(conn)
+
+
+async def test_a_message_whose_lease_was_lost_and_that_is_claimed_again_is_worked(
+    db_dsn: str, conn: asyncpg.Connection, stubs: Stubs, make_settings: SettingsFactory
+) -> None:
+    """Another worker takes the lease (stale reclaim), then gives the message back (say, its
+    budget ended); this call claims it again in a later round: the new lease is this call's,
+    not the lost one's, so the message is sent, not left under it."""
+    seeded = await seed_campaign(conn, leads=1)
+    message_id = seeded.message_ids[0]
+    stubs.openrouter.latency = Latency(fixed_ms=2500)  # several heartbeats per generation
+
+    async def rival() -> None:
+        other = await asyncpg.connect(db_dsn)
+        try:
+            while True:
+                status = await other.fetchval(
+                    "select status from campaign_messages where id = $1", message_id
+                )
+                if status == "generating":
+                    break
+                await asyncio.sleep(0.02)
+            await other.execute(  # a rival's reclaim: a new token
+                "update campaign_messages set lock_token = gen_random_uuid(), "
+                "locked_at = now(), claimed_by = 'rival' where id = $1",
+                message_id,
+            )
+            await asyncio.sleep(1.0)  # the heartbeat sees the lease lost
+            await other.execute(  # the rival releases it, untouched
+                "update campaign_messages set status = 'pending', lock_token = null, "
+                "locked_at = null, claimed_by = null where id = $1",
+                message_id,
+            )
+        finally:
+            await other.close()
+
+    rival_task = asyncio.create_task(rival())
+    async with service_with(db_dsn, make_settings)(generate_timeout_s=10.0) as url:
+        response = await call(url, {"batch_size": 1, "concurrency": 1, "time_budget_s": 30})
+    await rival_task
+
+    assert response.status_code == 200, response.text
+    assert (response.json()["claimed"], response.json()["processed"]) == (2, 1), response.json()
+    row = await message_row(conn, message_id)
+    assert row["status"] == "sent"
+    assert stubs.send.delivered_keys() == [f"{message_id}:0"]
     await assert_no_lease_left(conn)
     await assert_ended_runs_completed(conn)
