@@ -43,6 +43,7 @@ class LeaseKeeper:
         for lease in leases:
             self._held[lease.message_id] = lease
             self._renewed_at[lease.message_id] = claimed_at
+            self._lost.discard(lease.message_id)  # claimed again: a new lease, this one's
 
     def release(self, message_id: uuid.UUID) -> None:
         """The message's lease ended (sent, failed, released) or went to another worker."""
@@ -88,7 +89,7 @@ class LeaseKeeper:
         for lease in leases:
             if lease.message_id in kept:
                 self.renewed(lease.message_id, asked_at)
-            elif lease.message_id in self._held:
+            elif self._held.get(lease.message_id) == lease:  # not a newer lease of it
                 self._lost.add(lease.message_id)
                 self.release(lease.message_id)
 
@@ -103,3 +104,5 @@ class LeaseKeeper:
                     "lease renewal failed; trying again at the next beat",
                     extra={"worker": self._worker, "error": str(exc)},
                 )
+            except Exception:  # a bug must not end the renewals, nor the call's wrap-up
+                log.exception("lease renewal failed", extra={"worker": self._worker})

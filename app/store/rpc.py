@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Protocol
 
 # SQLSTATE classes that say the data is wrong, not the database: 22 data exception (a NUL
@@ -45,3 +46,31 @@ class Rpc(Protocol):
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+# A call that answered something the service cannot read (a function returning null, a
+# gateway's 200 that is not JSON) is a database error: its callers handle DatabaseError on
+# every path (release, fail, retry), not a TypeError out of a claim round or the heartbeat.
+
+
+def answer_object(function: str, data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise DatabaseError(f"{function} answered {type(data).__name__}, not a JSON object")
+    return data
+
+
+def answer_int(function: str, data: Any) -> int:
+    if isinstance(data, bool) or not isinstance(data, int):
+        raise DatabaseError(f"{function} answered {type(data).__name__}, not an integer")
+    return data
+
+
+def answer_ids(function: str, data: Any) -> list[uuid.UUID]:
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise DatabaseError(f"{function} answered {type(data).__name__}, not a JSON array")
+    try:
+        return [uuid.UUID(str(item)) for item in data]
+    except ValueError:
+        raise DatabaseError(f"{function} answered an id that is not a uuid") from None

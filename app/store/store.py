@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.models import ClaimedMessage, LeadContext
-from app.store.rpc import DatabaseError, Rpc
+from app.store.rpc import DatabaseError, Rpc, answer_ids, answer_int, answer_object
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,9 @@ class Store:
     async def _call(self, function: str, **args: Any) -> Any:
         return await self._rpc.call(function, args)
 
+    async def _object(self, function: str, **args: Any) -> dict[str, Any]:
+        return answer_object(function, await self._rpc.call(function, args))
+
     async def claim(
         self,
         *,
@@ -148,13 +151,10 @@ class Store:
     async def mark_old_as_skipped(
         self, one_hour_ago: datetime, *, run_id: uuid.UUID | None = None, limit: int = 5000
     ) -> int:
-        return int(
-            await self._call(
-                "mark_old_campaign_messages_as_skipped",
-                p_one_hour_ago=one_hour_ago,
-                p_run_id=run_id,
-                p_limit=limit,
-            )
+        function = "mark_old_campaign_messages_as_skipped"
+        return answer_int(
+            function,
+            await self._call(function, p_one_hour_ago=one_hour_ago, p_run_id=run_id, p_limit=limit),
         )
 
     async def lead_contexts(self, lead_ids: list[uuid.UUID]) -> LeadContexts:
@@ -176,8 +176,8 @@ class Store:
         return contexts
 
     async def start(self, lease: Lease) -> Answer:
-        data = await self._call("start_campaign_message", **_fence(lease))
-        return Answer(bool(data["ok"]), data.get("reason"))
+        data = await self._object("start_campaign_message", **_fence(lease))
+        return Answer(bool(data.get("ok")), data.get("reason"))
 
     async def save_generated(
         self,
@@ -190,7 +190,7 @@ class Store:
         split_time_ms: int | None,
         ai_cost_usd: float | None = None,
     ) -> SaveAnswer:
-        data = await self._call(
+        data = await self._object(
             "save_generated_message",
             **_fence(lease),
             p_generated_message=text,
@@ -203,7 +203,7 @@ class Store:
         conversation = data.get("conversation_id")
         inbox_status = data.get("inbox_status")
         return SaveAnswer(
-            bool(data["ok"]),
+            bool(data.get("ok")),
             data.get("reason"),
             uuid.UUID(conversation) if conversation else None,
             str(inbox_status) if inbox_status is not None else None,
@@ -211,10 +211,10 @@ class Store:
 
     async def take_inbox_slot(self, lease: Lease, pacing: Pacing) -> SlotAnswer:
         """The inbox's slot for this message's first part, or how long until there is one."""
-        data = await self._call("take_inbox_slot", **_fence(lease), **pacing.args())
+        data = await self._object("take_inbox_slot", **_fence(lease), **pacing.args())
         wait = data.get("wait_s")
         return SlotAnswer(
-            bool(data["ok"]),
+            bool(data.get("ok")),
             data.get("reason"),
             float(wait) if isinstance(wait, int | float) else None,
         )
@@ -222,16 +222,16 @@ class Store:
     async def mark_part_sent(
         self, lease: Lease, part_index: int, provider_message_id: str | None
     ) -> PartAnswer:
-        data = await self._call(
+        data = await self._object(
             "mark_message_part_sent",
             **_fence(lease),
             p_part_index=part_index,
             p_provider_message_id=provider_message_id,
         )
-        return PartAnswer(bool(data["ok"]), data.get("reason"), bool(data.get("completed")))
+        return PartAnswer(bool(data.get("ok")), data.get("reason"), bool(data.get("completed")))
 
     async def fail(self, lease: Lease, error: str, *, retryable: bool) -> FailAnswer:
-        data = await self._call(
+        data = await self._object(
             "fail_campaign_message", **_fence(lease), p_error=error, p_retryable=retryable
         )
         next_at = data.get("next_attempt_at")
@@ -244,24 +244,22 @@ class Store:
         )
 
     async def skip(self, lease: Lease, reason: str) -> Answer:
-        data = await self._call("skip_campaign_message", **_fence(lease), p_reason=reason)
-        return Answer(bool(data["ok"]), data.get("reason"))
+        data = await self._object("skip_campaign_message", **_fence(lease), p_reason=reason)
+        return Answer(bool(data.get("ok")), data.get("reason"))
 
     async def release(self, leases: list[Lease], not_before: datetime | None = None) -> int:
         if not leases:
             return 0
-        return int(
-            await self._call(
-                "release_campaign_messages", p_messages=_lease_list(leases), p_not_before=not_before
-            )
-        )
+        function = "release_campaign_messages"
+        data = await self._call(function, p_messages=_lease_list(leases), p_not_before=not_before)
+        return answer_int(function, data)
 
     async def renew_leases(self, leases: list[Lease]) -> set[uuid.UUID]:
         """The fenced heartbeat: the ids whose lease this worker still holds (now renewed)."""
         if not leases:
             return set()
         data = await self._call("renew_campaign_leases", p_messages=_lease_list(leases))
-        return {uuid.UUID(str(i)) for i in _as_list(data)}
+        return set(answer_ids("renew_campaign_leases", data))
 
     async def pause_run(self, run_id: uuid.UUID, reason: str) -> bool:
         return bool(await self._call("pause_campaign_run", p_run_id=run_id, p_reason=reason))
@@ -274,24 +272,28 @@ class Store:
         if not run_ids:
             return []
         data = await self._call("finalize_campaign_runs", p_run_ids=sorted(set(run_ids), key=str))
-        return [uuid.UUID(str(i)) for i in _as_list(data)]
+        return answer_ids("finalize_campaign_runs", data)
 
     async def resume_reconnected_runs(self) -> list[uuid.UUID]:
         """Runs paused because their inbox was down, resumed now that it is connected."""
-        data = await self._call("resume_reconnected_campaign_runs")
-        return [uuid.UUID(str(i)) for i in _as_list(data)]
+        return answer_ids(
+            "resume_reconnected_campaign_runs", await self._call("resume_reconnected_campaign_runs")
+        )
 
     async def record_provider_outage(self, reason: str | None) -> bool:
         """Opens (reason) or closes (None) the provider outage that holds lateness back."""
         return bool(await self._call("record_provider_outage", p_reason=reason))
 
     async def requeue_failed(self, run_id: uuid.UUID) -> int:
-        return int(await self._call("requeue_failed_campaign_messages", p_run_id=run_id))
+        function = "requeue_failed_campaign_messages"
+        return answer_int(function, await self._call(function, p_run_id=run_id))
 
     async def log_steps(self, entries: list[dict[str, Any]]) -> int:
         if not entries:
             return 0
-        return int(await self._call("log_campaign_steps", p_entries=entries))
+        return answer_int(
+            "log_campaign_steps", await self._call("log_campaign_steps", p_entries=entries)
+        )
 
     async def queue_status(
         self, run_id: uuid.UUID | None = None, pacing: Pacing | None = None
