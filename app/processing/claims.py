@@ -73,6 +73,8 @@ class Claimer:
         self, messages: list[ClaimedMessage], invocation: Invocation
     ) -> Waiting | None:
         """Each message with its lead's context; None (batch released) if the database failed."""
+        if not messages:
+            return deque()
         try:
             contexts = await self._store.lead_contexts([m.lead_id for m in messages])
         except DatabaseError as exc:

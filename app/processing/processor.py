@@ -262,14 +262,18 @@ class QueueProcessor:
         cadence.found(len(batch), size)
         run_ids.update(m.run_id for m in batch.messages)
         run_ids.update(r.run_id for r in batch.unworkable if r.run_id)
-        outcomes.update(await self._claimer.fail_unworkable(batch, invocation))
-        if batch.messages:
+        try:
+            outcomes.update(await self._claimer.fail_unworkable(batch, invocation))
             ready = await self._claimer.with_contexts(batch.messages, invocation)
-            if ready is None:  # the database failed: released; claim no more
-                outcomes[Outcome.RELEASED] += len(batch.messages)
-                cadence.stopped = True
-            else:
-                waiting.extend(ready)
+        except Exception:  # a bug: the batch goes back rather than wait out its lease
+            log.exception("claim round failed; releasing its batch", extra={"worker": self._worker})
+            ready = None
+            await self._claimer.release(batch.messages, invocation)
+        if ready is None:  # the database failed (or a bug): released; claim no more
+            outcomes[Outcome.RELEASED] += len(batch.messages)
+            cadence.stopped = True
+        else:
+            waiting.extend(ready)
         return len(batch)
 
     async def _flush_logs(self, invocation: Invocation) -> None:

@@ -160,9 +160,10 @@ class Store:
     async def lead_contexts(self, lead_ids: list[uuid.UUID]) -> LeadContexts:
         if not lead_ids:
             return {}
-        data = await self._call("get_lead_contexts", p_lead_ids=sorted(set(lead_ids), key=str))
-        if not isinstance(data, dict):
-            data = {}
+        data = answer_object(
+            "get_lead_contexts",
+            await self._call("get_lead_contexts", p_lead_ids=sorted(set(lead_ids), key=str)),
+        )  # an unreadable answer must not read as "every lead is gone"
         contexts: LeadContexts = {}
         for key, value in data.items():
             try:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import pytest
 
+from app.processing.claims import Claimer
 from app.sandbox.seed import seed_campaign
 from app.sandbox.stubs import Latency
 from tests.processing.invariants import assert_ended_runs_completed, assert_no_lease_left
@@ -123,3 +125,43 @@ async def test_a_message_whose_lease_was_lost_and_that_is_claimed_again_is_worke
     assert stubs.send.delivered_keys() == [f"{message_id}:0"]
     await assert_no_lease_left(conn)
     await assert_ended_runs_completed(conn)
+
+
+async def test_lead_contexts_the_service_cannot_read_release_the_batch_not_skip_it(
+    service: Service, conn: asyncpg.Connection
+) -> None:
+    seeded = await seed_campaign(conn, leads=3)
+    await conn.execute(
+        """create or replace function get_lead_contexts(p_lead_ids uuid[]) returns jsonb
+           language sql security definer set search_path = public
+           as $$ select to_jsonb('<html>bad gateway</html>'::text) $$"""
+    )
+
+    body = (await service.process({"batch_size": 3})).json()
+
+    assert (body["claimed"], body["released"], body["skipped"]) == (3, 3, 0)
+    for message_id in seeded.message_ids:
+        row = await message_row(conn, message_id)
+        assert (row["status"], row["retry_count"]) == ("pending", 0)
+    await assert_no_lease_left(conn)
+
+
+async def test_a_bug_between_the_claim_and_the_pool_strands_nothing(
+    service: Service, conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bug cannot be produced on purpose through the real parts: the context step is
+    # replaced by one that raises, to stand in for any unexpected exception there.
+    async def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(Claimer, "with_contexts", broken)
+    seeded = await seed_campaign(conn, leads=3)
+
+    response = await service.process({"batch_size": 3})
+
+    assert response.status_code == 200
+    assert (response.json()["claimed"], response.json()["released"]) == (3, 3)
+    for message_id in seeded.message_ids:
+        row = await message_row(conn, message_id)
+        assert (row["status"], row["retry_count"]) == ("pending", 0)
+    await assert_no_lease_left(conn)
