@@ -1,0 +1,105 @@
+"""What the Store hands back: leases, claims, and the answers of the fenced SQL functions."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from app.models import ClaimedMessage, LeadContext
+
+
+@dataclass(frozen=True)
+class Lease:
+    """What fences every write of a claimed message."""
+
+    message_id: uuid.UUID
+    lock_token: uuid.UUID
+
+    @classmethod
+    def of(cls, message: ClaimedMessage) -> Lease:
+        return cls(message.id, message.lock_token)
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """The service's per-inbox pacing settings, handed to the database (DESIGN section 8)."""
+
+    min_gap_s: float = 0.0
+    max_gap_s: float = 0.0
+    daily_cap: int = 0
+
+    @property
+    def on(self) -> bool:
+        return self.min_gap_s > 0 or self.daily_cap > 0
+
+    def args(self) -> dict[str, Any]:
+        return {
+            "p_min_gap_s": self.min_gap_s,
+            "p_max_gap_s": max(self.max_gap_s, self.min_gap_s),
+            "p_daily_cap": self.daily_cap,
+        }
+
+
+@dataclass(frozen=True)
+class UnworkableRow:
+    """A claimed row the service cannot work (say, a config without an inbox).
+
+    It is failed on its own with `error`; its batch-mates are worked. Without a readable id
+    and lock_token nothing can be written: its lease expires.
+    """
+
+    lease: Lease | None
+    run_id: uuid.UUID | None
+    error: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    messages: list[ClaimedMessage]
+    unworkable: list[UnworkableRow]
+
+    def __len__(self) -> int:
+        return len(self.messages) + len(self.unworkable)
+
+
+@dataclass(frozen=True)
+class UnreadableLead:
+    """A lead whose context cannot be read: its message fails alone, with `error`."""
+
+    error: str
+
+
+LeadContexts = dict[uuid.UUID, LeadContext | UnreadableLead]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a fenced SQL function answered: ok, or the reason it refused."""
+
+    ok: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SaveAnswer(Answer):
+    conversation_id: uuid.UUID | None = None
+    inbox_status: str | None = None  # what the database saw when it said inbox_disconnected
+
+
+@dataclass(frozen=True)
+class PartAnswer(Answer):
+    completed: bool = False
+
+
+@dataclass(frozen=True)
+class SlotAnswer(Answer):
+    wait_s: float | None = None  # refused: seconds until the slot (gap) or the next day (cap)
+
+
+@dataclass(frozen=True)
+class FailAnswer(Answer):
+    status: str | None = None  # 'pending' (a retry is scheduled) or 'failed'
+    retry_count: int | None = None
+    next_attempt_at: datetime | None = None
