@@ -679,7 +679,10 @@ async def test_odd_numbers_never_make_the_claim_or_the_slot_error(
     await set_pacing(conn, seeded.inbox_id, **{column: value})
     [item] = await claim(rpc, 5, **pacing(0.2), p_lookahead_s=float("nan"))
     assert (await take(rpc, item, p_min_gap_s=float("nan"), p_max_gap_s=float("inf")))["ok"]
-    assert await claim(rpc, 5, p_lookahead_s=float("inf")) == []
+    # An infinite lookahead is bounded (an hour), not an error; whether the other message
+    # is claimed then depends on the gap just drawn (up to 86,400 s with an infinite max).
+    again = await claim(rpc, 5, p_lookahead_s=float("inf"))
+    assert len(again) <= 1
 
 
 async def test_claims_slots_and_endings_at_once_never_deadlock_nor_break_a_gap(
