@@ -130,13 +130,8 @@ begin
   -- next one is the day of this message's campaign. So a campaign of another timezone on the
   -- same inbox never starts the count again (the claim reads the day the same way).
   if v_row.sent_day is null or cq_local_date(v_row.timezone, v_now) > v_row.sent_day then
-    v_tz := coalesce(nullif(v_tz, ''), 'America/Sao_Paulo');
-    begin
-      v_row.sent_day := (v_now at time zone v_tz)::date;
-    exception when others then  -- a zone Postgres does not know: the product's default
-      v_tz := 'America/Sao_Paulo';
-      v_row.sent_day := (v_now at time zone v_tz)::date;
-    end;
+    v_tz := cq_valid_timezone(v_tz);
+    v_row.sent_day := (v_now at time zone v_tz)::date;
     v_row.timezone := v_tz;
     v_row.sent_today := 0;
   end if;
@@ -150,12 +145,8 @@ begin
            turn_until = case when turn_message_id = p_message_id then null else turn_until end,
            updated_at = v_now
      where inbox_id = v_inbox;
-    begin  -- until the day ends in the zone that counts it
-      v_ends := (v_row.sent_day + 1)::timestamp
-                at time zone coalesce(v_row.timezone, 'America/Sao_Paulo');
-    exception when others then
-      v_ends := (v_row.sent_day + 1)::timestamp at time zone 'America/Sao_Paulo';
-    end;
+    -- until the day ends in the zone that counts it
+    v_ends := (v_row.sent_day + 1)::timestamp at time zone cq_valid_timezone(v_row.timezone);
     return jsonb_build_object('ok', false, 'reason', 'daily_cap', 'wait_s',
                               greatest(extract(epoch from v_ends - v_now), 0));
   end if;
@@ -205,15 +196,28 @@ as $$
 $$;
 
 
+-- A time zone Postgres knows, else the product's default (null, blank or unknown zones).
+create or replace function cq_valid_timezone(p_timezone text)
+returns text
+language plpgsql stable set search_path = public
+as $$
+begin
+  if p_timezone is null or btrim(p_timezone) = '' then
+    return 'America/Sao_Paulo';
+  end if;
+  perform now() at time zone p_timezone;
+  return p_timezone;
+exception when others then
+  return 'America/Sao_Paulo';
+end;
+$$;
+
+
 -- The calendar date at an instant in a zone; null, blank or a zone Postgres does not know
 -- counts as the product's default zone (campaign_configs.timezone's default).
 create or replace function cq_local_date(p_timezone text, p_at timestamptz)
 returns date
-language plpgsql stable security definer set search_path = public
+language sql stable security definer set search_path = public
 as $$
-begin
-  return (p_at at time zone coalesce(nullif(p_timezone, ''), 'America/Sao_Paulo'))::date;
-exception when others then
-  return (p_at at time zone 'America/Sao_Paulo')::date;
-end;
+  select (p_at at time zone cq_valid_timezone(p_timezone))::date;
 $$;

@@ -62,23 +62,6 @@ as $$
 $$;
 
 
--- A time zone Postgres knows, else the product's default (as take_inbox_slot does).
-create or replace function cq_valid_timezone(p_timezone text)
-returns text
-language plpgsql stable set search_path = public
-as $$
-begin
-  if p_timezone is null or btrim(p_timezone) = '' then
-    return 'America/Sao_Paulo';
-  end if;
-  perform now() at time zone p_timezone;
-  return p_timezone;
-exception when others then
-  return 'America/Sao_Paulo';
-end;
-$$;
-
-
 -- The status, as jsonb:
 --   at            now (the database's clock), so a reader can turn timestamps into ages
 --   queue         {due, scheduled, in_flight, oldest_due_s}: pending messages of running runs
