@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime
 from enum import StrEnum
 
 from app.logs import mask_phone
@@ -79,10 +80,29 @@ class Endings:
         return Outcome.SKIPPED
 
     async def release(
-        self, message: ClaimedMessage, invocation: Invocation, outcome: Outcome
+        self,
+        message: ClaimedMessage,
+        invocation: Invocation,
+        outcome: Outcome,
+        not_before: datetime | None = None,
     ) -> Outcome:
-        await self._store.release([Lease.of(message)])
+        await self._store.release([Lease.of(message)], not_before=not_before)
         invocation.leases.release(message.id)
+        return outcome
+
+    async def hold_back(
+        self,
+        message: ClaimedMessage,
+        invocation: Invocation,
+        step: str,
+        why: str,
+        not_before: datetime | None = None,
+    ) -> Outcome:
+        """Not now (the send window, the inbox's pace): back untouched, said in the run's log."""
+        outcome = await self.release(message, invocation, Outcome.PAUSED, not_before)
+        invocation.logs.add(
+            message.run_id, step, why, lead_id=message.lead_id, message_id=message.id
+        )
         return outcome
 
     async def pause_for_inbox(

@@ -105,15 +105,8 @@ class MessagePipeline:
             return await endings.release(message, invocation, Outcome.PAUSED)
         opening = next_opening(utc_now(), config.start_time, config.end_time, config.timezone)
         if opening is not None:
-            await self._store.release([Lease.of(message)], not_before=opening)
-            invocation.logs.add(
-                message.run_id,
-                "window",
-                f"outside the send window; next opening {opening.isoformat()}",
-                lead_id=message.lead_id,
-                message_id=message.id,
-            )
-            return Outcome.PAUSED
+            why = f"outside the send window; next opening {opening.isoformat()}"
+            return await endings.hold_back(message, invocation, "window", why, opening)
         if not config.inbox_status.connected:
             return await endings.pause_for_inbox(message, invocation, config.inbox_status.status)
         if lead is None:
@@ -243,14 +236,8 @@ class MessagePipeline:
             if reason != "gap" or wait_s > invocation.deadline - time.monotonic():
                 break
             await asyncio.sleep(wait_s)
-        invocation.logs.add(
-            message.run_id,
-            "pacing",
-            f"waiting for the inbox's pace ({reason})",
-            lead_id=message.lead_id,
-            message_id=message.id,
-        )
-        return await self._endings.release(message, invocation, Outcome.PAUSED)
+        why = f"waiting for the inbox's pace ({reason})"
+        return await self._endings.hold_back(message, invocation, "pacing", why)
 
     async def _send_parts(
         self,
