@@ -37,6 +37,8 @@ class Outcome(StrEnum):
 
 
 class Endings:
+    """Each ending is one fenced write; MessagePipeline.run stops renewing the lease after it."""
+
     def __init__(self, store: Store) -> None:
         self._store = store
 
@@ -44,7 +46,6 @@ class Endings:
         self, message: ClaimedMessage, invocation: Invocation, error: str, *, retryable: bool
     ) -> Outcome:
         result = await self._store.fail(Lease.of(message), error, retryable=retryable)
-        invocation.leases.release(message.id)
         if not result.ok:
             return Outcome.LEASE_LOST
         retried = result.status == "pending"
@@ -71,7 +72,6 @@ class Endings:
 
     async def skip(self, message: ClaimedMessage, invocation: Invocation, reason: str) -> Outcome:
         result = await self._store.skip(Lease.of(message), reason)
-        invocation.leases.release(message.id)
         if not result.ok:
             return Outcome.LEASE_LOST
         invocation.logs.add(
@@ -87,7 +87,6 @@ class Endings:
         not_before: datetime | None = None,
     ) -> Outcome:
         await self._store.release([Lease.of(message)], not_before=not_before)
-        invocation.leases.release(message.id)
         return outcome
 
     async def hold_back(
@@ -123,7 +122,6 @@ class Endings:
     ) -> Outcome:
         """What the database's refusal of a fenced write means for this message."""
         if reason == "lock_lost":
-            invocation.leases.release(message.id)
             log.warning(
                 "lease lost; leaving the message to its new owner",
                 extra=log_fields(message, "lease_lost", error="lock_lost"),
