@@ -31,7 +31,12 @@ declare
     ['campaign_queue_status(uuid,real,real,integer)', 'jsonb'],
     ['cq_metric_number(jsonb,text)', 'numeric'],
     ['cq_failure_reason(text)', 'text'],
-    ['cq_valid_timezone(text)', 'text']
+    ['cq_valid_timezone(text)', 'text'],
+    ['cq_due_minute(timestamp with time zone,timestamp with time zone)', 'timestamp with time zone'],
+    ['cq_fold_message_counts()', 'integer'],
+    ['cq_count_kind(text)', 'text'],
+    ['cq_count_message_changes()', 'trigger'],
+    ['cq_forget_message_counts()', 'trigger']
   ];
   v_fn record;
   v_keep boolean;

@@ -136,6 +136,13 @@ begin
       raise warning 'campaign_logs entry for completed run % not written: %', v_id, sqlerrm;
     end;
   end loop;
+  -- Every call that worked messages keeps the status's counts folded
+  -- (021_message_counts.sql); a fold that fails leaves them to the next one.
+  begin
+    perform cq_fold_message_counts();
+  exception when others then
+    raise warning 'campaign_message_counts not folded: %', sqlerrm;
+  end;
   return v_finished;
 end;
 $$;

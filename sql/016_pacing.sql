@@ -52,7 +52,7 @@ create or replace function cq_inbox_limits(
   out max_gap_s real,
   out daily_cap int
 )
-language sql immutable set search_path = public
+language sql immutable
 as $$
   select l.min_gap_s, greatest(l.max_gap_s, l.min_gap_s), l.daily_cap
   from (

@@ -1,14 +1,14 @@
 -- Operator visibility (DESIGN section 9): campaign_queue_status(p_run_id) answers, in one
--- round trip and one snapshot, how deep and late the queue is, how far each campaign is and
--- what it cost, each inbox's pace today, why messages failed lately and how fast they go out.
+-- round trip, how deep and late the queue is, how far each campaign is and what it cost, each
+-- inbox's pace today, why messages failed lately and how fast they go out.
 --
--- Cost: index-backed, growing with the work left, not with what was sent. A run's sent and
+-- Cost: index-backed, growing with neither the history nor the backlog. A run's sent and
 -- failed figures are its counters (leads_processed, leads_failed: kept by the functions that
--- end a message, in the same transaction); what is counted row by row is the backlog
--- (pending, through idx_campaign_messages_atomic_selection; in flight, through
--- idx_campaign_messages_stale_leases), the skipped messages of the runs shown
--- (idx_campaign_messages_run_status), the sends of the last hour and the failures of the
--- last 24 hours (the partial indexes below). bench/status_cost.py shows the plans at 1M rows.
+-- end a message, in the same transaction); its pending, due, in-flight and skipped messages
+-- are read from campaign_message_counts (021_message_counts.sql: a few rows a run). What is
+-- counted row by row is bounded by the pace of the queue: the sends of the last hour and the
+-- failures of the last 24 hours (the partial indexes below), and a run's messages falling due
+-- within the minute in progress. bench/status_cost.py shows the plans at 1M rows.
 
 -- Sends of the last 5 and 60 minutes (throughput, and the pace of an unpaced run's ETA).
 create index if not exists idx_campaign_messages_sent_at
@@ -27,9 +27,11 @@ create index if not exists idx_campaign_runs_active
 
 -- A counter of the run's metrics (product-owned jsonb) as a number, as
 -- mark_message_part_sent reads it: a number (negative: 0), a plain decimal string, else 0.
+-- (No search_path setting here or in cq_failure_reason: plain SQL naming only built-ins, they
+-- are inlined into their callers; a setting would stop that and cost a settings swap a row.)
 create or replace function cq_metric_number(p_metrics jsonb, p_key text)
 returns numeric
-language sql immutable set search_path = public
+language sql immutable
 as $$
   select case
     when jsonb_typeof(p_metrics) is distinct from 'object' then 0
@@ -49,7 +51,7 @@ $$;
 -- normalises distinct texts, not rows, and at most 500 of them).
 create or replace function cq_failure_reason(p_error text)
 returns text
-language sql immutable set search_path = public
+language sql immutable
 as $$
   select left(btrim(replace(replace(
     regexp_replace(
@@ -103,16 +105,25 @@ create or replace function campaign_queue_status(
   p_max_gap_s real default null,
   p_daily_cap int default null
 ) returns jsonb
-language plpgsql stable security definer set search_path = public
+language plpgsql security definer set search_path = public
 as $$
 declare
-  v_now constant timestamptz := now();
+  -- The clock, not the transaction's start: the counts' minutes are binned by writers that
+  -- committed before this call's snapshots, and their margin (cq_due_minute) assumes a reader
+  -- whose now is no earlier than theirs by a minute, whatever transaction it runs in.
+  v_now constant timestamptz := clock_timestamp();
+  v_minute constant timestamptz :=  -- the minute in progress, as the counts bin it
+    date_bin('1 minute', v_now, timestamptz '2000-01-01 00:00:00+00');
   v_shown uuid[];    -- the runs answered about
   v_counted uuid[];  -- those, plus the running runs that share their inbox (the ETA's share)
   v_texts text[];    -- failures of the last 24 hours: each distinct text,
   v_counts bigint[]; -- and how many failed with it
   v_result jsonb;
 begin
+  -- Fold the counts' pending changes first (writes, so not a stable function; nothing is
+  -- written in a read-only transaction, and a fold in progress elsewhere is not waited for).
+  perform cq_fold_message_counts();
+
   if p_run_id is null then
     select coalesce(array_agg(r.id order by r.started_at, r.id), '{}') into v_shown
       from campaign_runs r
@@ -130,7 +141,7 @@ begin
 
   -- Failures of the last 24 hours, one row per distinct text (a statement of its own, so each
   -- case has its own plan: all runs by idx_campaign_messages_failed_at, one run by
-  -- idx_campaign_messages_failed_by_run; a stable function reads one snapshot throughout).
+  -- idx_campaign_messages_failed_by_run).
   if p_run_id is null then
     select array_agg(m.error_message), array_agg(m.n) into v_texts, v_counts
       from (select m.error_message, count(*) as n
@@ -152,37 +163,52 @@ begin
       from campaign_messages m
      where m.sent_at >= v_now - interval '60 minutes'
      group by m.run_id
-  ), claimed as materialized (  -- in flight, by run (idx_campaign_messages_stale_leases)
-    select m.run_id, count(*) as n
-      from campaign_messages m
-     where m.status in ('queued', 'generating', 'sending')
-     group by m.run_id
   ), per_run as materialized (
-    -- Each run's backlog, counted in its own index range (index-only scans).
+    -- Each run's backlog from its counts (021_message_counts.sql): a few rows a run. Only the
+    -- minute in progress may need its messages counted, and only when some of them are not
+    -- yet due.
     select r.id, r.status, r.leads_total, r.leads_processed, r.leads_failed, r.started_at,
            r.error_message, c.inbox_id, c.timezone, r.id = any(v_shown) as shown,
-           p.n as pending, p.due, p.first_at, p.last_at, o.skipped,
-           coalesce(q.n, 0) as in_flight,
+           k.pending, k.skipped, d.due,
+           case when r.status = 'running' and d.due > 0 then (
+             select m.scheduled_at from campaign_messages m
+              where m.run_id = r.id and m.status = 'pending'
+              order by m.scheduled_at limit 1) end as first_at,
+           case when r.status = 'running' and k.pending > 0 then (
+             select m.scheduled_at from campaign_messages m
+              where m.run_id = r.id and m.status = 'pending'
+              order by m.scheduled_at desc limit 1) end as last_at,
+           k.in_flight,
            coalesce(x.sent_60m, 0) as sent_60m,
            -- the sends were counted over the last hour, or since the run started (1 min at
            -- least)
            least(greatest(extract(epoch from v_now - r.started_at), 60), 3600) as window_s,
-           p.n + coalesce(q.n, 0) as remaining,
+           k.pending + k.in_flight as remaining,
            cq_metric_number(r.metrics, 'ai_tokens_used') as ai_tokens,
            cq_metric_number(r.metrics, 'ai_cost_usd') as ai_cost_usd
       from campaign_runs r
       left join campaign_configs c on c.id = r.config_id
       left join recent x on x.run_id = r.id
-      left join claimed q on q.run_id = r.id
       cross join lateral (
-        select count(*) as n, count(*) filter (where m.scheduled_at <= v_now) as due,
-               min(m.scheduled_at) as first_at, max(m.scheduled_at) as last_at
-          from campaign_messages m
-         where m.run_id = r.id and m.status = 'pending') p
+        select coalesce(sum(k.n) filter (where k.kind = 'pending'), 0) as pending,
+               coalesce(sum(k.n) filter (where k.kind = 'skipped'), 0) as skipped,
+               coalesce(sum(k.n) filter (where k.kind = 'in_flight'), 0) as in_flight,
+               coalesce(sum(k.n) filter (where k.kind = 'due' and k.due_at < v_minute), 0)
+                 as due_before,
+               coalesce(sum(k.n) filter (where k.kind = 'due' and k.due_at = v_minute), 0)
+                 as due_this_minute,
+               max(k.latest_at) filter (where k.kind = 'due' and k.due_at = v_minute)
+                 as latest_this_minute
+          from campaign_message_counts k
+         where k.run_id = r.id and k.due_at <= v_minute) k
       cross join lateral (
-        select count(*) as skipped
-          from campaign_messages m
-         where m.run_id = r.id and m.status = 'skipped') o
+        select k.due_before + case
+                 when r.status <> 'running' or k.due_this_minute = 0 then 0
+                 when k.latest_this_minute <= v_now then k.due_this_minute
+                 else (select count(*) from campaign_messages m
+                        where m.run_id = r.id and m.status = 'pending'
+                          and m.scheduled_at >= v_minute and m.scheduled_at <= v_now)
+               end as due) d
      where r.id = any(v_counted)
   ), zones as materialized (  -- each time zone checked once, not once per inbox
     select z.name, cq_valid_timezone(z.name) as tz

@@ -37,7 +37,12 @@ begin
     'cq_requested_leases(jsonb)',
     'cq_metric_number(jsonb,text)',
     'cq_failure_reason(text)',
-    'cq_valid_timezone(text)'
+    'cq_valid_timezone(text)',
+    'cq_due_minute(timestamptz,timestamptz)',
+    'cq_count_kind(text)',
+    'cq_fold_message_counts()',
+    'cq_count_message_changes()',
+    'cq_forget_message_counts()'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);

@@ -40,6 +40,11 @@ INTERNAL_FUNCTIONS = [
     "cq_failure_reason",
     "cq_valid_timezone",
     "cq_requested_leases",
+    "cq_due_minute",
+    "cq_count_kind",
+    "cq_fold_message_counts",
+    "cq_count_message_changes",
+    "cq_forget_message_counts",
 ]
 
 

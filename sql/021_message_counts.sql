@@ -1,0 +1,217 @@
+-- Per-run message counts, so campaign_queue_status (020_status.sql) reads a run's backlog in a
+-- few rows instead of counting a million: how many of its messages are pending, how many of
+-- those fall due by when, how many were skipped.
+--
+-- Kept by triggers on campaign_messages, so every writer is counted: this service's functions
+-- and the product inserting, editing or deleting messages. A trigger only ever inserts a row of
+-- changes (append-only, never an update): concurrent writers never wait on a counter row and
+-- never deadlock on one. cq_fold_message_counts folds the changes into one row per key, one
+-- folder at a time; finalize_campaign_runs (every call of the service that worked messages)
+-- and the status call it.
+--
+-- Rows:
+--   kind 'pending' / 'skipped'  due_at '-infinity'; n = the run's messages in that status
+--   kind 'in_flight'            due_at '-infinity'; n = its messages claimed (queued,
+--                               generating, sending)
+--   kind 'due'                  pending messages by the minute they fall due (scheduled_at
+--                               binned to the minute); '-infinity' once the minute is past,
+--                               so a reader adds one row per run for all that is due, not
+--                               one per minute of the campaign. latest_at: an upper bound on
+--                               the scheduled_at counted in the row (only the status's
+--                               current minute needs it)
+--   folded false                a change a trigger wrote (n may be negative), not yet folded
+-- The count of a key is the sum of its rows, folded or not; one snapshot reads a consistent
+-- sum, since a fold deletes the changes and adds them in the same transaction.
+
+create table if not exists campaign_message_counts (
+  run_id uuid not null,
+  kind text not null,
+  due_at timestamptz not null default '-infinity',
+  n bigint not null,
+  latest_at timestamptz,
+  folded boolean not null default false
+);
+alter table campaign_message_counts drop constraint if exists campaign_message_counts_kind;
+alter table campaign_message_counts add constraint campaign_message_counts_kind
+  check (kind in ('pending', 'skipped', 'in_flight', 'due'));
+alter table campaign_message_counts enable row level security;
+revoke all on campaign_message_counts from public, anon, authenticated;
+
+-- Folded rows: one per key (the fold's upsert target).
+create unique index if not exists idx_campaign_message_counts_key
+  on campaign_message_counts (run_id, kind, due_at) where folded;
+-- The status's read: a run's rows up to the current minute, folded or not.
+create index if not exists idx_campaign_message_counts_run
+  on campaign_message_counts (run_id, due_at) include (kind, n, latest_at);
+-- The fold's work: changes not yet folded, minutes now past, keys that fell to zero.
+create index if not exists idx_campaign_message_counts_changes
+  on campaign_message_counts (run_id) where not folded;
+create index if not exists idx_campaign_message_counts_minutes
+  on campaign_message_counts (due_at) where folded and kind = 'due' and due_at > '-infinity';
+create index if not exists idx_campaign_message_counts_empty
+  on campaign_message_counts (run_id) where folded and n = 0;
+
+
+-- The kind of count a message in this status is part of (besides 'due'), or null.
+-- Plain SQL functions without a search_path setting: inlined into their callers (a setting
+-- would stop that, and cost a settings swap a row); they name only built-ins.
+create or replace function cq_count_kind(p_status text)
+returns text
+language sql immutable
+as $$
+  select case when p_status in ('pending', 'skipped') then p_status
+              when p_status in ('queued', 'generating', 'sending') then 'in_flight' end;
+$$;
+
+
+-- The row of 'due' a pending message counts in: the minute it falls due, or '-infinity' when
+-- that is well past (two minutes: a status whose transaction began a little before the
+-- writer's still sees the message as due). Time-zone independent (date_bin from a UTC origin).
+create or replace function cq_due_minute(p_scheduled_at timestamptz, p_now timestamptz)
+returns timestamptz
+language sql immutable
+as $$
+  select case
+    when p_scheduled_at < p_now - interval '2 minutes' then '-infinity'::timestamptz
+    when not isfinite(p_scheduled_at) then p_scheduled_at
+    else date_bin('1 minute', p_scheduled_at, timestamptz '2000-01-01 00:00:00+00') end;
+$$;
+
+
+-- One trigger function for the three statement triggers below: the rows a statement changed
+-- (its transition tables), counted out of their old keys and into their new ones, summed per
+-- key, and written as change rows. A statement that changes no status or pending time (a
+-- lease renewal, a part sent) writes nothing.
+create or replace function cq_count_message_changes()
+returns trigger
+language plpgsql security definer set search_path = public
+as $$
+begin
+  if tg_op = 'INSERT' then
+    insert into campaign_message_counts (run_id, kind, due_at, n, latest_at)
+    select c.run_id, c.kind, c.due_at, sum(c.n), max(c.latest_at)
+      from new_rows m
+     cross join lateral (values
+       (m.run_id, cq_count_kind(m.status), '-infinity'::timestamptz, 1, null::timestamptz),
+       (m.run_id, case when m.status = 'pending' then 'due' end,
+        cq_due_minute(m.scheduled_at, now()), 1, m.scheduled_at)) c(run_id, kind, due_at, n,
+                                                                    latest_at)
+     where c.kind is not null
+     group by 1, 2, 3;
+  elsif tg_op = 'DELETE' then
+    insert into campaign_message_counts (run_id, kind, due_at, n)
+    select c.run_id, c.kind, c.due_at, -sum(c.n)
+      from old_rows m
+     cross join lateral (values
+       (m.run_id, cq_count_kind(m.status), '-infinity'::timestamptz, 1),
+       (m.run_id, case when m.status = 'pending' then 'due' end,
+        cq_due_minute(m.scheduled_at, now()), 1)) c(run_id, kind, due_at, n)
+     where c.kind is not null
+     group by 1, 2, 3;
+  else
+    insert into campaign_message_counts (run_id, kind, due_at, n, latest_at)
+    select c.run_id, c.kind, c.due_at, sum(c.n), max(c.latest_at) filter (where c.n > 0)
+      from (select m.run_id, m.status, m.scheduled_at, 1 as sign from new_rows m
+            union all
+            select m.run_id, m.status, m.scheduled_at, -1 from old_rows m) m
+     cross join lateral (values
+       (m.run_id, cq_count_kind(m.status), '-infinity'::timestamptz, m.sign, null::timestamptz),
+       (m.run_id, case when m.status = 'pending' then 'due' end,
+        cq_due_minute(m.scheduled_at, now()), m.sign, m.scheduled_at)) c(run_id, kind, due_at,
+                                                                         n, latest_at)
+     where c.kind is not null
+     group by 1, 2, 3
+    having sum(c.n) <> 0;
+  end if;
+  return null;
+end;
+$$;
+
+-- A truncate forgets every count (after waiting for a fold in progress, which could otherwise
+-- write back what it folded).
+create or replace function cq_forget_message_counts()
+returns trigger
+language plpgsql security definer set search_path = public
+as $$
+begin
+  perform pg_advisory_xact_lock(hashtext('campaign_message_counts'));
+  delete from campaign_message_counts;
+  return null;
+end;
+$$;
+
+
+-- Folds the changes into one row per key, and the minutes now past into '-infinity'; drops
+-- keys that fell to zero. One folder at a time (a transaction-scoped advisory lock: a second
+-- caller does nothing, the first folds for both); nothing in a read-only transaction.
+-- Returns the change rows folded.
+create or replace function cq_fold_message_counts()
+returns integer
+language plpgsql security definer set search_path = public
+as $$
+declare
+  -- Minutes before this are past for any reader (the margin of cq_due_minute).
+  v_horizon constant timestamptz :=
+    date_bin('1 minute', now() - interval '2 minutes', timestamptz '2000-01-01 00:00:00+00');
+  v_folded int;
+begin
+  if current_setting('transaction_read_only') = 'on'
+     or not pg_try_advisory_xact_lock(hashtext('campaign_message_counts')) then
+    return 0;
+  end if;
+  with moved as (
+    delete from campaign_message_counts c
+     where not c.folded
+        or (c.folded and c.kind = 'due' and c.due_at > '-infinity' and c.due_at < v_horizon)
+    returning c.run_id, c.kind,
+              case when c.due_at < v_horizon then '-infinity'::timestamptz else c.due_at end
+                as due_at,
+              c.n, case when c.due_at >= v_horizon then c.latest_at end as latest_at
+  )
+  insert into campaign_message_counts as t (run_id, kind, due_at, n, latest_at, folded)
+  select m.run_id, m.kind, m.due_at, sum(m.n), max(m.latest_at), true
+    from moved m
+   group by 1, 2, 3
+  on conflict (run_id, kind, due_at) where folded
+  do update set n = t.n + excluded.n, latest_at = greatest(t.latest_at, excluded.latest_at);
+  get diagnostics v_folded = row_count;
+  delete from campaign_message_counts where folded and n = 0;
+  return v_folded;
+end;
+$$;
+
+
+-- The triggers, and the counts rebuilt from the rows: on the first migration, and again each
+-- time this file changes (a rebuild is always right, whatever the counts held). Writers of
+-- campaign_messages wait for the rebuild (seconds at a million rows); readers do not.
+lock table campaign_messages in share row exclusive mode;
+select pg_advisory_xact_lock(hashtext('campaign_message_counts'));
+
+drop trigger if exists cq_count_inserted_messages on campaign_messages;
+create trigger cq_count_inserted_messages
+  after insert on campaign_messages referencing new table as new_rows
+  for each statement execute function cq_count_message_changes();
+drop trigger if exists cq_count_updated_messages on campaign_messages;
+create trigger cq_count_updated_messages
+  after update on campaign_messages referencing old table as old_rows new table as new_rows
+  for each statement execute function cq_count_message_changes();
+drop trigger if exists cq_count_deleted_messages on campaign_messages;
+create trigger cq_count_deleted_messages
+  after delete on campaign_messages referencing old table as old_rows
+  for each statement execute function cq_count_message_changes();
+drop trigger if exists cq_forget_truncated_messages on campaign_messages;
+create trigger cq_forget_truncated_messages
+  after truncate on campaign_messages
+  for each statement execute function cq_forget_message_counts();
+
+delete from campaign_message_counts;
+insert into campaign_message_counts (run_id, kind, due_at, n, latest_at, folded)
+select c.run_id, c.kind, c.due_at, sum(c.n), max(c.latest_at), true
+  from campaign_messages m
+ cross join lateral (values
+   (m.run_id, cq_count_kind(m.status), '-infinity'::timestamptz, 1, null::timestamptz),
+   (m.run_id, case when m.status = 'pending' then 'due' end,
+    cq_due_minute(m.scheduled_at, now()), 1, m.scheduled_at)) c(run_id, kind, due_at, n,
+                                                                latest_at)
+ where c.kind is not null
+ group by 1, 2, 3;
