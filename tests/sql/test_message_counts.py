@@ -1,9 +1,9 @@
 """campaign_message_counts (sql/021_message_counts.sql): the per-run counts the status reads.
 
 Every check compares campaign_queue_status with a plain count of the rows, in the same
-snapshot and at the status's own time ("at"): the counts are a cache, and a cache is right only if it says what
-the rows say, whoever wrote them (the queue's functions or the product's own SQL), whenever
-it was folded, with writers in flight on other connections.
+snapshot and at the status's own time ("at"). The counts are a cache, and a cache is right
+only if it says what the rows say, whoever wrote them (the queue's functions or the
+product's own SQL), whenever it was folded, with writers in flight on other connections.
 """
 
 from __future__ import annotations
@@ -96,9 +96,8 @@ async def test_counts_follow_the_queue_and_the_products_writes(
     assert items
     await assert_counts_right(conn)
     await rpc.call("skip_campaign_message", {**fence(items[0]), "p_reason": "lead not found"})
-    await rpc.call(
-        "fail_campaign_message", {**fence(items[1]), "p_error": "send: HTTP 400", "p_retryable": True}
-    )  # back to pending, five minutes on
+    retry = {"p_error": "send: HTTP 400", "p_retryable": True}  # pending again, 5 min on
+    await rpc.call("fail_campaign_message", {**fence(items[1]), **retry})
     await rpc.call(
         "release_campaign_messages",
         {
@@ -121,9 +120,7 @@ async def test_counts_follow_the_queue_and_the_products_writes(
     )
     await assert_counts_right(conn)
     await conn.execute("delete from campaign_messages where run_id = $1", paused.run_id)
-    await conn.execute(
-        "update campaign_runs set status = 'running' where id = $1", paused.run_id
-    )
+    await conn.execute("update campaign_runs set status = 'running' where id = $1", paused.run_id)
     answer = await assert_counts_right(conn)
     assert answer["queue"]["oldest_due_s"] >= 86400
 
