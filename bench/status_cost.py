@@ -1,15 +1,19 @@
 """Status cost at 1M campaign_messages: campaign_queue_status's plans and latency.
 
-Run: uv run python -m bench.status_cost [--rows 1000000] [--calls 100] [--scenario both]
+Run: uv run python -m bench.status_cost [--rows 1000000] [--calls 100] [--scenario all]
 
 Scenarios (each a fresh database of ROWS messages):
 - history: 200 runs (180 running, 15 paused, 5 completed) on 100 inboxes, half of them paced;
   about 89% sent (0.3% of them in the last hour), 5% pending (some due), 3% skipped, 2% failed
   (half in the last 24 h, with ids and numbers in their reasons), 0.1% in flight. A service
   that has run for a while: the status must not grow with the history.
-- backlog: every message pending (the claim benchmark's worst case), 2,000 runs on 1,000
-  inboxes, 30% of them paused. The status counts the backlog row by row (through an index):
-  this is where it costs most.
+- backlog: every message pending (the claim benchmark's worst case), 200 runs on 100
+  inboxes, 30% of them paused, due from 30 minutes ago to 90 minutes on. The backlog is read
+  from campaign_message_counts (sql/021_message_counts.sql), not counted row by row: the
+  status must not grow with it either.
+- many-runs: the same backlog over 2,000 runs on 1,000 inboxes. The status's cost is per run
+  and inbox shown (their rows of counts, two index probes, their JSON): this is where it
+  costs most.
 
 Printed for each:
 - EXPLAIN (ANALYZE, BUFFERS) of the function's own statements. Postgres cannot EXPLAIN inside
@@ -44,6 +48,7 @@ STATUS_INDEXES = [
     "idx_campaign_messages_failed_at",
     "idx_campaign_messages_failed_by_run",
     "idx_campaign_runs_active",
+    "idx_campaign_message_counts_run",
 ]
 # What failed messages say: the queue's own texts (they name no ids; some carry a number),
 # and one in fifty naming a message id (say, a text written by the product): those are all
@@ -147,11 +152,13 @@ async def load_history(conn: asyncpg.Connection, rows: int) -> None:
     )
 
 
-async def load_backlog(conn: asyncpg.Connection, rows: int) -> None:
+async def load_backlog(conn: asyncpg.Connection, rows: int, runs: int = 200) -> None:
+    inboxes = runs // 2
     await conn.execute(
         """insert into inboxes (id, workspace_id, name)
            select gen_random_uuid(), gen_random_uuid(), 'bench ' || g
-             from generate_series(1, 1000) g"""
+             from generate_series(1, $1) g""",
+        inboxes,
     )
     await conn.execute(
         "insert into campaign_configs (workspace_id, inbox_id) select workspace_id, id from inboxes"
@@ -159,18 +166,21 @@ async def load_backlog(conn: asyncpg.Connection, rows: int) -> None:
     await conn.execute(
         """with c as (select array_agg(id order by id) as ids from campaign_configs)
            insert into campaign_runs (config_id, status, leads_total)
-           select c.ids[1 + g % 1000], case when g % 10 < 3 then 'paused' else 'running' end,
-                  $1::int / 2000
-             from c, generate_series(1, 2000) g""",
+           select c.ids[1 + g % $2], case when g % 10 < 3 then 'paused' else 'running' end,
+                  $1::int / $3
+             from c, generate_series(1, $3) g""",
         rows,
+        inboxes,
+        runs,
     )
     await conn.execute(
         """with r as (select array_agg(id order by id) as ids from campaign_runs)
            insert into campaign_messages (run_id, lead_id, phone_number, scheduled_at)
-           select r.ids[1 + g % 2000], gen_random_uuid(), '+5511' || lpad(g::text, 9, '0'),
+           select r.ids[1 + g % $2], gen_random_uuid(), '+5511' || lpad(g::text, 9, '0'),
                   now() - interval '30 minutes' + (g % 7200) * interval '1 s'
              from r, generate_series(1, $1) g""",
         rows,
+        runs,
     )
     await conn.execute(
         """insert into campaign_inbox_pacing (inbox_id, next_slot_at, sent_day, sent_today,
@@ -179,6 +189,13 @@ async def load_backlog(conn: asyncpg.Connection, rows: int) -> None:
                   'UTC'
              from inboxes"""
     )
+
+
+async def load_many_runs(conn: asyncpg.Connection, rows: int) -> None:
+    await load_backlog(conn, rows, runs=2000)
+
+
+LOADERS = {"history": load_history, "backlog": load_backlog, "many-runs": load_many_runs}
 
 
 def function_statements(source: str) -> dict[str, str]:
@@ -297,7 +314,7 @@ async def scenario(server_dsn: str, name: str, rows: int, calls: int) -> list[st
     await init_connection(conn)
     try:
         started = time.perf_counter()
-        await (load_history if name == "history" else load_backlog)(conn, rows)
+        await LOADERS[name](conn, rows)
         # Steady state: autovacuum keeps the visibility map of old pages set (index-only scans
         # then skip the heap); a vacuum right after the bulk load may leave it partly unset.
         # The first fold of the load's counts (the service's next call, or the first status
@@ -386,7 +403,7 @@ async def scenario(server_dsn: str, name: str, rows: int, calls: int) -> list[st
 
 
 async def main(rows: int, calls: int, which: str) -> None:
-    names = ["history", "backlog"] if which == "both" else [which]
+    names = list(LOADERS) if which == "all" else [which]
     summary: list[str] = []
     with running_postgres() as server:
         for name in names:
@@ -400,6 +417,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--calls", type=int, default=100)
-    parser.add_argument("--scenario", choices=["history", "backlog", "both"], default="both")
+    parser.add_argument("--scenario", choices=[*LOADERS, "all"], default="all")
     options = parser.parse_args()
     asyncio.run(main(options.rows, options.calls, options.scenario))

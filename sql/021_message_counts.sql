@@ -80,8 +80,10 @@ $$;
 
 -- One trigger function for the three statement triggers below: the rows a statement changed
 -- (its transition tables), counted out of their old keys and into their new ones, summed per
--- key, and written as change rows. A statement that changes no status or pending time (a
--- lease renewal, a part sent) writes nothing.
+-- key, and written as change rows. The rows are grouped first (by run, kind and minute: a
+-- campaign inserted in one statement is a few groups, not a row each) and then each group
+-- counts twice, in its kind and, when pending, in its minute. A statement that changes no
+-- status or pending time (a lease renewal, a part sent) writes nothing.
 create or replace function cq_count_message_changes()
 returns trigger
 language plpgsql security definer set search_path = public
@@ -89,39 +91,50 @@ as $$
 begin
   if tg_op = 'INSERT' then
     insert into campaign_message_counts (run_id, kind, due_at, n, latest_at)
-    select c.run_id, c.kind, c.due_at, sum(c.n), max(c.latest_at)
-      from new_rows m
-     cross join lateral (values
-       (m.run_id, cq_count_kind(m.status), '-infinity'::timestamptz, 1, null::timestamptz),
-       (m.run_id, case when m.status = 'pending' then 'due' end,
-        cq_due_minute(m.scheduled_at, now()), 1, m.scheduled_at)) c(run_id, kind, due_at, n,
-                                                                    latest_at)
-     where c.kind is not null
+    select g.run_id, c.kind, c.due_at, sum(g.n), max(c.latest_at)
+      from (select m.run_id, cq_count_kind(m.status) as kind,
+                   case when m.status = 'pending' then cq_due_minute(m.scheduled_at, now()) end
+                     as due_at,
+                   count(*) as n, max(m.scheduled_at) as latest_at
+              from new_rows m
+             where cq_count_kind(m.status) is not null
+             group by 1, 2, 3) g
+     cross join lateral (values (g.kind, '-infinity'::timestamptz, null::timestamptz),
+                                ('due', g.due_at, g.latest_at)) c(kind, due_at, latest_at)
+     where c.due_at is not null
      group by 1, 2, 3;
   elsif tg_op = 'DELETE' then
     insert into campaign_message_counts (run_id, kind, due_at, n)
-    select c.run_id, c.kind, c.due_at, -sum(c.n)
-      from old_rows m
-     cross join lateral (values
-       (m.run_id, cq_count_kind(m.status), '-infinity'::timestamptz, 1),
-       (m.run_id, case when m.status = 'pending' then 'due' end,
-        cq_due_minute(m.scheduled_at, now()), 1)) c(run_id, kind, due_at, n)
-     where c.kind is not null
+    select g.run_id, c.kind, c.due_at, -sum(g.n)
+      from (select m.run_id, cq_count_kind(m.status) as kind,
+                   case when m.status = 'pending' then cq_due_minute(m.scheduled_at, now()) end
+                     as due_at,
+                   count(*) as n
+              from old_rows m
+             where cq_count_kind(m.status) is not null
+             group by 1, 2, 3) g
+     cross join lateral (values (g.kind, '-infinity'::timestamptz),
+                                ('due', g.due_at)) c(kind, due_at)
+     where c.due_at is not null
      group by 1, 2, 3;
   else
     insert into campaign_message_counts (run_id, kind, due_at, n, latest_at)
-    select c.run_id, c.kind, c.due_at, sum(c.n), max(c.latest_at) filter (where c.n > 0)
-      from (select m.run_id, m.status, m.scheduled_at, 1 as sign from new_rows m
-            union all
-            select m.run_id, m.status, m.scheduled_at, -1 from old_rows m) m
-     cross join lateral (values
-       (m.run_id, cq_count_kind(m.status), '-infinity'::timestamptz, m.sign, null::timestamptz),
-       (m.run_id, case when m.status = 'pending' then 'due' end,
-        cq_due_minute(m.scheduled_at, now()), m.sign, m.scheduled_at)) c(run_id, kind, due_at,
-                                                                         n, latest_at)
-     where c.kind is not null
+    select g.run_id, c.kind, c.due_at, sum(g.n), max(c.latest_at)
+      from (select m.run_id, cq_count_kind(m.status) as kind,
+                   case when m.status = 'pending' then cq_due_minute(m.scheduled_at, now()) end
+                     as due_at,
+                   sum(m.sign) as n, max(m.scheduled_at) filter (where m.sign > 0) as latest_at
+              from (select n.run_id, n.status, n.scheduled_at, 1 as sign from new_rows n
+                    union all
+                    select o.run_id, o.status, o.scheduled_at, -1 from old_rows o) m
+             where cq_count_kind(m.status) is not null
+             group by 1, 2, 3
+            having sum(m.sign) <> 0) g
+     cross join lateral (values (g.kind, '-infinity'::timestamptz, null::timestamptz),
+                                ('due', g.due_at, g.latest_at)) c(kind, due_at, latest_at)
+     where c.due_at is not null
      group by 1, 2, 3
-    having sum(c.n) <> 0;
+    having sum(g.n) <> 0;
   end if;
   return null;
 end;
@@ -206,12 +219,15 @@ create trigger cq_forget_truncated_messages
 
 delete from campaign_message_counts;
 insert into campaign_message_counts (run_id, kind, due_at, n, latest_at, folded)
-select c.run_id, c.kind, c.due_at, sum(c.n), max(c.latest_at), true
-  from campaign_messages m
- cross join lateral (values
-   (m.run_id, cq_count_kind(m.status), '-infinity'::timestamptz, 1, null::timestamptz),
-   (m.run_id, case when m.status = 'pending' then 'due' end,
-    cq_due_minute(m.scheduled_at, now()), 1, m.scheduled_at)) c(run_id, kind, due_at, n,
-                                                                latest_at)
- where c.kind is not null
+select g.run_id, c.kind, c.due_at, sum(g.n), max(c.latest_at), true
+  from (select m.run_id, cq_count_kind(m.status) as kind,
+               case when m.status = 'pending' then cq_due_minute(m.scheduled_at, now()) end
+                 as due_at,
+               count(*) as n, max(m.scheduled_at) as latest_at
+          from campaign_messages m
+         where cq_count_kind(m.status) is not null
+         group by 1, 2, 3) g
+ cross join lateral (values (g.kind, '-infinity'::timestamptz, null::timestamptz),
+                            ('due', g.due_at, g.latest_at)) c(kind, due_at, latest_at)
+ where c.due_at is not null
  group by 1, 2, 3;
