@@ -209,6 +209,7 @@ class Series:
     sql: str
     args_for: Callable[[int], tuple[Any, ...]]
     claims: bool = True  # release what each call claimed, so each call meets the same queue
+    conn: asyncpg.Connection | None = None  # its own connection (else the series' shared one)
     wall_ms: list[float] = field(default_factory=list)
     cpu_ms: float | None = 0.0
 
@@ -254,12 +255,16 @@ async def run_series(
     conn: asyncpg.Connection, series: list[Series], rounds: int, deadline: float
 ) -> None:
     """`rounds` rounds of one call of each series (fewer if the deadline comes first)."""
-    pid = await conn.fetchval("select pg_backend_pid()")
+    pids = {
+        id(c): await c.fetchval("select pg_backend_pid()")
+        for c in {conn, *(s.conn for s in series if s.conn)}
+    }
     for i in range(rounds):
         if time.monotonic() > deadline and i >= 5:
             break
         for one in series:
-            await one.run_once(conn, pid, i)
+            own = one.conn or conn
+            await one.run_once(own, pids[id(own)], i)
 
 
 def pct(values: list[float], q: int) -> float:
@@ -301,9 +306,22 @@ async def edge_case(admin_dsn: str, rows: int, claims: int, deadline: float) -> 
 
         claim = Series("claim (indexed)", "target: p50 < 10 ms", claim_sql, lambda _: (horizon,))
         floor = Series("baseline: select 1", "one round trip", "select 1", lambda _: (), False)
+        # The same call without the status's count triggers (sql/021_message_counts.sql): a
+        # session that fires no ordinary trigger (superuser only, as the embedded server's is).
+        untriggered_conn = await asyncpg.connect(dsn)
+        await init_connection(untriggered_conn)
+        await untriggered_conn.execute("set session_replication_role = replica")
+        untriggered = Series(
+            "baseline: no count triggers",
+            "",
+            claim_sql,
+            lambda _: (horizon,),
+            conn=untriggered_conn,
+        )
         share = time.monotonic() + (deadline - time.monotonic()) / 2
         await run_series(conn, [Series("warm-up", "", claim_sql, lambda _: (horizon,))], 10, share)
-        await run_series(conn, [claim, floor], claims, share)
+        await run_series(conn, [claim, floor, untriggered], claims, share)
+        await untriggered_conn.close()
         unindexed = Series("baseline: no indexes", "", claim_sql, lambda _: (horizon,))
         transaction = conn.transaction()
         await transaction.start()
@@ -320,6 +338,7 @@ async def edge_case(admin_dsn: str, rows: int, claims: int, deadline: float) -> 
         f"\n[edge] claim of 20 on {rows:,} rows ({'index scans' if indexed else 'SEQ SCAN'}):",
         claim.line(),
         floor.line(),
+        untriggered.line(),
         unindexed.line(),
     ]
 
