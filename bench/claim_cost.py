@@ -306,7 +306,7 @@ async def edge_case(admin_dsn: str, rows: int, claims: int, deadline: float) -> 
 
         claim = Series("claim (indexed)", "target: p50 < 10 ms", claim_sql, lambda _: (horizon,))
         floor = Series("baseline: select 1", "one round trip", "select 1", lambda _: (), False)
-        # The same call without the status's count triggers (sql/021_message_counts.sql): a
+        # The same call without the status's count triggers (sql/009_message_counts.sql): a
         # session that fires no ordinary trigger (superuser only, as the embedded server's is).
         untriggered_conn = await asyncpg.connect(dsn)
         await init_connection(untriggered_conn)

@@ -9,7 +9,7 @@ Scenarios (each a fresh database of ROWS messages):
   that has run for a while: the status must not grow with the history.
 - backlog: every message pending (the claim benchmark's worst case), 200 runs on 100
   inboxes, 30% of them paused, due from 30 minutes ago to 90 minutes on. The backlog is read
-  from campaign_message_counts (sql/021_message_counts.sql), not counted row by row: the
+  from campaign_message_counts (sql/009_message_counts.sql), not counted row by row: the
   status must not grow with it either.
 - many-runs: the same backlog over 2,000 runs on 1,000 inboxes. The status's cost is per run
   and inbox shown (their rows of counts, two index probes, their JSON): this is where it

@@ -137,7 +137,7 @@ begin
     end;
   end loop;
   -- Every call that worked messages keeps the status's counts folded
-  -- (021_message_counts.sql); a fold that fails leaves them to the next one.
+  -- (009_message_counts.sql); a fold that fails leaves them to the next one.
   begin
     perform cq_fold_message_counts();
   exception when others then

@@ -5,7 +5,7 @@
 -- Cost: index-backed, growing with neither the history nor the backlog. A run's sent and
 -- failed figures are its counters (leads_processed, leads_failed: kept by the functions that
 -- end a message, in the same transaction); its pending, due, in-flight and skipped messages
--- are read from campaign_message_counts (021_message_counts.sql: a few rows a run). What is
+-- are read from campaign_message_counts (009_message_counts.sql: a few rows a run). What is
 -- counted row by row is bounded by the pace of the queue: the sends of the last hour and the
 -- failures of the last 24 hours (the partial indexes below), and a run's messages falling due
 -- within the minute in progress. bench/status_cost.py shows the plans at 1M rows.
@@ -120,10 +120,6 @@ declare
   v_counts bigint[]; -- and how many failed with it
   v_result jsonb;
 begin
-  -- Fold the counts' pending changes first (writes, so not a stable function; nothing is
-  -- written in a read-only transaction, and a fold in progress elsewhere is not waited for).
-  perform cq_fold_message_counts();
-
   if p_run_id is null then
     select coalesce(array_agg(r.id order by r.started_at, r.id), '{}') into v_shown
       from campaign_runs r
@@ -164,19 +160,22 @@ begin
      where m.sent_at >= v_now - interval '60 minutes'
      group by m.run_id
   ), per_run as materialized (
-    -- Each run's backlog from its counts (021_message_counts.sql): a few rows a run. Only the
+    -- Each run's backlog from its counts (009_message_counts.sql): a few rows a run. Only the
     -- minute in progress may need its messages counted, and only when some of them are not
     -- yet due.
     select r.id, r.status, r.leads_total, r.leads_processed, r.leads_failed, r.started_at,
            r.error_message, c.inbox_id, c.timezone, r.id = any(v_shown) as shown,
            k.pending, k.skipped, d.due,
+           -- (an infinite time, which a product may write, has no age: not counted here)
            case when r.status = 'running' and d.due > 0 then (
              select m.scheduled_at from campaign_messages m
               where m.run_id = r.id and m.status = 'pending'
+                and m.scheduled_at > '-infinity' and m.scheduled_at < 'infinity'
               order by m.scheduled_at limit 1) end as first_at,
            case when r.status = 'running' and k.pending > 0 then (
              select m.scheduled_at from campaign_messages m
               where m.run_id = r.id and m.status = 'pending'
+                and m.scheduled_at > '-infinity' and m.scheduled_at < 'infinity'
               order by m.scheduled_at desc limit 1) end as last_at,
            k.in_flight,
            coalesce(x.sent_60m, 0) as sent_60m,
@@ -334,6 +333,12 @@ begin
                                 'sent_60m', coalesce(sum(x.sent_60m), 0))
         from recent x where p_run_id is null or x.run_id = p_run_id)
   ) into v_result;
+
+  -- Then fold the counts' changes, so the next call reads fewer rows: last, after the reads of
+  -- campaign_messages, in the lock order of 009_message_counts.sql (so the function is not
+  -- stable; a fold in progress elsewhere is not waited for; a read-only or repeatable-read
+  -- caller does not fold).
+  perform cq_fold_message_counts();
   return v_result;
 end;
 $$;

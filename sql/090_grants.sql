@@ -41,6 +41,7 @@ begin
     'cq_due_minute(timestamptz,timestamptz)',
     'cq_count_kind(text)',
     'cq_fold_message_counts()',
+    'cq_rebuild_message_counts()',
     'cq_count_message_changes()',
     'cq_forget_message_counts()'
   ] loop

@@ -43,6 +43,7 @@ INTERNAL_FUNCTIONS = [
     "cq_due_minute",
     "cq_count_kind",
     "cq_fold_message_counts",
+    "cq_rebuild_message_counts",
     "cq_count_message_changes",
     "cq_forget_message_counts",
 ]

@@ -1,4 +1,4 @@
-"""campaign_message_counts (sql/021_message_counts.sql): the per-run counts the status reads.
+"""campaign_message_counts (sql/009_message_counts.sql): the per-run counts the status reads.
 
 Every check compares campaign_queue_status with a plain count of the rows, in the same
 snapshot and at the status's own time ("at"). The counts are a cache, and a cache is right
@@ -8,6 +8,7 @@ product's own SQL), whenever it was folded, with writers in flight on other conn
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import uuid
@@ -43,7 +44,22 @@ async def status_and_truth(conn: asyncpg.Connection) -> tuple[dict[str, Any], di
     return answer, truth
 
 
+# A pending message due from a minute ago on is counted in the row of its minute, and that
+# row's latest_at bounds its time (else the status would take the minute as all due).
+UNBOUNDED = """
+select count(*) from campaign_messages m
+ where m.status = 'pending' and m.scheduled_at >= now() - interval '1 minute'
+   and isfinite(m.scheduled_at)
+   and coalesce((select max(k.latest_at) from campaign_message_counts k
+                  where k.run_id = m.run_id and k.kind = 'due'
+                    and k.due_at = date_bin('1 minute', m.scheduled_at,
+                                            timestamptz '2000-01-01 00:00:00+00')),
+                '-infinity') < m.scheduled_at
+"""
+
+
 async def assert_counts_right(conn: asyncpg.Connection) -> dict[str, Any]:
+    assert await conn.fetchval(UNBOUNDED) == 0
     answer, truth = await status_and_truth(conn)
     fields = ("pending", "skipped", "in_flight")
     shown = {r["run_id"]: tuple(r[f] for f in fields) for r in answer["runs"]}
@@ -273,5 +289,102 @@ async def test_applying_the_migration_again_rebuilds_the_counts_from_the_rows(
         seeded.run_id,
     )
     async with conn.transaction():
-        await conn.execute((SQL_DIR / "021_message_counts.sql").read_text())
+        await conn.execute((SQL_DIR / "009_message_counts.sql").read_text())
     await assert_counts_right(conn)
+
+
+async def test_a_message_moved_later_within_its_minute_raises_the_minutes_bound(
+    conn: asyncpg.Connection,
+) -> None:
+    """Its count does not change (out of the minute, back into it), its time does: were the
+    bound left behind, a status in that minute would count the message as due too soon."""
+    seeded = await seed_campaign(conn, leads=1)
+    minute = "date_bin('1 minute', now() + interval '5 minutes', timestamptz '2000-01-01')"
+    message_id = await conn.fetchval(
+        f"""insert into campaign_messages (run_id, lead_id, phone_number, scheduled_at)
+            values ($1, gen_random_uuid(), '+5511900000000', {minute} + interval '1 s')
+            returning id""",
+        seeded.run_id,
+    )
+    await conn.fetchval("select cq_fold_message_counts()")
+    await conn.execute(
+        f"update campaign_messages set scheduled_at = {minute} + interval '59 s' where id = $1",
+        message_id,
+    )
+    await assert_counts_right(conn)
+
+
+async def test_a_status_in_an_older_snapshot_than_a_fold_still_answers(
+    conn: asyncpg.Connection, db_dsn: str
+) -> None:
+    """A repeatable-read caller whose snapshot predates another session's fold reads the
+    changes that fold took as still unfolded (right), and does not fold itself."""
+    seeded = await seed_campaign(conn, leads=3)
+    other = await asyncpg.connect(db_dsn)
+    try:
+        async with conn.transaction(isolation="repeatable_read"):
+            await conn.fetchval("select 1")  # the snapshot
+            assert await other.fetchval("select cq_fold_message_counts()") > 0
+            answer = json.loads(await conn.fetchval("select campaign_queue_status()::text"))
+        assert answer["runs"][0]["run_id"] == str(seeded.run_id)
+        assert answer["runs"][0]["pending"] == 3
+    finally:
+        await other.close()
+    await assert_counts_right(conn)
+
+
+async def test_messages_without_a_time_or_at_an_infinite_one_are_counted(
+    conn: asyncpg.Connection,
+) -> None:
+    """The product's table may allow a null scheduled_at (it predates this service): such a
+    message is pending and never due, as the claim sees it; -infinity is due, infinity not."""
+    seeded = await seed_campaign(conn, leads=2)
+    await conn.execute("alter table campaign_messages alter column scheduled_at drop not null")
+    await conn.execute(
+        """insert into campaign_messages (run_id, lead_id, phone_number, scheduled_at)
+           select $1, gen_random_uuid(), '+5511900000000', t
+             from unnest(array[null, '-infinity', 'infinity']::timestamptz[]) t""",
+        seeded.run_id,
+    )
+    answer = await assert_counts_right(conn)
+    assert answer["runs"][0]["pending"] == 5
+    assert answer["queue"]["due"] == 3
+    async with conn.transaction():
+        assert await conn.fetchval("select cq_rebuild_message_counts()") > 0
+    await assert_counts_right(conn)
+
+
+async def test_a_truncate_during_a_fold_forgets_what_the_fold_wrote(
+    conn: asyncpg.Connection, db_dsn: str
+) -> None:
+    """A fold writes new rows a truncate's delete could not see: the truncate waits for it."""
+    await seed_campaign(conn, leads=3)
+    truncating = await asyncpg.connect(db_dsn)
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        assert await conn.fetchval("select cq_fold_message_counts()") > 0
+        truncate = asyncio.create_task(truncating.execute("truncate campaign_messages"))
+        await asyncio.sleep(0.3)
+        assert not truncate.done()
+        await transaction.commit()
+        await asyncio.wait_for(truncate, timeout=10)
+    finally:
+        await truncating.close()
+    answer = await assert_counts_right(conn)
+    assert answer["runs"][0]["pending"] == 0
+
+
+async def test_writes_no_trigger_saw_are_recounted_by_a_rebuild(
+    conn: asyncpg.Connection,
+) -> None:
+    seeded = await seed_campaign(conn, leads=2)
+    await conn.execute("set session_replication_role = replica")  # as a replication apply
+    await product_inserts(conn, seeded.run_id, [-60, 600])
+    await conn.execute("reset session_replication_role")
+    answer, _ = await status_and_truth(conn)
+    assert answer["runs"][0]["pending"] == 2  # not seen
+    async with conn.transaction():
+        await conn.fetchval("select cq_rebuild_message_counts()")
+    answer = await assert_counts_right(conn)
+    assert answer["runs"][0]["pending"] == 4

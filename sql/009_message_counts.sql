@@ -7,7 +7,12 @@
 -- changes (append-only, never an update): concurrent writers never wait on a counter row and
 -- never deadlock on one. cq_fold_message_counts folds the changes into one row per key, one
 -- folder at a time; finalize_campaign_runs (every call of the service that worked messages)
--- and the status call it.
+-- and the status call it, after their reads of campaign_messages (the lock order every path
+-- keeps: campaign_messages, then the fold's advisory lock; a TRUNCATE too).
+--
+-- Writes that fire no trigger (session_replication_role = replica: logical replication's
+-- apply, some restore tools) are not counted: `select cq_rebuild_message_counts()` (as the
+-- owner) recounts from the rows, as applying this file does.
 --
 -- Rows:
 --   kind 'pending' / 'skipped'  due_at '-infinity'; n = the run's messages in that status
@@ -18,7 +23,8 @@
 --                               so a reader adds one row per run for all that is due, not
 --                               one per minute of the campaign. latest_at: an upper bound on
 --                               the scheduled_at counted in the row (only the status's
---                               current minute needs it)
+--                               current minute needs it). A message without a time never
+--                               falls due (the claim never takes it): 'infinity'
 --   folded false                a change a trigger wrote (n may be negative), not yet folded
 -- The count of a key is the sum of its rows, folded or not; one snapshot reads a consistent
 -- sum, since a fold deletes the changes and adds them in the same transaction.
@@ -65,13 +71,15 @@ $$;
 
 
 -- The row of 'due' a pending message counts in: the minute it falls due, or '-infinity' when
--- that is well past (two minutes: a status whose transaction began a little before the
--- writer's still sees the message as due). Time-zone independent (date_bin from a UTC origin).
+-- that is well past (two minutes: a status whose clock reads a little before the writer's
+-- still sees the message as due), 'infinity' when it has no time. Time-zone independent
+-- (date_bin from a UTC origin). Stable, as timestamptz arithmetic is: so it is inlined.
 create or replace function cq_due_minute(p_scheduled_at timestamptz, p_now timestamptz)
 returns timestamptz
-language sql immutable
+language sql stable
 as $$
   select case
+    when p_scheduled_at is null then 'infinity'::timestamptz
     when p_scheduled_at < p_now - interval '2 minutes' then '-infinity'::timestamptz
     when not isfinite(p_scheduled_at) then p_scheduled_at
     else date_bin('1 minute', p_scheduled_at, timestamptz '2000-01-01 00:00:00+00') end;
@@ -128,20 +136,22 @@ begin
                     union all
                     select o.run_id, o.status, o.scheduled_at, -1 from old_rows o) m
              where cq_count_kind(m.status) is not null
-             group by 1, 2, 3
-            having sum(m.sign) <> 0) g
+             group by 1, 2, 3) g
      cross join lateral (values (g.kind, '-infinity'::timestamptz, null::timestamptz),
                                 ('due', g.due_at, g.latest_at)) c(kind, due_at, latest_at)
      where c.due_at is not null
      group by 1, 2, 3
-    having sum(g.n) <> 0;
+    -- A message moved within its minute changes no count but may raise the minute's upper
+    -- bound: that row is kept (n 0), or the status would take the minute as all due.
+    having sum(g.n) <> 0 or max(c.latest_at) is not null;
   end if;
   return null;
 end;
 $$;
 
 -- A truncate forgets every count (after waiting for a fold in progress, which could otherwise
--- write back what it folded).
+-- write back what it folded; the truncate already holds campaign_messages, and a fold's
+-- transaction never reads campaign_messages after taking the fold's lock).
 create or replace function cq_forget_message_counts()
 returns trigger
 language plpgsql security definer set search_path = public
@@ -156,8 +166,9 @@ $$;
 
 -- Folds the changes into one row per key, and the minutes now past into '-infinity'; drops
 -- keys that fell to zero. One folder at a time (a transaction-scoped advisory lock: a second
--- caller does nothing, the first folds for both); nothing in a read-only transaction.
--- Returns the change rows folded.
+-- caller does nothing, the first folds for both). Only in a read-committed transaction that
+-- may write: an older snapshot (repeatable read) may not delete changes another fold took,
+-- and the unfolded changes read right anyway. Returns the change rows folded.
 create or replace function cq_fold_message_counts()
 returns integer
 language plpgsql security definer set search_path = public
@@ -169,17 +180,23 @@ declare
   v_folded int;
 begin
   if current_setting('transaction_read_only') = 'on'
+     or current_setting('transaction_isolation') <> 'read committed'
      or not pg_try_advisory_xact_lock(hashtext('campaign_message_counts')) then
     return 0;
   end if;
-  with moved as (
+  with changes as (  -- two deletes, one partial index each
+    delete from campaign_message_counts c where not c.folded
+    returning c.run_id, c.kind, c.due_at, c.n, c.latest_at
+  ), past_minutes as (
     delete from campaign_message_counts c
-     where not c.folded
-        or (c.folded and c.kind = 'due' and c.due_at > '-infinity' and c.due_at < v_horizon)
-    returning c.run_id, c.kind,
-              case when c.due_at < v_horizon then '-infinity'::timestamptz else c.due_at end
-                as due_at,
-              c.n, case when c.due_at >= v_horizon then c.latest_at end as latest_at
+     where c.folded and c.kind = 'due' and c.due_at > '-infinity' and c.due_at < v_horizon
+    returning c.run_id, c.kind, c.due_at, c.n, c.latest_at
+  ), moved as (
+    select m.run_id, m.kind,
+           case when m.due_at < v_horizon then '-infinity'::timestamptz else m.due_at end
+             as due_at,
+           m.n, case when m.due_at >= v_horizon then m.latest_at end as latest_at
+      from (select * from changes union all select * from past_minutes) m
   )
   insert into campaign_message_counts as t (run_id, kind, due_at, n, latest_at, folded)
   select m.run_id, m.kind, m.due_at, sum(m.n), max(m.latest_at), true
@@ -194,11 +211,41 @@ end;
 $$;
 
 
+-- Every count recounted from the rows (writers wait: seconds at a million rows; readers do
+-- not). Applying this file does it; so can the owner, after writes no trigger saw.
+create or replace function cq_rebuild_message_counts()
+returns bigint
+language plpgsql security definer set search_path = public
+as $$
+declare
+  v_rows bigint;
+begin
+  lock table campaign_messages in share row exclusive mode;
+  perform pg_advisory_xact_lock(hashtext('campaign_message_counts'));
+  delete from campaign_message_counts;
+  insert into campaign_message_counts (run_id, kind, due_at, n, latest_at, folded)
+  select g.run_id, c.kind, c.due_at, sum(g.n), max(c.latest_at), true
+    from (select m.run_id, cq_count_kind(m.status) as kind,
+                 case when m.status = 'pending' then cq_due_minute(m.scheduled_at, now()) end
+                   as due_at,
+                 count(*) as n, max(m.scheduled_at) as latest_at
+            from campaign_messages m
+           where cq_count_kind(m.status) is not null
+           group by 1, 2, 3) g
+   cross join lateral (values (g.kind, '-infinity'::timestamptz, null::timestamptz),
+                              ('due', g.due_at, g.latest_at)) c(kind, due_at, latest_at)
+   where c.due_at is not null
+   group by 1, 2, 3;
+  get diagnostics v_rows = row_count;
+  return v_rows;
+end;
+$$;
+
+
 -- The triggers, and the counts rebuilt from the rows: on the first migration, and again each
--- time this file changes (a rebuild is always right, whatever the counts held). Writers of
--- campaign_messages wait for the rebuild (seconds at a million rows); readers do not.
+-- time this file changes (a rebuild is always right, whatever the counts held). Taken before
+-- the triggers change, so no write falls between them and the recount.
 lock table campaign_messages in share row exclusive mode;
-select pg_advisory_xact_lock(hashtext('campaign_message_counts'));
 
 drop trigger if exists cq_count_inserted_messages on campaign_messages;
 create trigger cq_count_inserted_messages
@@ -217,17 +264,4 @@ create trigger cq_forget_truncated_messages
   after truncate on campaign_messages
   for each statement execute function cq_forget_message_counts();
 
-delete from campaign_message_counts;
-insert into campaign_message_counts (run_id, kind, due_at, n, latest_at, folded)
-select g.run_id, c.kind, c.due_at, sum(g.n), max(c.latest_at), true
-  from (select m.run_id, cq_count_kind(m.status) as kind,
-               case when m.status = 'pending' then cq_due_minute(m.scheduled_at, now()) end
-                 as due_at,
-               count(*) as n, max(m.scheduled_at) as latest_at
-          from campaign_messages m
-         where cq_count_kind(m.status) is not null
-         group by 1, 2, 3) g
- cross join lateral (values (g.kind, '-infinity'::timestamptz, null::timestamptz),
-                            ('due', g.due_at, g.latest_at)) c(kind, due_at, latest_at)
- where c.due_at is not null
- group by 1, 2, 3;
+select cq_rebuild_message_counts();
