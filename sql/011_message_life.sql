@@ -209,6 +209,13 @@ begin
   if p_part_index < v_msg.parts_sent then
     return jsonb_build_object('ok', true, 'reason', null, 'completed', false);
   end if;
+  if p_part_index = 0 then  -- the inbox's gap counts from a late first part (016_pacing.sql)
+    begin
+      perform cq_first_part_delivered(p_message_id, v_msg.run_id);
+    exception when undefined_function or undefined_column then
+      null;  -- an upgrade between this file and 016_pacing.sql: the delivery is what counts
+    end;
+  end if;
 
   if p_part_index + 1 < v_total then
     update campaign_messages

@@ -26,6 +26,10 @@ create table if not exists campaign_inbox_pacing (
   timezone text,                     -- the zone of sent_day: the campaign's that opened it
   updated_at timestamptz not null default now()
 );
+-- The message that took the last slot, and the min gap then in force: its first part's
+-- delivery may push the next slot (cq_first_part_delivered).
+alter table campaign_inbox_pacing add column if not exists last_slot_message_id uuid;
+alter table campaign_inbox_pacing add column if not exists last_min_gap_s real;
 alter table campaign_inbox_pacing enable row level security;
 revoke all on campaign_inbox_pacing from public, anon, authenticated;
 
@@ -166,6 +170,8 @@ begin
      set next_slot_at = v_now + make_interval(secs => v_gap),
          paced = v_limits.min_gap_s > 0 or v_limits.daily_cap > 0,
          last_slot_at = v_now,
+         last_slot_message_id = p_message_id,
+         last_min_gap_s = v_limits.min_gap_s,
          sent_day = v_row.sent_day,
          sent_today = v_row.sent_today + 1,
          capped_day = case when v_limits.daily_cap > 0
@@ -179,6 +185,27 @@ begin
    where inbox_id = v_inbox;
   return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
 end;
+$$;
+
+
+-- A first part is delivered (mark_message_part_sent calls this): the gap to the inbox's next
+-- first part counts from here when that is later than the slot allowed for. The slot was
+-- stamped before the send; a send that retried a 5xx or a timeout reaches the endpoint later,
+-- and the next message, slotted a drawn gap after the stamp, could land less than min_gap
+-- after it. The moment of the mark is after the delivery, so the gap it keeps is at least
+-- min_gap. Only while this message holds the inbox's last slot (a send slower than the whole
+-- gap has let the next message through already: that one is not moved).
+create or replace function cq_first_part_delivered(p_message_id uuid, p_run_id uuid)
+returns void
+language sql security definer set search_path = public
+as $$
+  update campaign_inbox_pacing p
+     set next_slot_at = clock_timestamp() + make_interval(secs => p.last_min_gap_s),
+         updated_at = clock_timestamp()
+    from campaign_runs r join campaign_configs c on c.id = r.config_id
+   where r.id = p_run_id and p.inbox_id = c.inbox_id
+     and p.last_slot_message_id = p_message_id and p.last_min_gap_s > 0
+     and p.next_slot_at < clock_timestamp() + make_interval(secs => p.last_min_gap_s);
 $$;
 
 

@@ -727,3 +727,67 @@ async def test_a_huge_batch_size_never_makes_the_claim_error(
     batch = await claim(rpc, 2_147_483_647, **pacing(0))
     assert len(batch) == 6
     assert {m["config"]["inbox_id"] for m in batch} == {str(s.inbox_id) for s in inboxes}
+
+
+# --- a first part delivered late -----------------------------------------------------------
+
+
+async def sent_first_part(rpc: PostgresRpc, item: dict[str, Any]) -> None:
+    assert (await rpc.call("start_campaign_message", fence(item)))["ok"]
+    assert (await save(rpc, item))["ok"]
+    answer = await rpc.call(
+        "mark_message_part_sent",
+        {**fence(item), "p_part_index": 0, "p_provider_message_id": "wamid.0"},
+    )
+    assert answer["ok"]
+
+
+async def test_a_first_part_delivered_late_moves_the_next_slot_a_min_gap_past_it(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    """A send that retried a 5xx reaches the endpoint after its slot: the next message of the
+    inbox still goes out at least min_gap after it, not a gap after the slot."""
+    seeded = await seed_campaign(conn, leads=2)
+    first, _ = await claim_unpaced(rpc, 2)
+    assert (await take(rpc, first, **pacing(1.0)))["ok"]
+    slotted = await pacing_row(conn, seeded.inbox_id)
+    assert slotted is not None
+    await asyncio.sleep(0.4)  # the first part's retries
+    sending_from = await conn.fetchval("select clock_timestamp()")
+    await sent_first_part(rpc, first)
+    row = await pacing_row(conn, seeded.inbox_id)
+    assert row is not None
+    assert row["next_slot_at"] - slotted["next_slot_at"] >= timedelta(seconds=0.3)
+    assert row["next_slot_at"] >= sending_from + timedelta(seconds=1.0)
+    assert row["sent_today"] == 1  # no slot taken: only moved
+
+
+async def test_a_first_part_delivered_within_its_gap_leaves_the_next_slot_alone(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    seeded = await seed_campaign(conn, leads=2)
+    first, _ = await claim_unpaced(rpc, 2)
+    assert (await take(rpc, first, **pacing(1.0, 3.0)))["ok"]
+    await conn.execute(  # a long gap was drawn: the delivery is well inside it
+        """update campaign_inbox_pacing set next_slot_at = last_slot_at + interval '3 s'
+            where inbox_id = $1""",
+        seeded.inbox_id,
+    )
+    slotted = await pacing_row(conn, seeded.inbox_id)
+    await sent_first_part(rpc, first)
+    assert await pacing_row(conn, seeded.inbox_id) == slotted
+
+
+async def test_only_the_message_holding_the_last_slot_moves_it(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    """A send slower than the whole gap let the next message through already: moving the slot
+    after that one would delay the inbox for nothing."""
+    seeded = await seed_campaign(conn, leads=2)
+    first, second = await claim_unpaced(rpc, 2)
+    assert (await take(rpc, first, **pacing(0.2)))["ok"]
+    await take_until_ok(rpc, second, **pacing(0.2))
+    slotted = await pacing_row(conn, seeded.inbox_id)
+    await asyncio.sleep(0.3)
+    await sent_first_part(rpc, first)
+    assert await pacing_row(conn, seeded.inbox_id) == slotted
