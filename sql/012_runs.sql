@@ -137,11 +137,16 @@ begin
     end;
   end loop;
   -- Every call that worked messages keeps the status's counts folded
-  -- (009_message_counts.sql); a fold that fails leaves them to the next one.
+  -- (009_message_counts.sql), and forgets the fair-share turns of runs that are over (one row
+  -- each, else kept for ever; a run made running again starts with the first turn). Either
+  -- failing is left to the next call.
   begin
+    delete from campaign_run_turns t
+     where not exists (select 1 from campaign_runs r
+                        where r.id = t.run_id and r.status in ('running', 'paused'));
     perform cq_fold_message_counts();
   exception when others then
-    raise warning 'campaign_message_counts not folded: %', sqlerrm;
+    raise warning 'campaign_run_turns or campaign_message_counts not tidied: %', sqlerrm;
   end;
   return v_finished;
 end;

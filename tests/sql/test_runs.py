@@ -182,6 +182,23 @@ async def test_finalize_completes_only_runs_with_nothing_left(
     assert await rpc.call("finalize_campaign_runs", {"p_run_ids": [done.run_id]}) == []
 
 
+async def test_finalize_forgets_the_fair_share_turns_of_runs_that_are_over(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    done = await seed_campaign(conn, leads=1)
+    paused = await seed_campaign(conn, leads=2)
+    busy = await seed_campaign(conn, leads=2)
+    assert len(await claim(rpc, batch=3)) == 3  # one turn each
+    assert await conn.fetchval("select count(*) from campaign_run_turns") == 3
+    await conn.execute("update campaign_messages set status = 'sent' where run_id = $1", done.run_id)
+    await conn.execute("update campaign_runs set status = 'paused' where id = $1", paused.run_id)
+
+    await rpc.call("finalize_campaign_runs", {"p_run_ids": [done.run_id]})
+
+    kept = await conn.fetch("select run_id from campaign_run_turns order by run_id")
+    assert {r["run_id"] for r in kept} == {paused.run_id, busy.run_id}
+
+
 async def test_requeue_failed_makes_failed_messages_due_again(
     conn: asyncpg.Connection, rpc: PostgresRpc
 ) -> None:
