@@ -190,7 +190,8 @@ async def test_finalize_forgets_the_fair_share_turns_of_runs_that_are_over(
     busy = await seed_campaign(conn, leads=2)
     assert len(await claim(rpc, batch=3)) == 3  # one turn each
     assert await conn.fetchval("select count(*) from campaign_run_turns") == 3
-    await conn.execute("update campaign_messages set status = 'sent' where run_id = $1", done.run_id)
+    sent = "update campaign_messages set status = 'sent' where run_id = $1"
+    await conn.execute(sent, done.run_id)
     await conn.execute("update campaign_runs set status = 'paused' where id = $1", paused.run_id)
 
     await rpc.call("finalize_campaign_runs", {"p_run_ids": [done.run_id]})
