@@ -125,6 +125,14 @@ class ProcessQueueAnswer(ProcessQueueResult):
             "counts here, not in failed)."
         ),
     )
+    lease_lost: int = Field(
+        default=0,
+        description=(
+            "Claimed, then taken over by another worker (this call's lease expired while it "
+            "worked the message): that worker records it. claimed = processed + failed + "
+            "paused + skipped + released + lease_lost."
+        ),
+    )
     old_skipped: int = Field(
         default=0,
         description=(

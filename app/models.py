@@ -250,6 +250,7 @@ class ProcessQueueResult(BaseModel):
     paused: int = 0
     skipped: int = 0
     released: int = 0
+    lease_lost: int = 0  # claimed, then taken over by another worker: that worker's now
     old_skipped: int = 0
     duration_ms: int = 0
     circuit_open: str | None = None  # why the provider circuit opened, if it did

@@ -142,6 +142,7 @@ class QueueProcessor:
         result.paused = outcomes[Outcome.PAUSED]
         result.skipped = outcomes[Outcome.SKIPPED]
         result.released = outcomes[Outcome.RELEASED]
+        result.lease_lost = outcomes[Outcome.LEASE_LOST]
         result.circuit_open = invocation.circuit.reason
         result.success = not invocation.circuit.on_auth_error
         result.duration_ms = int((time.monotonic() - started) * 1000)

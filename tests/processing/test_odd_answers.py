@@ -119,7 +119,8 @@ async def test_a_message_whose_lease_was_lost_and_that_is_claimed_again_is_worke
     await rival_task
 
     assert response.status_code == 200, response.text
-    assert (response.json()["claimed"], response.json()["processed"]) == (2, 1), response.json()
+    answer = response.json()
+    assert (answer["claimed"], answer["processed"], answer["lease_lost"]) == (2, 1, 1), answer
     row = await message_row(conn, message_id)
     assert row["status"] == "sent"
     assert stubs.send.delivered_keys() == [f"{message_id}:0"]
