@@ -41,6 +41,7 @@ from app.models import ProcessQueueResult
 from app.processing.pipeline import MessagePipeline
 from app.processing.processor import QueueProcessor
 from app.settings import Settings, SettingsError, load_settings
+from app.shutdown import on_sigterm
 from app.startup import log_start_up, package_version, secrets_of
 from app.store.rpc import DatabaseError, Rpc
 from app.store.store import Pacing, Store
@@ -176,9 +177,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = await build_services(resolved)
         app.state.services = services
         log_start_up(resolved)
+        undo_drain = on_sigterm(services.processor.drain)
         try:
             yield
         finally:
+            undo_drain()
             await close_services(services)
 
     # The docs routes are ours (below): settings come in the lifespan, not at import.

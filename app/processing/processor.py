@@ -97,6 +97,17 @@ class QueueProcessor:
             settings.inbox_min_gap_s, settings.inbox_max_gap_s, settings.inbox_daily_cap
         )
         self._claimer = Claimer(store, settings, worker, self._pacing)
+        self._running: dict[int, Invocation] = {}  # by id(): the calls in progress
+        self._draining = False
+
+    def drain(self) -> None:
+        """A shutdown is coming (SIGTERM): every call in progress acts as if its time budget
+        ran out now (it starts no message, finishes those it started, gives the rest back), and
+        a call that begins from now on claims nothing."""
+        self._draining = True
+        now = time.monotonic()
+        for invocation in self._running.values():
+            invocation.deadline = min(invocation.deadline, now)
 
     def request(self, **overrides: object) -> ProcessRequest:
         """The settings' defaults, with the fields a caller gave."""
@@ -114,10 +125,19 @@ class QueueProcessor:
         started = time.monotonic()
         invocation = Invocation(
             worker=self._worker,
-            deadline=started + request.time_budget_s,
+            deadline=started if self._draining else started + request.time_budget_s,
             circuit=CircuitBreaker(self._settings.circuit_failure_threshold),
             leases=LeaseKeeper(self._store, self._settings.lock_timeout_s, self._worker),
         )
+        self._running[id(invocation)] = invocation
+        try:
+            return await self._process(request, invocation, started)
+        finally:
+            del self._running[id(invocation)]
+
+    async def _process(
+        self, request: ProcessRequest, invocation: Invocation, started: float
+    ) -> ProcessQueueResult:
         result = ProcessQueueResult()
         if request.requeue_failed and request.run_id is not None:
             requeued = await self._store.requeue_failed(request.run_id)

@@ -92,6 +92,10 @@ class ServiceProcess:
                 self.kill()
 
     @property
+    def returncode(self) -> int | None:
+        return None if self._process is None else self._process.poll()
+
+    @property
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

@@ -1,0 +1,103 @@
+"""SIGTERM drains the service (app/shutdown.py): the call in progress finishes the messages it
+started, gives back the ones it had not, and answers; then the process exits. The service
+runs as its own process (uvicorn), as on a platform, and gets a real signal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import asyncpg
+import httpx
+
+from app.sandbox.seed import seed_campaign
+from app.sandbox.service_process import ServiceProcess
+from app.sandbox.stubs import Latency
+from tests.processing.invariants import assert_no_lease_left
+from tests.stubs import CRON_SECRET, Stubs
+
+
+async def wait_for_generating(conn: asyncpg.Connection, count: int) -> None:
+    for _ in range(200):  # 10 s at most
+        n = await conn.fetchval(
+            "select count(*) from campaign_messages where status = 'generating'"
+        )
+        if n >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the call never started its messages")
+
+
+async def test_sigterm_lets_the_call_finish_what_it_started_and_give_back_the_rest(
+    stubs: Stubs, db_dsn: str, conn: asyncpg.Connection
+) -> None:
+    await seed_campaign(conn, leads=12)
+    stubs.openrouter.latency = Latency(fixed_ms=1500)
+    service = ServiceProcess(
+        {
+            "DATABASE_URL": db_dsn,
+            **stubs.env(),
+            "CRON_SECRET": CRON_SECRET,
+            "LOCK_TIMEOUT_S": "60",
+            "MAX_CONCURRENCY": "2",
+            "BATCH_SIZE": "12",
+            "INBOX_MIN_GAP_S": "0",
+            "INBOX_DAILY_CAP": "0",
+        }
+    )
+    service.start()
+    try:
+        async with httpx.AsyncClient(timeout=60) as http:
+            call = asyncio.create_task(
+                http.post(
+                    service.url + "/process-queue",
+                    headers={"Authorization": f"Bearer {CRON_SECRET}"},
+                )
+            )
+            await wait_for_generating(conn, 2)
+            os.kill(service.pid, signal.SIGTERM)
+            response = await call
+        exited = await asyncio.to_thread(wait_for_exit, service)
+    finally:
+        service.stop()
+
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    # The two being written went out; the ten claimed behind them were given back untouched.
+    assert (answer["claimed"], answer["processed"], answer["released"]) == (12, 2, 10), answer
+    # It ended by itself once the call answered (uvicorn re-raises the signal it drained on).
+    assert exited in (0, -signal.SIGTERM)
+    await assert_no_lease_left(conn)
+    rows = await conn.fetch(
+        "select status, retry_count, count(*) from campaign_messages group by 1, 2 order by 1"
+    )
+    assert [tuple(r) for r in rows] == [("pending", 0, 10), ("sent", 0, 2)]
+
+
+def wait_for_exit(service: ServiceProcess) -> int | None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and service.alive:
+        time.sleep(0.05)
+    return None if service.alive else service.returncode
+
+
+def test_without_a_server_handler_sigterm_still_terminates() -> None:
+    """Outside a server (no handler before ours), the signal does what it did: it ends the
+    process, after the drain."""
+    code = (
+        "import os, signal, time\n"
+        "from app.shutdown import on_sigterm\n"
+        "on_sigterm(lambda: print('drained', flush=True))\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(5)\n"
+        "print('still alive', flush=True)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.stdout == "drained\n"
+    assert result.returncode == -signal.SIGTERM
