@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app.models import ProcessQueueResult
+from app.processing.cadence import PACING_LOOKAHEAD_S, Cadence
 from app.processing.claims import Claimer, Waiting
 from app.processing.endings import Outcome
 from app.processing.invocation import CircuitBreaker, Invocation
@@ -34,9 +35,6 @@ from app.store.store import Pacing, Store
 log = logging.getLogger("campaign_queue")
 
 SKIP_LATE_LIMIT = 5000  # late messages skipped per call: a backlog shrinks over a few calls
-PACING_LOOKAHEAD_S = 3.0  # a slot opening this soon is claimed now; the worker waits for it
-PACING_POLL_S = 0.5  # how often a paced call looks again for inboxes whose slot opened
-PACING_POLL_MIN_S = 0.05  # ... and a quarter of the gap when the gap is short (bench/pacing.py)
 
 
 @dataclass(frozen=True)
@@ -47,42 +45,6 @@ class ProcessRequest:
     time_budget_s: float
     run_id: uuid.UUID | None = None
     requeue_failed: bool = False
-
-
-@dataclass
-class _Cadence:
-    """When the next claim may happen: at once until the queue runs dry, then (pacing on)
-    every PACING_POLL_S while claims keep finding work within a gap's reach."""
-
-    pacing: Pacing
-    drained: bool = False
-    stopped: bool = False  # the database failed after a claim: claim no more
-    next_poll_at: float = 0.0
-    last_found_at: float | None = None  # when a claim last found work
-
-    def found(self, count: int, asked: int) -> None:
-        now = time.monotonic()
-        self.drained = count < asked
-        self.next_poll_at = now + max(
-            min(PACING_POLL_S, self.pacing.min_gap_s / 4), PACING_POLL_MIN_S
-        )
-        if count:
-            self.last_found_at = now
-
-    def poll_in_s(self) -> float | None:
-        """None when no further claim will come; else seconds until the next one."""
-        if self.stopped:
-            return None
-        if not self.drained:
-            return 0.0
-        if not self.pacing.on:
-            return None
-        now = time.monotonic()
-        if self.last_found_at is None:
-            return None  # nothing due at all: no reason to wait for a slot
-        if now - self.last_found_at > self.pacing.max_gap_s + PACING_LOOKAHEAD_S:
-            return None  # nothing paced found for a whole gap: the queue is dry
-        return max(self.next_poll_at - now, 0.0)
 
 
 class QueueProcessor:
@@ -216,7 +178,7 @@ class QueueProcessor:
         waiting: Waiting = deque()
         in_flight: set[asyncio.Task[Outcome]] = set()
         claimed = 0
-        cadence = _Cadence(self._pacing)
+        cadence = Cadence(self._pacing)
         try:
             while True:
                 while len(in_flight) < request.concurrency and not invocation.should_stop:
@@ -265,7 +227,7 @@ class QueueProcessor:
         horizon: datetime,
         size: int,
         claimed_so_far: int,
-        cadence: _Cadence,
+        cadence: Cadence,
         waiting: Waiting,
         outcomes: Counter[Outcome],
         run_ids: set[uuid.UUID],
