@@ -124,5 +124,5 @@ class Claimer:
                 else:
                     await asyncio.sleep(0.2 * (attempt + 1))
         for message in messages:
-            invocation.leases.release(message.id)
+            invocation.leases.release(Lease.of(message))
         return len(messages)

@@ -21,15 +21,18 @@ log = logging.getLogger("campaign_queue")
 
 
 class LeaseKeeper:
+    """The leases of one invocation, each known by (message id, lock token): a message the
+    same call claims again after losing it has a new lease, and the first attempt's end or
+    sends never touch it."""
+
     def __init__(self, store: Store, lock_timeout_s: float, worker: str) -> None:
         self._store = store
         self._lock_timeout_s = lock_timeout_s
         self._worker = worker
-        self._held: dict[uuid.UUID, Lease] = {}
+        self._held: dict[uuid.UUID, Lease] = {}  # the current lease of each message
         # time.monotonic() at which the last renewal that the database confirmed was asked:
         # the lease lasts at least LOCK_TIMEOUT_S from then, whatever the clocks say.
         self._renewed_at: dict[uuid.UUID, float] = {}
-        self._lost: set[uuid.UUID] = set()
 
     @property
     def renew_every_s(self) -> float:
@@ -40,31 +43,34 @@ class LeaseKeeper:
         return max(0.2, self._lock_timeout_s * 0.05)
 
     def hold(self, leases: list[Lease], claimed_at: float) -> None:
-        for lease in leases:
+        for lease in leases:  # a message claimed again: the new lease replaces the old one
             self._held[lease.message_id] = lease
             self._renewed_at[lease.message_id] = claimed_at
-            self._lost.discard(lease.message_id)  # claimed again: a new lease, this one's
 
-    def release(self, message_id: uuid.UUID) -> None:
-        """The message's lease ended (sent, failed, released) or went to another worker."""
-        self._held.pop(message_id, None)
-        self._renewed_at.pop(message_id, None)
+    def holds(self, lease: Lease) -> bool:
+        return self._held.get(lease.message_id) == lease
 
-    def renewed(self, message_id: uuid.UUID, asked_at: float) -> None:
+    def release(self, lease: Lease) -> None:
+        """The lease ended (sent, failed, released) or went to another worker. A newer lease
+        of the same message (claimed again by this call) is kept."""
+        if self.holds(lease):
+            del self._held[lease.message_id]
+            self._renewed_at.pop(lease.message_id, None)
+
+    def renewed(self, lease: Lease, asked_at: float) -> None:
         """A fenced write asked at `asked_at` succeeded: it renewed the lease."""
-        if message_id in self._held:
-            self._renewed_at[message_id] = max(self._renewed_at.get(message_id, 0.0), asked_at)
-
-    def lost(self, message_id: uuid.UUID) -> bool:
-        return message_id in self._lost
+        if self.holds(lease):
+            self._renewed_at[lease.message_id] = max(
+                self._renewed_at.get(lease.message_id, 0.0), asked_at
+            )
 
     @property
     def held(self) -> list[Lease]:
         return list(self._held.values())
 
-    def remaining_s(self, message_id: uuid.UUID) -> float:
-        renewed_at = self._renewed_at.get(message_id)
-        if renewed_at is None or message_id in self._lost:
+    def remaining_s(self, lease: Lease) -> float:
+        renewed_at = self._renewed_at.get(lease.message_id)
+        if renewed_at is None or not self.holds(lease):
             return 0.0
         return renewed_at + self._lock_timeout_s - time.monotonic()
 
@@ -73,12 +79,12 @@ class LeaseKeeper:
 
         Renews first (one fenced round trip) when less than `wanted_s` is left.
         """
-        wanted_s = min(wanted_s, self._lock_timeout_s / 2)
-        if self.remaining_s(lease.message_id) - self.margin_s < wanted_s:
-            await self.renew([lease])
-        if self.lost(lease.message_id):
+        if not self.holds(lease):
             return None
-        left = self.remaining_s(lease.message_id) - self.margin_s
+        wanted_s = min(wanted_s, self._lock_timeout_s / 2)
+        if self.remaining_s(lease) - self.margin_s < wanted_s:
+            await self.renew([lease])
+        left = self.remaining_s(lease) - self.margin_s
         return left if left > 0 else None
 
     async def renew(self, leases: list[Lease]) -> None:
@@ -88,10 +94,9 @@ class LeaseKeeper:
         kept = await self._store.renew_leases(leases)
         for lease in leases:
             if lease.message_id in kept:
-                self.renewed(lease.message_id, asked_at)
-            elif self._held.get(lease.message_id) == lease:  # not a newer lease of it
-                self._lost.add(lease.message_id)
-                self.release(lease.message_id)
+                self.renewed(lease, asked_at)
+            else:  # another worker's now (a newer lease of this call's is kept)
+                self.release(lease)
 
     async def heartbeat(self) -> None:
         """Runs until cancelled: renews every held lease each LOCK_TIMEOUT_S / 3."""

@@ -86,7 +86,7 @@ class MessagePipeline:
             error = DatabaseError(f"internal error: {type(exc).__name__}")
             outcome = await self._endings.after_database_error(message, invocation, error)
         finally:
-            invocation.leases.release(message.id)
+            invocation.leases.release(Lease.of(message))
         if outcome not in (Outcome.RETRIED, Outcome.FAILED):  # endings logged those, with cause
             log.info(f"message {outcome.value}", extra=log_fields(message, outcome.value, started))
         return outcome
@@ -119,7 +119,7 @@ class MessagePipeline:
         started = await self._store.start(lease)
         if not started.ok:
             return await endings.refused(message, invocation, started.reason)
-        invocation.leases.renewed(message.id, asked_at)
+        invocation.leases.renewed(Lease.of(message), asked_at)
 
         try:
             if message.has_generated_parts:  # resuming: reuse the text and parts already sent
@@ -143,7 +143,7 @@ class MessagePipeline:
             )
             if not saved.ok or saved.conversation_id is None:
                 return await endings.refused(message, invocation, saved.reason, saved.inbox_status)
-            invocation.leases.renewed(message.id, asked_at)
+            invocation.leases.renewed(Lease.of(message), asked_at)
             not_sent = await self._take_slot(message, invocation)
             if not_sent is not None:
                 return not_sent
@@ -228,7 +228,7 @@ class MessagePipeline:
             asked_at = time.monotonic()
             slot = await self._store.take_inbox_slot(lease, self._pacing)
             if slot.ok:
-                invocation.leases.renewed(message.id, asked_at)
+                invocation.leases.renewed(Lease.of(message), asked_at)
                 return None
             if slot.reason == "lock_lost":
                 return await self._endings.refused(message, invocation, "lock_lost")
@@ -272,7 +272,7 @@ class MessagePipeline:
             marked = await self._store.mark_part_sent(lease, index, provider_id)
             if not marked.ok:
                 return await self._endings.refused(message, invocation, marked.reason)
-            leases.renewed(message.id, asked_at)
+            leases.renewed(Lease.of(message), asked_at)
             if marked.completed:
                 invocation.logs.add(
                     message.run_id,

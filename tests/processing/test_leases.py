@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -14,10 +16,14 @@ import asyncpg
 import httpx
 
 from app.main import create_app
+from app.processing.leases import LeaseKeeper
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
 from app.sandbox.stubs import Latency
+from app.store.postgres import PostgresRpc
+from app.store.store import Lease, Store
 from tests.processing.invariants import assert_no_lease_left
+from tests.sql.helpers import claim
 from tests.stubs import CRON_SECRET, SettingsFactory, Stubs
 
 LEASE_S = 2
@@ -119,3 +125,35 @@ async def test_a_delay_between_parts_longer_than_the_lease_sends_each_part_once(
     gaps = [b - a for a, b in itertools.pairwise(sent_at)]
     # The product's 5 s is bounded by half a lease, never skipped.
     assert all(LEASE_S / 2 - 0.1 <= gap < LEASE_S for gap in gaps), gaps
+
+
+async def test_a_message_claimed_again_by_the_same_call_keeps_only_its_new_lease(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    """The first attempt lost its lease, and this call claimed the message again (a new lease)
+    while that attempt was still running: the old attempt may send nothing, and its end does
+    not drop the new lease (which the database still grants)."""
+    await seed_campaign(conn, leads=1)
+    keeper = LeaseKeeper(Store(rpc), lock_timeout_s=30, worker="w")
+    [first] = await claim(rpc, batch=1)
+    old = Lease(uuid.UUID(first["id"]), uuid.UUID(first["lock_token"]))
+    keeper.hold([old], time.monotonic())
+    await conn.execute(  # the lease expired and was claimed again: a new token
+        "update campaign_messages set lock_token = gen_random_uuid(), locked_at = now() "
+        "where id = $1",
+        old.message_id,
+    )
+    token = await conn.fetchval(
+        "select lock_token from campaign_messages where id = $1", old.message_id
+    )
+    new = Lease(old.message_id, token)
+    keeper.hold([new], time.monotonic())
+
+    assert await keeper.time_to_send(old, 10.0) is None
+    keeper.release(old)  # the old attempt's end
+    assert keeper.held == [new]
+    left = await keeper.time_to_send(new, 10.0)
+    assert left is not None
+    assert left > 10.0
+    await keeper.renew([old, new])  # a heartbeat with both: the old one is refused
+    assert keeper.held == [new]
