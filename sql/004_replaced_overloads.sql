@@ -18,6 +18,7 @@ declare
     ['pause_campaign_run(uuid,text)', 'boolean'],
     ['resume_campaign_run(uuid)', 'jsonb'],
     ['finalize_campaign_runs(uuid[])', 'jsonb'],
+    ['tidy_campaign_queue()', 'jsonb'],
     ['requeue_failed_campaign_messages(uuid)', 'integer'],
     ['log_campaign_steps(jsonb)', 'integer'],
     ['record_provider_outage(text)', 'boolean'],

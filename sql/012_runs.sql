@@ -136,19 +136,32 @@ begin
       raise warning 'campaign_logs entry for completed run % not written: %', v_id, sqlerrm;
     end;
   end loop;
-  -- Every call that worked messages keeps the status's counts folded
-  -- (009_message_counts.sql), and forgets the fair-share turns of runs that are over (one row
-  -- each, else kept for ever; a run made running again starts with the first turn). Either
-  -- failing is left to the next call.
-  begin
-    delete from campaign_run_turns t
-     where not exists (select 1 from campaign_runs r
-                        where r.id = t.run_id and r.status in ('running', 'paused'));
-    perform cq_fold_message_counts();
-  exception when others then
-    raise warning 'campaign_run_turns or campaign_message_counts not tidied: %', sqlerrm;
-  end;
   return v_finished;
+end;
+$$;
+
+
+-- Housekeeping the service does at the end of each call that worked messages (once a call,
+-- not once a message): folds the status's counts (009_message_counts.sql) and forgets the
+-- fair-share turns of runs that are over (a row each, else kept for ever; a run made running
+-- again starts with the first turn). Never waits: a turn row another transaction holds is
+-- left for the next call, and a fold in progress elsewhere folds for both. Returns
+-- {folded, turns_forgotten}.
+create or replace function tidy_campaign_queue()
+returns jsonb
+language plpgsql security definer set search_path = public
+as $$
+declare
+  v_forgotten int;
+begin
+  delete from campaign_run_turns t
+   where t.run_id in (select d.run_id from campaign_run_turns d
+                       where not exists (select 1 from campaign_runs r
+                                          where r.id = d.run_id
+                                            and r.status in ('running', 'paused'))
+                       for update skip locked);
+  get diagnostics v_forgotten = row_count;
+  return jsonb_build_object('folded', cq_fold_message_counts(), 'turns_forgotten', v_forgotten);
 end;
 $$;
 

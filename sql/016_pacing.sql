@@ -194,18 +194,32 @@ $$;
 -- and the next message, slotted a drawn gap after the stamp, could land less than min_gap
 -- after it. The moment of the mark is after the delivery, so the gap it keeps is at least
 -- min_gap. Only while this message holds the inbox's last slot (a send slower than the whole
--- gap has let the next message through already: that one is not moved).
+-- gap has let the next message through already: that one is not moved), and only when the
+-- inbox's row is free this instant (best effort, never a wait).
 create or replace function cq_first_part_delivered(p_message_id uuid, p_run_id uuid)
 returns void
-language sql security definer set search_path = public
+language plpgsql security definer set search_path = public
 as $$
-  update campaign_inbox_pacing p
-     set next_slot_at = clock_timestamp() + make_interval(secs => p.last_min_gap_s),
-         updated_at = clock_timestamp()
+declare
+  v_inbox uuid;
+begin
+  select c.inbox_id into v_inbox
     from campaign_runs r join campaign_configs c on c.id = r.config_id
-   where r.id = p_run_id and p.inbox_id = c.inbox_id
-     and p.last_slot_message_id = p_message_id and p.last_min_gap_s > 0
-     and p.next_slot_at < clock_timestamp() + make_interval(secs => p.last_min_gap_s);
+   where r.id = p_run_id;
+  -- Never waits for the row (a claim holds it for its transaction): the delivery's record
+  -- must not wait on, nor fail with, the pace of the next message.
+  perform 1 from campaign_inbox_pacing p
+   where p.inbox_id = v_inbox and p.last_slot_message_id = p_message_id
+     and p.last_min_gap_s > 0
+     and p.next_slot_at < clock_timestamp() + make_interval(secs => p.last_min_gap_s)
+     for update skip locked;
+  if found then
+    update campaign_inbox_pacing p
+       set next_slot_at = clock_timestamp() + make_interval(secs => p.last_min_gap_s),
+           updated_at = clock_timestamp()
+     where p.inbox_id = v_inbox;
+  end if;
+end;
 $$;
 
 

@@ -18,6 +18,7 @@ begin
     'pause_campaign_run(uuid,text)',
     'resume_campaign_run(uuid)',
     'finalize_campaign_runs(uuid[])',
+    'tidy_campaign_queue()',
     'requeue_failed_campaign_messages(uuid)',
     'log_campaign_steps(jsonb)',
     'record_provider_outage(text)',

@@ -49,6 +49,9 @@ async def test_a_campaign_is_sent_in_full(service: Service, conn: asyncpg.Connec
         "circuit_open": None,
     }
     assert await statuses(conn) == Counter({"sent": 6})
+    # The call tidied up: the status's counts folded, the completed run's turn forgotten.
+    assert await conn.fetchval("select count(*) from campaign_message_counts where not folded") == 0
+    assert await conn.fetchval("select count(*) from campaign_run_turns") == 0
     for message_id in seeded.message_ids:
         row = await message_row(conn, message_id)
         assert row["ai_tokens_used"] > 0

@@ -279,6 +279,11 @@ class QueueProcessor:
         except DatabaseError as exc:
             log.error("could not finalize runs", extra={"worker": self._worker, "error": str(exc)})
         await self._flush_logs(invocation)
+        if run_ids:  # worked messages: the status's counts and the turns want tidying
+            try:
+                await self._store.tidy()
+            except DatabaseError as exc:
+                log.warning("could not tidy", extra={"worker": self._worker, "error": str(exc)})
         # An outage holds lateness back (the service, not the scheduler, held messages up);
         # a sent message ends it.
         reason = invocation.circuit.reason

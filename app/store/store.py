@@ -207,6 +207,10 @@ class Store:
         data = await self._call("finalize_campaign_runs", p_run_ids=sorted(set(run_ids), key=str))
         return answer_ids("finalize_campaign_runs", data)
 
+    async def tidy(self) -> dict[str, Any]:
+        """The end-of-call housekeeping: status counts folded, turns of ended runs forgotten."""
+        return answer_object("tidy_campaign_queue", await self._call("tidy_campaign_queue"))
+
     async def resume_reconnected_runs(self) -> list[uuid.UUID]:
         """Runs paused because their inbox was down, resumed now that it is connected."""
         return answer_ids(

@@ -23,6 +23,7 @@ QUEUE_FUNCTIONS = [
     "pause_campaign_run",
     "resume_campaign_run",
     "finalize_campaign_runs",
+    "tidy_campaign_queue",
     "requeue_failed_campaign_messages",
     "log_campaign_steps",
     "record_provider_outage",

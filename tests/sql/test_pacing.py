@@ -791,3 +791,31 @@ async def test_only_the_message_holding_the_last_slot_moves_it(
     await asyncio.sleep(0.3)
     await sent_first_part(rpc, first)
     assert await pacing_row(conn, seeded.inbox_id) == slotted
+
+
+async def test_a_held_inbox_row_neither_delays_nor_undoes_a_first_parts_record(
+    conn: asyncpg.Connection, rpc: PostgresRpc, db_dsn: str
+) -> None:
+    """A claim holds the inbox's row for its transaction: the delivery's record goes through
+    at once (the slot is not moved this time), never waiting or failing on that row."""
+    seeded = await seed_campaign(conn, leads=2)
+    first, _ = await claim_unpaced(rpc, 2)
+    assert (await take(rpc, first, **pacing(1.0)))["ok"]
+    assert (await rpc.call("start_campaign_message", fence(first)))["ok"]
+    assert (await save(rpc, first))["ok"]
+    await asyncio.sleep(0.2)  # late enough to move the slot, were the row free
+    async with connection(db_dsn) as holder, connection(db_dsn) as marker:
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute(
+            "select 1 from campaign_inbox_pacing where inbox_id = $1 for update", seeded.inbox_id
+        )
+        await marker.execute("set lock_timeout = '300ms'")
+        answer = await marker.fetchval(
+            "select mark_message_part_sent($1, $2, 0, 'wamid.0')",
+            uuid.UUID(first["id"]),
+            uuid.UUID(first["lock_token"]),
+        )
+        await transaction.rollback()
+    assert answer["ok"] is True
+    assert (await message_row(conn, first["id"]))["parts_sent"] == 1

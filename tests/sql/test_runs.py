@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ import asyncpg
 from app.sandbox.seed import SeededCampaign, seed_campaign
 from app.store.postgres import PostgresRpc
 from tests.sql.helpers import claim, message_row, run_row
+from tests.sql.messages import send_all_parts, to_sending
 from tests.sql.waiting import connection, wait_until_blocked
 
 
@@ -182,7 +184,7 @@ async def test_finalize_completes_only_runs_with_nothing_left(
     assert await rpc.call("finalize_campaign_runs", {"p_run_ids": [done.run_id]}) == []
 
 
-async def test_finalize_forgets_the_fair_share_turns_of_runs_that_are_over(
+async def test_tidy_forgets_the_fair_share_turns_of_runs_that_are_over(
     conn: asyncpg.Connection, rpc: PostgresRpc
 ) -> None:
     done = await seed_campaign(conn, leads=1)
@@ -193,11 +195,41 @@ async def test_finalize_forgets_the_fair_share_turns_of_runs_that_are_over(
     sent = "update campaign_messages set status = 'sent' where run_id = $1"
     await conn.execute(sent, done.run_id)
     await conn.execute("update campaign_runs set status = 'paused' where id = $1", paused.run_id)
-
     await rpc.call("finalize_campaign_runs", {"p_run_ids": [done.run_id]})
 
+    tidied = await rpc.call("tidy_campaign_queue", {})
+
+    assert tidied["turns_forgotten"] == 1
+    assert tidied["folded"] > 0
     kept = await conn.fetch("select run_id from campaign_run_turns order by run_id")
     assert {r["run_id"] for r in kept} == {paused.run_id, busy.run_id}
+    assert await conn.fetchval("select count(*) from campaign_message_counts where not folded") == 0
+
+
+async def test_a_tidy_in_an_open_transaction_holds_up_no_other_writer(
+    conn: asyncpg.Connection, rpc: PostgresRpc, db_dsn: str
+) -> None:
+    """A tidy never waits, and nothing waits for one: a second tidy skips the turn rows the
+    first holds, and a message's last part completes its run meanwhile."""
+    over = await seed_campaign(conn, leads=1)
+    assert len(await claim(rpc, batch=1, p_run_id=over.run_id)) == 1
+    await conn.execute("update campaign_runs set status = 'cancelled' where id = $1", over.run_id)
+    _, item = await to_sending(conn, rpc)  # another run, another inbox
+    await send_all_parts(rpc, item, 2)
+    async with connection(db_dsn) as tidying, connection(db_dsn) as other:
+        transaction = tidying.transaction()
+        await transaction.start()
+        assert (await tidying.fetchval("select tidy_campaign_queue()"))["turns_forgotten"] == 1
+        await other.execute("set lock_timeout = '2s'")
+        second = await other.fetchval("select tidy_campaign_queue()")
+        assert (second["turns_forgotten"], second["folded"]) == (0, 0)
+        done = await other.fetchval(
+            "select mark_message_part_sent($1, $2, 2, 'wamid.2')",
+            uuid.UUID(item["id"]),
+            uuid.UUID(item["lock_token"]),
+        )
+        assert done["completed"] is True
+        await transaction.rollback()
 
 
 async def test_requeue_failed_makes_failed_messages_due_again(
