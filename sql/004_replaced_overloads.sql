@@ -36,7 +36,6 @@ declare
     ['cq_due_minute(timestamp with time zone,timestamp with time zone)', 'timestamp with time zone'],
     ['cq_fold_message_counts()', 'integer'],
     ['cq_rebuild_message_counts()', 'bigint'],
-    ['cq_first_part_delivered(uuid,uuid)', 'void'],
     ['cq_count_kind(text)', 'text'],
     ['cq_count_message_changes()', 'trigger'],
     ['cq_forget_message_counts()', 'trigger']

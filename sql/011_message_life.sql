@@ -209,17 +209,13 @@ begin
   if p_part_index < v_msg.parts_sent then
     return jsonb_build_object('ok', true, 'reason', null, 'completed', false);
   end if;
-  if p_part_index = 0 then  -- the inbox's gap counts from a late first part (016_pacing.sql)
-    begin
-      perform cq_first_part_delivered(p_message_id, v_msg.run_id);
-    exception when others then  -- the delivery is what counts (and, during an upgrade,
-      raise warning 'inbox pace not moved after message %: %', p_message_id, sqlerrm;
-    end;                          -- the function may not exist yet)
-  end if;
 
   if p_part_index + 1 < v_total then
     update campaign_messages
        set parts_sent = p_part_index + 1,
+           -- the inbox's next first part counts its gap from here (take_inbox_slot)
+           first_part_at = case when p_part_index = 0 then clock_timestamp()
+                                else first_part_at end,
            provider_message_id = coalesce(p_provider_message_id, provider_message_id),
            locked_at = now(), updated_at = now()
      where id = p_message_id;
@@ -228,6 +224,8 @@ begin
 
   update campaign_messages
      set parts_sent = v_total, status = 'sent', sent_at = now(), error_message = null,
+         first_part_at = case when p_part_index = 0 then clock_timestamp()
+                              else first_part_at end,
          provider_message_id = coalesce(p_provider_message_id, provider_message_id),
          locked_at = null, claimed_by = null, updated_at = now()
    where id = p_message_id;

@@ -26,10 +26,8 @@ create table if not exists campaign_inbox_pacing (
   timezone text,                     -- the zone of sent_day: the campaign's that opened it
   updated_at timestamptz not null default now()
 );
--- The message that took the last slot, and the min gap then in force: its first part's
--- delivery may push the next slot (cq_first_part_delivered).
+-- The message that took the last slot: the next slot waits for its first part's delivery.
 alter table campaign_inbox_pacing add column if not exists last_slot_message_id uuid;
-alter table campaign_inbox_pacing add column if not exists last_min_gap_s real;
 alter table campaign_inbox_pacing enable row level security;
 revoke all on campaign_inbox_pacing from public, anon, authenticated;
 
@@ -96,6 +94,7 @@ declare
   v_now timestamptz;
   v_gap double precision := 0;
   v_ends timestamptz;
+  v_after_last timestamptz;  -- the soonest the next first part may go, from the last one's
 begin
   select m.run_id, m.parts_sent into v_run, v_parts from campaign_messages m
    where m.id = p_message_id and m.lock_token = p_lock_token
@@ -158,6 +157,22 @@ begin
   -- A min gap of 0 is no gap (whatever the max): the claim does not reserve turns for such an
   -- inbox, so neither does a slot wait here.
   if v_limits.min_gap_s > 0 then
+    -- The gap is kept between deliveries, not only between slots: a send that retried a 5xx
+    -- or a timeout delivers its first part after its slot. While the last slot's first part
+    -- is not delivered, the next waits (a minute at most: a worker that died mid-send holds
+    -- up its inbox no longer); once it is, the next goes min_gap after that delivery at the
+    -- soonest, or at next_slot_at if that is later.
+    select case
+             when m.status = 'sending' and m.parts_sent = 0 and m.lock_token is not null
+                  and v_row.last_slot_at > v_now - interval '1 minute'
+               then v_now + interval '0.5 seconds'
+             else m.first_part_at + make_interval(secs => v_limits.min_gap_s) end
+      into v_after_last
+      from campaign_messages m
+     where m.id = v_row.last_slot_message_id and m.id <> p_message_id;
+    if v_after_last > greatest(v_row.next_slot_at, v_now) then
+      v_row.next_slot_at := v_after_last;
+    end if;
     if v_row.next_slot_at > v_now then
       return jsonb_build_object('ok', false, 'reason', 'gap', 'wait_s',
                                 extract(epoch from v_row.next_slot_at - v_now));
@@ -171,7 +186,6 @@ begin
          paced = v_limits.min_gap_s > 0 or v_limits.daily_cap > 0,
          last_slot_at = v_now,
          last_slot_message_id = p_message_id,
-         last_min_gap_s = v_limits.min_gap_s,
          sent_day = v_row.sent_day,
          sent_today = v_row.sent_today + 1,
          capped_day = case when v_limits.daily_cap > 0
@@ -184,41 +198,6 @@ begin
          updated_at = v_now
    where inbox_id = v_inbox;
   return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
-end;
-$$;
-
-
--- A first part is delivered (mark_message_part_sent calls this): the gap to the inbox's next
--- first part counts from here when that is later than the slot allowed for. The slot was
--- stamped before the send; a send that retried a 5xx or a timeout reaches the endpoint later,
--- and the next message, slotted a drawn gap after the stamp, could land less than min_gap
--- after it. The moment of the mark is after the delivery, so the gap it keeps is at least
--- min_gap. Only while this message holds the inbox's last slot (a send slower than the whole
--- gap has let the next message through already: that one is not moved), and only when the
--- inbox's row is free this instant (best effort, never a wait).
-create or replace function cq_first_part_delivered(p_message_id uuid, p_run_id uuid)
-returns void
-language plpgsql security definer set search_path = public
-as $$
-declare
-  v_inbox uuid;
-begin
-  select c.inbox_id into v_inbox
-    from campaign_runs r join campaign_configs c on c.id = r.config_id
-   where r.id = p_run_id;
-  -- Never waits for the row (a claim holds it for its transaction): the delivery's record
-  -- must not wait on, nor fail with, the pace of the next message.
-  perform 1 from campaign_inbox_pacing p
-   where p.inbox_id = v_inbox and p.last_slot_message_id = p_message_id
-     and p.last_min_gap_s > 0
-     and p.next_slot_at < clock_timestamp() + make_interval(secs => p.last_min_gap_s)
-     for update skip locked;
-  if found then
-    update campaign_inbox_pacing p
-       set next_slot_at = clock_timestamp() + make_interval(secs => p.last_min_gap_s),
-           updated_at = clock_timestamp()
-     where p.inbox_id = v_inbox;
-  end if;
 end;
 $$;
 

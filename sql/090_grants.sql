@@ -43,7 +43,6 @@ begin
     'cq_count_kind(text)',
     'cq_fold_message_counts()',
     'cq_rebuild_message_counts()',
-    'cq_first_part_delivered(uuid,uuid)',
     'cq_count_message_changes()',
     'cq_forget_message_counts()'
   ] loop

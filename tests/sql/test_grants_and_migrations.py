@@ -45,7 +45,6 @@ INTERNAL_FUNCTIONS = [
     "cq_count_kind",
     "cq_fold_message_counts",
     "cq_rebuild_message_counts",
-    "cq_first_part_delivered",
     "cq_count_message_changes",
     "cq_forget_message_counts",
 ]

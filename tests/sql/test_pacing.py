@@ -732,9 +732,12 @@ async def test_a_huge_batch_size_never_makes_the_claim_error(
 # --- a first part delivered late -----------------------------------------------------------
 
 
-async def sent_first_part(rpc: PostgresRpc, item: dict[str, Any]) -> None:
+async def sending(rpc: PostgresRpc, item: dict[str, Any]) -> None:
     assert (await rpc.call("start_campaign_message", fence(item)))["ok"]
     assert (await save(rpc, item))["ok"]
+
+
+async def first_part_sent(rpc: PostgresRpc, item: dict[str, Any]) -> None:
     answer = await rpc.call(
         "mark_message_part_sent",
         {**fence(item), "p_part_index": 0, "p_provider_message_id": "wamid.0"},
@@ -742,80 +745,71 @@ async def sent_first_part(rpc: PostgresRpc, item: dict[str, Any]) -> None:
     assert answer["ok"]
 
 
-async def test_a_first_part_delivered_late_moves_the_next_slot_a_min_gap_past_it(
+async def test_the_next_first_part_waits_for_a_late_one_then_keeps_min_gap_from_it(
     conn: asyncpg.Connection, rpc: PostgresRpc
 ) -> None:
-    """A send that retried a 5xx reaches the endpoint after its slot: the next message of the
-    inbox still goes out at least min_gap after it, not a gap after the slot."""
+    """A send that retries a 5xx delivers its first part after its slot: the inbox's next
+    first part waits for that delivery, then goes min_gap after it, not a gap after the
+    slot (which would put the two closer than min_gap at the endpoint)."""
+    await seed_campaign(conn, leads=2)
+    first, second = await claim_unpaced(rpc, 2)
+    await sending(rpc, first)
+    assert (await take(rpc, first, **pacing(0.3)))["ok"]
+    await asyncio.sleep(0.5)  # the slot's gap is over; the first part is still being retried
+
+    waiting = await take(rpc, second, **pacing(0.3))
+    assert (waiting["ok"], waiting["reason"]) == (False, "gap")
+
+    await first_part_sent(rpc, first)
+    delivered = await message_row(conn, first["id"])
+    await take_until_ok(rpc, second, **pacing(0.3))
+    slot = await conn.fetchval(
+        "select last_slot_at from campaign_inbox_pacing where last_slot_message_id = $1",
+        uuid.UUID(second["id"]),
+    )
+    assert slot - delivered["first_part_at"] >= timedelta(seconds=0.3)
+
+
+async def test_a_first_part_delivered_in_time_adds_no_wait(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
     seeded = await seed_campaign(conn, leads=2)
-    first, _ = await claim_unpaced(rpc, 2)
-    assert (await take(rpc, first, **pacing(1.0)))["ok"]
-    slotted = await pacing_row(conn, seeded.inbox_id)
-    assert slotted is not None
-    await asyncio.sleep(0.4)  # the first part's retries
-    sending_from = await conn.fetchval("select clock_timestamp()")
-    await sent_first_part(rpc, first)
+    first, second = await claim_unpaced(rpc, 2)
+    await sending(rpc, first)
+    assert (await take(rpc, first, **pacing(0.3)))["ok"]
+    await first_part_sent(rpc, first)
     row = await pacing_row(conn, seeded.inbox_id)
     assert row is not None
-    assert row["next_slot_at"] - slotted["next_slot_at"] >= timedelta(seconds=0.3)
-    assert row["next_slot_at"] >= sending_from + timedelta(seconds=1.0)
-    assert row["sent_today"] == 1  # no slot taken: only moved
+    await asyncio.sleep(max((row["next_slot_at"] - datetime.now(UTC)).total_seconds(), 0) + 0.05)
+    assert (await take(rpc, second, **pacing(0.3)))["ok"]
 
 
-async def test_a_first_part_delivered_within_its_gap_leaves_the_next_slot_alone(
+async def test_a_first_part_stuck_for_a_minute_holds_its_inbox_no_longer(
     conn: asyncpg.Connection, rpc: PostgresRpc
 ) -> None:
+    """Its worker died mid-send (the lease not expired yet): after a minute the inbox goes on."""
     seeded = await seed_campaign(conn, leads=2)
-    first, _ = await claim_unpaced(rpc, 2)
-    assert (await take(rpc, first, **pacing(1.0, 3.0)))["ok"]
-    await conn.execute(  # a long gap was drawn: the delivery is well inside it
-        """update campaign_inbox_pacing set next_slot_at = last_slot_at + interval '3 s'
+    first, second = await claim_unpaced(rpc, 2)
+    await sending(rpc, first)
+    assert (await take(rpc, first, **pacing(0.3)))["ok"]
+    await conn.execute(
+        """update campaign_inbox_pacing set last_slot_at = last_slot_at - interval '61 s',
+                  next_slot_at = next_slot_at - interval '61 s'
             where inbox_id = $1""",
         seeded.inbox_id,
     )
-    slotted = await pacing_row(conn, seeded.inbox_id)
-    await sent_first_part(rpc, first)
-    assert await pacing_row(conn, seeded.inbox_id) == slotted
+    assert (await take(rpc, second, **pacing(0.3)))["ok"]
 
 
-async def test_only_the_message_holding_the_last_slot_moves_it(
+async def test_a_last_slot_whose_message_ended_unsent_holds_nothing(
     conn: asyncpg.Connection, rpc: PostgresRpc
 ) -> None:
-    """A send slower than the whole gap let the next message through already: moving the slot
-    after that one would delay the inbox for nothing."""
-    seeded = await seed_campaign(conn, leads=2)
+    await seed_campaign(conn, leads=2)
     first, second = await claim_unpaced(rpc, 2)
+    await sending(rpc, first)
     assert (await take(rpc, first, **pacing(0.2)))["ok"]
-    await take_until_ok(rpc, second, **pacing(0.2))
-    slotted = await pacing_row(conn, seeded.inbox_id)
-    await asyncio.sleep(0.3)
-    await sent_first_part(rpc, first)
-    assert await pacing_row(conn, seeded.inbox_id) == slotted
-
-
-async def test_a_held_inbox_row_neither_delays_nor_undoes_a_first_parts_record(
-    conn: asyncpg.Connection, rpc: PostgresRpc, db_dsn: str
-) -> None:
-    """A claim holds the inbox's row for its transaction: the delivery's record goes through
-    at once (the slot is not moved this time), never waiting or failing on that row."""
-    seeded = await seed_campaign(conn, leads=2)
-    first, _ = await claim_unpaced(rpc, 2)
-    assert (await take(rpc, first, **pacing(1.0)))["ok"]
-    assert (await rpc.call("start_campaign_message", fence(first)))["ok"]
-    assert (await save(rpc, first))["ok"]
-    await asyncio.sleep(0.2)  # late enough to move the slot, were the row free
-    async with connection(db_dsn) as holder, connection(db_dsn) as marker:
-        transaction = holder.transaction()
-        await transaction.start()
-        await holder.execute(
-            "select 1 from campaign_inbox_pacing where inbox_id = $1 for update", seeded.inbox_id
-        )
-        await marker.execute("set lock_timeout = '300ms'")
-        answer = await marker.fetchval(
-            "select mark_message_part_sent($1, $2, 0, 'wamid.0')",
-            uuid.UUID(first["id"]),
-            uuid.UUID(first["lock_token"]),
-        )
-        await transaction.rollback()
-    assert answer["ok"] is True
-    assert (await message_row(conn, first["id"]))["parts_sent"] == 1
+    failed = await rpc.call(
+        "fail_campaign_message", {**fence(first), "p_error": "send: HTTP 400", "p_retryable": False}
+    )
+    assert failed["status"] == "failed"
+    await take_until_ok(rpc, second, **pacing(0.2))  # a gap after the slot, no more
