@@ -24,7 +24,7 @@ import httpx
 from app.main import create_app
 from app.sandbox.seed import SeededCampaign, seed_campaign
 from app.sandbox.server import LoopbackServer
-from app.sandbox.stubs import Latency
+from app.sandbox.stubs import Fault, Latency, RequestInfo
 from tests.processing.invariants import assert_no_lease_left
 from tests.stubs import CRON_SECRET, SettingsFactory, Stubs
 
@@ -177,4 +177,57 @@ async def test_pacing_gap_cap_and_fair_share_hold_across_services_and_overlappin
     assert sum(len(s) for s in firsts.values()) == sum(len(c.message_ids) for c in seeded) - (
         len(capped.message_ids) - CAP
     )
+    await assert_no_lease_left(conn)
+
+
+async def test_first_parts_keep_min_gap_at_the_endpoint_when_sends_are_retried(
+    db_dsn: str, conn: asyncpg.Connection, stubs: Stubs, make_settings: SettingsFactory
+) -> None:
+    """Every other message's first part fails once with a 5xx: its retry delivers it later
+    than its slot, about when the next message's slot opens. The gap is kept between what
+    reaches the endpoint, not only between slots."""
+    seeded = await seed_campaign(conn, leads=8)
+    failed_once: set[str] = set()
+
+    def first_try_of_every_other_first_part(info: RequestInfo) -> Fault | None:
+        key = info.headers.get("idempotency-key", "")
+        if key.endswith(":0") and key not in failed_once and len(failed_once) % 2 == 0:
+            failed_once.add(key)
+            return Fault.SERVER_ERROR
+        if key.endswith(":0"):
+            failed_once.add(key)
+        return None
+
+    stubs.send.faults.rules.append(first_try_of_every_other_first_part)
+    stubs.openrouter.latency = Latency(median_ms=20, sigma=0.3, seed=5)
+    settings = make_settings(
+        database_url=db_dsn,
+        inbox_min_gap_s=0.3,
+        inbox_max_gap_s=0.35,
+        inbox_daily_cap=0,
+        retry_base_s=0.3,  # the retry lands about a gap after the slot
+        max_concurrency=4,
+        batch_size=4,
+        time_budget_s=20,
+    )
+    with LoopbackServer(create_app(settings), lifespan=True) as server:
+        async with httpx.AsyncClient(timeout=60) as http:
+            for _ in range(5):  # a few calls, as the scheduler makes them, until all are sent
+                response = await http.post(
+                    server.url + "/process-queue",
+                    headers={"Authorization": f"Bearer {CRON_SECRET}"},
+                )
+                assert response.status_code == 200, response.text
+                if await conn.fetchval(
+                    "select count(*) = 0 from campaign_messages where status <> 'sent'"
+                ):
+                    break
+
+    firsts = sorted(
+        float(d["at"]) for d in stubs.send.deliveries if d["idempotency_key"].endswith(":0")
+    )
+    assert len(firsts) == len(seeded.message_ids)
+    assert len(failed_once) == len(seeded.message_ids)  # half of them did fail once
+    gaps = [round(b - a, 3) for a, b in pairwise(firsts)]
+    assert min(gaps) >= 0.3, gaps
     await assert_no_lease_left(conn)
