@@ -38,6 +38,7 @@ declare
     ['cq_rebuild_message_counts()', 'bigint'],
     ['cq_count_kind(text)', 'text'],
     ['cq_count_message_changes()', 'trigger'],
+    ['cq_count_message_update()', 'trigger'],
     ['cq_forget_message_counts()', 'trigger']
   ];
   v_fn record;

@@ -86,12 +86,10 @@ as $$
 $$;
 
 
--- One trigger function for the three statement triggers below: the rows a statement changed
--- (its transition tables), counted out of their old keys and into their new ones, summed per
--- key, and written as change rows. The rows are grouped first (by run, kind and minute: a
--- campaign inserted in one statement is a few groups, not a row each) and then each group
--- counts twice, in its kind and, when pending, in its minute. A statement that changes no
--- status or pending time (a lease renewal, a part sent) writes nothing.
+-- Inserts and deletes, a statement at a time: the rows the statement added or removed (its
+-- transition tables), summed per key and written as change rows. The rows are grouped first
+-- (by run, kind and minute: a campaign inserted in one statement is a few groups, not a row
+-- each), then each group counts twice, in its kind and, when pending, in its minute.
 create or replace function cq_count_message_changes()
 returns trigger
 language plpgsql security definer set search_path = public
@@ -125,26 +123,35 @@ begin
                                 ('due', g.due_at)) c(kind, due_at)
      where c.due_at is not null
      group by 1, 2, 3;
-  else
-    insert into campaign_message_counts (run_id, kind, due_at, n, latest_at)
-    select g.run_id, c.kind, c.due_at, sum(g.n), max(c.latest_at)
-      from (select m.run_id, cq_count_kind(m.status) as kind,
-                   case when m.status = 'pending' then cq_due_minute(m.scheduled_at, now()) end
-                     as due_at,
-                   sum(m.sign) as n, max(m.scheduled_at) filter (where m.sign > 0) as latest_at
-              from (select n.run_id, n.status, n.scheduled_at, 1 as sign from new_rows n
-                    union all
-                    select o.run_id, o.status, o.scheduled_at, -1 from old_rows o) m
-             where cq_count_kind(m.status) is not null
-             group by 1, 2, 3) g
-     cross join lateral (values (g.kind, '-infinity'::timestamptz, null::timestamptz),
-                                ('due', g.due_at, g.latest_at)) c(kind, due_at, latest_at)
-     where c.due_at is not null
-     group by 1, 2, 3
-    -- A message moved within its minute changes no count but may raise the minute's upper
-    -- bound: that row is kept (n 0), or the status would take the minute as all due.
-    having sum(g.n) <> 0 or max(c.latest_at) is not null;
   end if;
+  return null;
+end;
+$$;
+
+-- Updates, a row at a time, and only the rows whose count changes (the trigger's WHEN, checked
+-- before any call): a statement trigger would copy every updated row into its transition
+-- tables, and most updates of the queue (a start, a saved text, a part sent, a renewed lease)
+-- change no count. The row counts out of its old keys and into its new ones.
+create or replace function cq_count_message_update()
+returns trigger
+language plpgsql security definer set search_path = public
+as $$
+begin
+  insert into campaign_message_counts (run_id, kind, due_at, n, latest_at)
+  select c.run_id, c.kind, c.due_at, sum(c.n), max(c.latest_at)
+    from (values
+      (old.run_id, cq_count_kind(old.status), '-infinity'::timestamptz, -1, null::timestamptz),
+      (old.run_id, case when old.status = 'pending' then 'due' end,
+       cq_due_minute(old.scheduled_at, now()), -1, null),
+      (new.run_id, cq_count_kind(new.status), '-infinity', 1, null),
+      (new.run_id, case when new.status = 'pending' then 'due' end,
+       cq_due_minute(new.scheduled_at, now()), 1, new.scheduled_at)
+    ) c(run_id, kind, due_at, n, latest_at)
+   where c.kind is not null
+   group by 1, 2, 3
+  -- A message moved within its minute changes no count but may raise the minute's upper
+  -- bound: that row is kept (n 0), or the status would take the minute as all due.
+  having sum(c.n) <> 0 or max(c.latest_at) is not null;
   return null;
 end;
 $$;
@@ -253,8 +260,11 @@ create trigger cq_count_inserted_messages
   for each statement execute function cq_count_message_changes();
 drop trigger if exists cq_count_updated_messages on campaign_messages;
 create trigger cq_count_updated_messages
-  after update on campaign_messages referencing old table as old_rows new table as new_rows
-  for each statement execute function cq_count_message_changes();
+  after update on campaign_messages for each row
+  when (cq_count_kind(old.status) is distinct from cq_count_kind(new.status)
+        or old.run_id is distinct from new.run_id
+        or (new.status = 'pending' and old.scheduled_at is distinct from new.scheduled_at))
+  execute function cq_count_message_update();
 drop trigger if exists cq_count_deleted_messages on campaign_messages;
 create trigger cq_count_deleted_messages
   after delete on campaign_messages referencing old table as old_rows

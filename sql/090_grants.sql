@@ -44,6 +44,7 @@ begin
     'cq_fold_message_counts()',
     'cq_rebuild_message_counts()',
     'cq_count_message_changes()',
+    'cq_count_message_update()',
     'cq_forget_message_counts()'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',

@@ -46,6 +46,7 @@ INTERNAL_FUNCTIONS = [
     "cq_fold_message_counts",
     "cq_rebuild_message_counts",
     "cq_count_message_changes",
+    "cq_count_message_update",
     "cq_forget_message_counts",
 ]
 
