@@ -24,7 +24,7 @@ declare
     ['record_provider_outage(text)', 'boolean'],
     ['campaign_queue_effective_horizon(timestamp with time zone)', 'timestamp with time zone'],
     ['resume_reconnected_campaign_runs()', 'jsonb'],
-    ['take_inbox_slot(uuid,uuid,real,real,integer)', 'jsonb'],
+    ['take_inbox_slot(uuid,uuid,real,real,integer,real)', 'jsonb'],
     ['cq_inbox_limits(campaign_inbox_pacing,real,real,integer)', 'record'],
     ['cq_inbox_holds_backlog(uuid,timestamp with time zone)', 'boolean'],
     ['cq_pick_due_messages(integer,timestamp with time zone,uuid,real,real,integer,real,integer)', 'uuid[]'],

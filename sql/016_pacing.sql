@@ -80,7 +80,8 @@ create or replace function take_inbox_slot(
   p_lock_token uuid,
   p_min_gap_s real default null,
   p_max_gap_s real default null,
-  p_daily_cap int default null
+  p_daily_cap int default null,
+  p_lock_timeout_s real default null  -- the caller's lease (LOCK_TIMEOUT_S); older callers: 60
 ) returns jsonb
 language plpgsql security definer set search_path = public
 as $$
@@ -94,7 +95,12 @@ declare
   v_now timestamptz;
   v_gap double precision := 0;
   v_ends timestamptz;
-  v_after_last timestamptz;  -- the soonest the next first part may go, from the last one's
+  v_after_last timestamptz;  -- the soonest the next first part may go, from the last one's:
+  v_delivered_at timestamptz;  -- its delivery, recorded
+  v_in_flight boolean;         -- or its send still going on
+  v_ended_at timestamptz;      -- or when it ended unrecorded
+  v_lease constant interval := make_interval(
+    secs => least(greatest(coalesce(nullif(p_lock_timeout_s, 'NaN'), 60), 1), 86400));
 begin
   select m.run_id, m.parts_sent into v_run, v_parts from campaign_messages m
    where m.id = p_message_id and m.lock_token = p_lock_token
@@ -158,18 +164,25 @@ begin
   -- inbox, so neither does a slot wait here.
   if v_limits.min_gap_s > 0 then
     -- The gap is kept between deliveries, not only between slots: a send that retried a 5xx
-    -- or a timeout delivers its first part after its slot. While the last slot's first part
-    -- is not delivered, the next waits (a minute at most: a worker that died mid-send holds
-    -- up its inbox no longer); once it is, the next goes min_gap after that delivery at the
-    -- soonest, or at next_slot_at if that is later.
-    select case
-             when m.status = 'sending' and m.parts_sent = 0 and m.lock_token is not null
-                  and v_row.last_slot_at > v_now - interval '1 minute'
-               then v_now + interval '0.5 seconds'
-             else m.first_part_at + make_interval(secs => v_limits.min_gap_s) end
-      into v_after_last
+    -- or a timeout delivers its first part after its slot. So the next first part goes
+    -- min_gap after the last slot's first part at the soonest (or at next_slot_at if later):
+    -- - delivered: after its delivery (first_part_at);
+    -- - still being sent (its lease alive: the worker renews it): it waits, and asks again;
+    -- - ended without a recorded delivery (a timeout may have delivered it), or its lease
+    --   expired (which stopped that worker's sends): after it ended, or after the lease.
+    select m.first_part_at,
+           m.first_part_at is null and m.status = 'sending' and m.parts_sent = 0
+             and m.lock_token is not null and m.locked_at > v_now - v_lease,
+           case when m.status = 'sending' then m.locked_at + v_lease else m.updated_at end
+      into v_delivered_at, v_in_flight, v_ended_at
       from campaign_messages m
      where m.id = v_row.last_slot_message_id and m.id <> p_message_id;
+    if v_in_flight then
+      v_after_last := v_now + interval '0.5 seconds';
+    else
+      v_after_last := coalesce(v_delivered_at, v_ended_at)
+                      + make_interval(secs => v_limits.min_gap_s);
+    end if;
     if v_after_last > greatest(v_row.next_slot_at, v_now) then
       v_row.next_slot_at := v_after_last;
     end if;

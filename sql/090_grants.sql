@@ -5,7 +5,7 @@ declare
 begin
   foreach v_fn in array array[
     'get_and_lock_campaign_messages(integer,timestamptz,integer,text,uuid,real,real,integer,real)',
-    'take_inbox_slot(uuid,uuid,real,real,integer)',
+    'take_inbox_slot(uuid,uuid,real,real,integer,real)',
     'mark_old_campaign_messages_as_skipped(timestamptz,uuid,integer)',
     'get_lead_contexts(uuid[])',
     'start_campaign_message(uuid,uuid)',

@@ -35,6 +35,10 @@ class LeaseKeeper:
         self._renewed_at: dict[uuid.UUID, float] = {}
 
     @property
+    def lock_timeout_s(self) -> float:
+        return self._lock_timeout_s
+
+    @property
     def renew_every_s(self) -> float:
         return self._lock_timeout_s / 3
 

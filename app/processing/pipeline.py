@@ -226,7 +226,9 @@ class MessagePipeline:
         reason = "slot"
         for _ in range(SLOT_TRIES):
             asked_at = time.monotonic()
-            slot = await self._store.take_inbox_slot(lease, self._pacing)
+            slot = await self._store.take_inbox_slot(
+                lease, self._pacing, invocation.leases.lock_timeout_s
+            )
             if slot.ok:
                 invocation.leases.renewed(Lease.of(message), asked_at)
                 return None

@@ -142,9 +142,18 @@ class Store:
             str(inbox_status) if inbox_status is not None else None,
         )
 
-    async def take_inbox_slot(self, lease: Lease, pacing: Pacing) -> SlotAnswer:
-        """The inbox's slot for this message's first part, or how long until there is one."""
-        data = await self._object("take_inbox_slot", **_fence(lease), **pacing.args())
+    async def take_inbox_slot(
+        self, lease: Lease, pacing: Pacing, lock_timeout_s: float | None = None
+    ) -> SlotAnswer:
+        """The inbox's slot for this message's first part, or how long until there is one.
+
+        lock_timeout_s: the service's lease, which tells a live send of the inbox's last first
+        part from a worker that died (its first part is waited for only while it lives).
+        """
+        args = {**_fence(lease), **pacing.args()}
+        if lock_timeout_s is not None:
+            args["p_lock_timeout_s"] = lock_timeout_s
+        data = await self._object("take_inbox_slot", **args)
         wait = data.get("wait_s")
         return SlotAnswer(
             bool(data.get("ok")),

@@ -231,3 +231,51 @@ async def test_first_parts_keep_min_gap_at_the_endpoint_when_sends_are_retried(
     gaps = [round(b - a, 3) for a, b in pairwise(firsts)]
     assert min(gaps) >= 0.3, gaps
     await assert_no_lease_left(conn)
+
+
+async def test_a_first_part_delivered_whose_answer_never_came_keeps_the_gap(
+    db_dsn: str, conn: asyncpg.Connection, stubs: Stubs, make_settings: SettingsFactory
+) -> None:
+    """The first message's first part hangs twice, then is delivered but its answer never
+    comes: the send times out and the message goes back for a retry, its delivery unknown to
+    the service. The next message's first part still reaches the endpoint min_gap after it."""
+    await seed_campaign(conn, leads=2)
+    plans: dict[str, list[Fault]] = {}
+
+    def first_key_hangs_then_delivers_unanswered(info: RequestInfo) -> Fault | None:
+        key = info.headers.get("idempotency-key", "")
+        if not key.endswith(":0"):
+            return None
+        if not plans:
+            plans[key] = [Fault.HANG, Fault.HANG, Fault.DELIVER_THEN_HANG]
+        plan = plans.get(key)
+        return plan.pop(0) if plan else None
+
+    stubs.send.faults.rules.append(first_key_hangs_then_delivers_unanswered)
+    stubs.send.faults.hang_s = 3.0
+    stubs.openrouter.latency = Latency(fixed_ms=10)
+    settings = make_settings(
+        database_url=db_dsn,
+        inbox_min_gap_s=1.0,
+        inbox_max_gap_s=1.0,
+        inbox_daily_cap=0,
+        send_timeout_s=0.45,
+        retry_base_s=0.0,
+        retry_max_tries=3,
+        max_concurrency=2,
+        batch_size=2,
+        time_budget_s=8,
+    )
+    with LoopbackServer(create_app(settings), lifespan=True) as server:
+        async with httpx.AsyncClient(timeout=60) as http:
+            response = await http.post(
+                server.url + "/process-queue", headers={"Authorization": f"Bearer {CRON_SECRET}"}
+            )
+    assert response.status_code == 200, response.text
+
+    firsts = sorted(
+        float(d["at"]) for d in stubs.send.deliveries if d["idempotency_key"].endswith(":0")
+    )
+    assert len(firsts) == 2
+    assert firsts[1] - firsts[0] >= 1.0, firsts
+    await assert_no_lease_left(conn)

@@ -315,7 +315,8 @@ async def test_inbox_overrides_win_over_the_service_settings(
     # Null columns: the service's settings.
     await conn.execute(
         """update campaign_inbox_pacing set min_gap_s = null, max_gap_s = null, daily_cap = null,
-                  sent_today = 0, next_slot_at = null where inbox_id = $1""",
+                  sent_today = 0, next_slot_at = null, last_slot_message_id = null
+            where inbox_id = $1""",
         seeded.inbox_id,
     )
     assert (await take(rpc, items[2], **pacing(5, 5, 10)))["ok"] is True
@@ -784,21 +785,50 @@ async def test_a_first_part_delivered_in_time_adds_no_wait(
     assert (await take(rpc, second, **pacing(0.3)))["ok"]
 
 
-async def test_a_first_part_stuck_for_a_minute_holds_its_inbox_no_longer(
+async def test_a_live_send_holds_its_inbox_however_long_and_a_dead_one_only_its_lease(
     conn: asyncpg.Connection, rpc: PostgresRpc
 ) -> None:
-    """Its worker died mid-send (the lease not expired yet): after a minute the inbox goes on."""
+    """A first part retried for minutes (a 429's Retry-After) is waited for while its worker
+    renews the lease; once the lease has expired (the worker died), that worker can send no
+    more, and the inbox goes on."""
     seeded = await seed_campaign(conn, leads=2)
     first, second = await claim_unpaced(rpc, 2)
     await sending(rpc, first)
     assert (await take(rpc, first, **pacing(0.3)))["ok"]
     await conn.execute(
-        """update campaign_inbox_pacing set last_slot_at = last_slot_at - interval '61 s',
-                  next_slot_at = next_slot_at - interval '61 s'
+        """update campaign_inbox_pacing set last_slot_at = last_slot_at - interval '5 min',
+                  next_slot_at = next_slot_at - interval '5 min'
             where inbox_id = $1""",
         seeded.inbox_id,
     )
-    assert (await take(rpc, second, **pacing(0.3)))["ok"]
+    live = await take(rpc, second, **pacing(0.3), p_lock_timeout_s=60)
+    assert (live["ok"], live["reason"]) == (False, "gap")  # renewed just now: alive
+
+    await make_stale(conn, first["id"], 2)  # not renewed for 2 minutes: a 60 s lease is over
+    assert (await take(rpc, second, **pacing(0.3), p_lock_timeout_s=60))["ok"]
+
+
+async def test_a_first_part_that_timed_out_keeps_the_gap_from_its_end(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    """A send that timed out may have delivered: the failure is taken as the delivery."""
+    await seed_campaign(conn, leads=2)
+    first, second = await claim_unpaced(rpc, 2)
+    await sending(rpc, first)
+    assert (await take(rpc, first, **pacing(0.3)))["ok"]
+    await asyncio.sleep(0.4)  # the slot's gap is over
+    retry = {"p_error": "send: timed out (ReadTimeout)", "p_retryable": True}
+    assert (await rpc.call("fail_campaign_message", {**fence(first), **retry}))["ok"]
+    ended = await conn.fetchval("select clock_timestamp()")
+
+    waiting = await take(rpc, second, **pacing(0.3))
+    assert (waiting["ok"], waiting["reason"]) == (False, "gap")
+    await take_until_ok(rpc, second, **pacing(0.3))
+    slot = await conn.fetchval(
+        "select last_slot_at from campaign_inbox_pacing where last_slot_message_id = $1",
+        uuid.UUID(second["id"]),
+    )
+    assert slot - ended >= timedelta(seconds=0.29)
 
 
 async def test_a_last_slot_whose_message_ended_unsent_holds_nothing(
@@ -812,4 +842,4 @@ async def test_a_last_slot_whose_message_ended_unsent_holds_nothing(
         "fail_campaign_message", {**fence(first), "p_error": "send: HTTP 400", "p_retryable": False}
     )
     assert failed["status"] == "failed"
-    await take_until_ok(rpc, second, **pacing(0.2))  # a gap after the slot, no more
+    await take_until_ok(rpc, second, **pacing(0.2))  # no longer than a gap: nothing holds it
