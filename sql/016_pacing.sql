@@ -75,6 +75,9 @@ $$;
 -- get the row takes the slot). The claim takes pacing rows and messages with skip locked only,
 -- so it never waits on a caller of this function, which never waits on a claim after its own
 -- row insert: no cycle.
+-- Answers {ok, reason, wait_s}: ok; or refused with 'gap' (the slot opens in wait_s),
+-- 'in_flight' (the inbox's last first part is still being sent: ask again in wait_s),
+-- 'daily_cap' (wait_s until the next day), 'lock_lost'.
 create or replace function take_inbox_slot(
   p_message_id uuid,
   p_lock_token uuid,
@@ -186,9 +189,12 @@ begin
     if v_after_last > greatest(v_row.next_slot_at, v_now) then
       v_row.next_slot_at := v_after_last;
     end if;
-    if v_row.next_slot_at > v_now then
-      return jsonb_build_object('ok', false, 'reason', 'gap', 'wait_s',
-                                extract(epoch from v_row.next_slot_at - v_now));
+    if v_row.next_slot_at > v_now then  -- 'in_flight': the last first part is being sent
+      return jsonb_build_object(
+        'ok', false,
+        'reason', case when v_in_flight and v_row.next_slot_at = v_after_last then 'in_flight'
+                       else 'gap' end,
+        'wait_s', extract(epoch from v_row.next_slot_at - v_now));
     end if;
     -- Drawn uniformly from [min, max], plus 50 ms for the jitter of the send's own latency:
     -- the guarantee is on when the first parts reach the send endpoint.

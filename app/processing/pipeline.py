@@ -224,7 +224,8 @@ class MessagePipeline:
         if 0 < early_s <= invocation.deadline - time.monotonic():  # else: released below
             await asyncio.sleep(early_s)
         reason = "slot"
-        for _ in range(SLOT_TRIES):
+        tries = 0
+        while tries < SLOT_TRIES:
             asked_at = time.monotonic()
             slot = await self._store.take_inbox_slot(
                 lease, self._pacing, invocation.leases.lock_timeout_s
@@ -235,8 +236,16 @@ class MessagePipeline:
             if slot.reason == "lock_lost":
                 return await self._endings.refused(message, invocation, "lock_lost")
             reason, wait_s = slot.reason or "slot", slot.wait_s or 0.0
-            if reason != "gap" or wait_s > invocation.deadline - time.monotonic():
+            if (
+                reason not in ("gap", "in_flight")
+                or wait_s > invocation.deadline - time.monotonic()
+            ):
                 break
+            # The inbox's last first part still being sent (its send retrying) is waited for
+            # while the budget lasts, without spending a try: given back, this message would
+            # only be claimed, started and saved again at the next poll.
+            if reason == "gap":
+                tries += 1
             await asyncio.sleep(wait_s)
         why = f"waiting for the inbox's pace ({reason})"
         return await self._endings.hold_back(message, invocation, "pacing", why)

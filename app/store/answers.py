@@ -95,7 +95,9 @@ class PartAnswer(Answer):
 
 @dataclass(frozen=True)
 class SlotAnswer(Answer):
-    wait_s: float | None = None  # refused: seconds until the slot (gap) or the next day (cap)
+    # refused: seconds until the slot (gap), until asking again while the inbox's last first
+    # part is being sent (in_flight), or until the next day (daily_cap)
+    wait_s: float | None = None
 
 
 @dataclass(frozen=True)

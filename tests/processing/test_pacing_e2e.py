@@ -236,9 +236,10 @@ async def test_first_parts_keep_min_gap_at_the_endpoint_when_sends_are_retried(
 async def test_a_first_part_delivered_whose_answer_never_came_keeps_the_gap(
     db_dsn: str, conn: asyncpg.Connection, stubs: Stubs, make_settings: SettingsFactory
 ) -> None:
-    """The first message's first part hangs twice, then is delivered but its answer never
-    comes: the send times out and the message goes back for a retry, its delivery unknown to
-    the service. The next message's first part still reaches the endpoint min_gap after it."""
+    """The first message's first part hangs four times (longer than three polls for a slot),
+    then is delivered but its answer never comes: the send times out and the message goes
+    back for a retry, its delivery unknown to the service. The next message's first part
+    still reaches the endpoint min_gap after it."""
     await seed_campaign(conn, leads=2)
     plans: dict[str, list[Fault]] = {}
 
@@ -247,7 +248,7 @@ async def test_a_first_part_delivered_whose_answer_never_came_keeps_the_gap(
         if not key.endswith(":0"):
             return None
         if not plans:
-            plans[key] = [Fault.HANG, Fault.HANG, Fault.DELIVER_THEN_HANG]
+            plans[key] = [Fault.HANG] * 4 + [Fault.DELIVER_THEN_HANG]
         plan = plans.get(key)
         return plan.pop(0) if plan else None
 
@@ -261,10 +262,10 @@ async def test_a_first_part_delivered_whose_answer_never_came_keeps_the_gap(
         inbox_daily_cap=0,
         send_timeout_s=0.45,
         retry_base_s=0.0,
-        retry_max_tries=3,
+        retry_max_tries=5,
         max_concurrency=2,
         batch_size=2,
-        time_budget_s=8,
+        time_budget_s=10,
     )
     with LoopbackServer(create_app(settings), lifespan=True) as server:
         async with httpx.AsyncClient(timeout=60) as http:
@@ -272,6 +273,10 @@ async def test_a_first_part_delivered_whose_answer_never_came_keeps_the_gap(
                 server.url + "/process-queue", headers={"Authorization": f"Bearer {CRON_SECRET}"}
             )
     assert response.status_code == 200, response.text
+    # The second message waited for the first one's send (in flight), claimed once: not given
+    # back and claimed, started and saved again at each poll.
+    answer = response.json()
+    assert (answer["claimed"], answer["paused"], answer["processed"]) == (2, 0, 1), answer
 
     firsts = sorted(
         float(d["at"]) for d in stubs.send.deliveries if d["idempotency_key"].endswith(":0")
