@@ -77,6 +77,33 @@ async def test_the_503_log_line_names_the_host_and_what_to_check(
     assert "db-pass-1234" not in output
 
 
+async def test_the_503_log_line_names_the_supabase_host_and_what_to_check(
+    make_settings: SettingsFactory, capfd: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()  # nothing listens there
+    settings = make_settings(
+        database_url=None,
+        supabase_url=f"http://127.0.0.1:{port}",
+        supabase_service_role_key=SUPABASE_KEY,
+    )
+    with LoopbackServer(create_app(settings), lifespan=True) as server:
+        async with httpx.AsyncClient() as http:
+            response = await http.post(
+                server.url + "/process-queue", headers={"X-Cron-Secret": CRON_SECRET}
+            )
+    assert response.status_code == 503
+
+    output = capfd.readouterr().err
+    [line] = [
+        json.loads(x) for x in output.splitlines() if '"message": "database unavailable"' in x
+    ]
+    assert line["error"].endswith(
+        f"failed: ConnectError: cannot reach 127.0.0.1:{port}; "
+        "is SUPABASE_URL right, and its project up?"
+    ), line["error"]
+    assert SUPABASE_KEY not in output
+
+
 async def test_logs_hold_no_secret_and_no_full_phone_number(
     service: Service, conn: asyncpg.Connection, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -43,7 +43,7 @@ class SupabaseRpc:
                 sqlstate=sqlstate,
             ) from exc
         except httpx.HTTPError as exc:
-            raise DatabaseError(f"{function} failed: {type(exc).__name__}") from exc
+            raise DatabaseError(f"{function} failed: {type(exc).__name__}{_where(exc)}") from exc
         except UnicodeEncodeError as exc:  # a lone surrogate: no UTF-8 body can carry it
             raise DatabaseError(
                 f"{function} failed: {type(exc).__name__} (an argument is not valid UTF-8)",
@@ -57,3 +57,15 @@ class SupabaseRpc:
 
     async def close(self) -> None:
         await self._client.postgrest.aclose()
+
+
+def _where(exc: httpx.HTTPError) -> str:
+    """Which server could not be reached, and what to check (never the key: it is a header)."""
+    try:
+        url = exc.request.url
+    except RuntimeError:  # an error raised before any request was made
+        return ""
+    where = f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return f": cannot reach {where}; is SUPABASE_URL right, and its project up?"
+    return f" ({where})"
