@@ -6,8 +6,8 @@
 -- and the product inserting, editing or deleting messages. A trigger only ever inserts a row of
 -- changes (append-only, never an update): concurrent writers never wait on a counter row and
 -- never deadlock on one. cq_fold_message_counts folds the changes into one row per key, one
--- folder at a time; finalize_campaign_runs (every call of the service that worked messages)
--- and the status call it, after their reads of campaign_messages (the lock order every path
+-- folder at a time; tidy_campaign_queue (once a call of the service that worked messages) and
+-- the status call it, never reading campaign_messages after it (the lock order every path
 -- keeps: campaign_messages, then the fold's advisory lock; a TRUNCATE too).
 --
 -- Writes that fire no trigger (session_replication_role = replica: logical replication's
