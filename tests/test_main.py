@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -17,6 +18,7 @@ from app.sandbox.postgrest import create_postgrest_app
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
 from app.sandbox.service_process import free_port
+from app.settings import Settings
 from tests.service import SUPABASE_KEY, Service
 from tests.stubs import CRON_SECRET, SettingsFactory
 
@@ -53,22 +55,30 @@ async def test_a_database_outage_is_503_with_a_json_error(
     assert health.status_code == 503
 
 
-async def test_the_503_log_line_names_the_host_and_what_to_check(
-    make_settings: SettingsFactory, capfd: pytest.CaptureFixture[str]
-) -> None:
-    port = free_port()  # nothing listens there
-    settings = make_settings(database_url=f"postgresql://postgres:db-pass-1234@127.0.0.1:{port}/x")
+async def unavailable_log(
+    settings: Settings, capfd: pytest.CaptureFixture[str]
+) -> tuple[dict[str, Any], str]:
+    """Calls the service whose database cannot be reached: its 503, then the log line that
+    says why, and the whole log."""
     with LoopbackServer(create_app(settings), lifespan=True) as server:
         async with httpx.AsyncClient() as http:
             response = await http.post(
                 server.url + "/process-queue", headers={"X-Cron-Secret": CRON_SECRET}
             )
     assert response.status_code == 503
-
     output = capfd.readouterr().err
     [line] = [
         json.loads(x) for x in output.splitlines() if '"message": "database unavailable"' in x
     ]
+    return line, output
+
+
+async def test_the_503_log_line_names_the_host_and_what_to_check(
+    make_settings: SettingsFactory, capfd: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()  # nothing listens there
+    settings = make_settings(database_url=f"postgresql://postgres:db-pass-1234@127.0.0.1:{port}/x")
+    line, output = await unavailable_log(settings, capfd)
     assert line["severity"] == "ERROR"
     assert line["error"] == (
         f"cannot connect to the database: cannot reach 127.0.0.1:{port} "
@@ -86,17 +96,7 @@ async def test_the_503_log_line_names_the_supabase_host_and_what_to_check(
         supabase_url=f"http://127.0.0.1:{port}",
         supabase_service_role_key=SUPABASE_KEY,
     )
-    with LoopbackServer(create_app(settings), lifespan=True) as server:
-        async with httpx.AsyncClient() as http:
-            response = await http.post(
-                server.url + "/process-queue", headers={"X-Cron-Secret": CRON_SECRET}
-            )
-    assert response.status_code == 503
-
-    output = capfd.readouterr().err
-    [line] = [
-        json.loads(x) for x in output.splitlines() if '"message": "database unavailable"' in x
-    ]
+    line, output = await unavailable_log(settings, capfd)
     assert line["error"].endswith(
         f"failed: ConnectError: cannot reach 127.0.0.1:{port}; "
         "is SUPABASE_URL right, and its project up?"
