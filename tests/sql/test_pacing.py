@@ -746,16 +746,33 @@ async def first_part_sent(rpc: PostgresRpc, item: dict[str, Any]) -> None:
     assert answer["ok"]
 
 
+async def first_slotted(
+    conn: asyncpg.Connection, rpc: PostgresRpc, min_gap_s: float
+) -> tuple[SeededCampaign, dict[str, Any], dict[str, Any]]:
+    """Two messages of one inbox; the first, its text saved, has taken the inbox's slot and
+    is about to send its first part."""
+    seeded = await seed_campaign(conn, leads=2)
+    first, second = await claim_unpaced(rpc, 2)
+    await sending(rpc, first)
+    assert (await take(rpc, first, **pacing(min_gap_s)))["ok"]
+    return seeded, first, second
+
+
+async def slot_taken_by(conn: asyncpg.Connection, item: dict[str, Any]) -> datetime:
+    slot: datetime = await conn.fetchval(
+        "select last_slot_at from campaign_inbox_pacing where last_slot_message_id = $1",
+        uuid.UUID(item["id"]),
+    )
+    return slot
+
+
 async def test_the_next_first_part_waits_for_a_late_one_then_keeps_min_gap_from_it(
     conn: asyncpg.Connection, rpc: PostgresRpc
 ) -> None:
     """A send that retries a 5xx delivers its first part after its slot: the inbox's next
     first part waits for that delivery, then goes min_gap after it, not a gap after the
     slot (which would put the two closer than min_gap at the endpoint)."""
-    await seed_campaign(conn, leads=2)
-    first, second = await claim_unpaced(rpc, 2)
-    await sending(rpc, first)
-    assert (await take(rpc, first, **pacing(0.3)))["ok"]
+    _, first, second = await first_slotted(conn, rpc, 0.3)
     await asyncio.sleep(0.5)  # the slot's gap is over; the first part is still being retried
 
     waiting = await take(rpc, second, **pacing(0.3))
@@ -764,20 +781,14 @@ async def test_the_next_first_part_waits_for_a_late_one_then_keeps_min_gap_from_
     await first_part_sent(rpc, first)
     delivered = await message_row(conn, first["id"])
     await take_until_ok(rpc, second, **pacing(0.3))
-    slot = await conn.fetchval(
-        "select last_slot_at from campaign_inbox_pacing where last_slot_message_id = $1",
-        uuid.UUID(second["id"]),
-    )
+    slot = await slot_taken_by(conn, second)
     assert slot - delivered["first_part_at"] >= timedelta(seconds=0.3)
 
 
 async def test_a_first_part_delivered_in_time_adds_no_wait(
     conn: asyncpg.Connection, rpc: PostgresRpc
 ) -> None:
-    seeded = await seed_campaign(conn, leads=2)
-    first, second = await claim_unpaced(rpc, 2)
-    await sending(rpc, first)
-    assert (await take(rpc, first, **pacing(0.3)))["ok"]
+    seeded, first, second = await first_slotted(conn, rpc, 0.3)
     await first_part_sent(rpc, first)
     row = await pacing_row(conn, seeded.inbox_id)
     assert row is not None
@@ -791,10 +802,7 @@ async def test_a_live_send_holds_its_inbox_however_long_and_a_dead_one_only_its_
     """A first part retried for minutes (a 429's Retry-After) is waited for while its worker
     renews the lease; once the lease has expired (the worker died), that worker can send no
     more, and the inbox goes on."""
-    seeded = await seed_campaign(conn, leads=2)
-    first, second = await claim_unpaced(rpc, 2)
-    await sending(rpc, first)
-    assert (await take(rpc, first, **pacing(0.3)))["ok"]
+    seeded, first, second = await first_slotted(conn, rpc, 0.3)
     await conn.execute(
         """update campaign_inbox_pacing set last_slot_at = last_slot_at - interval '5 min',
                   next_slot_at = next_slot_at - interval '5 min'
@@ -812,10 +820,7 @@ async def test_a_first_part_that_timed_out_keeps_the_gap_from_its_end(
     conn: asyncpg.Connection, rpc: PostgresRpc
 ) -> None:
     """A send that timed out may have delivered: the failure is taken as the delivery."""
-    await seed_campaign(conn, leads=2)
-    first, second = await claim_unpaced(rpc, 2)
-    await sending(rpc, first)
-    assert (await take(rpc, first, **pacing(0.3)))["ok"]
+    _, first, second = await first_slotted(conn, rpc, 0.3)
     await asyncio.sleep(0.4)  # the slot's gap is over
     retry = {"p_error": "send: timed out (ReadTimeout)", "p_retryable": True}
     assert (await rpc.call("fail_campaign_message", {**fence(first), **retry}))["ok"]
@@ -824,20 +829,14 @@ async def test_a_first_part_that_timed_out_keeps_the_gap_from_its_end(
     waiting = await take(rpc, second, **pacing(0.3))
     assert (waiting["ok"], waiting["reason"]) == (False, "gap")
     await take_until_ok(rpc, second, **pacing(0.3))
-    slot = await conn.fetchval(
-        "select last_slot_at from campaign_inbox_pacing where last_slot_message_id = $1",
-        uuid.UUID(second["id"]),
-    )
+    slot = await slot_taken_by(conn, second)
     assert slot - ended >= timedelta(seconds=0.29)
 
 
 async def test_a_last_slot_whose_message_ended_unsent_holds_nothing(
     conn: asyncpg.Connection, rpc: PostgresRpc
 ) -> None:
-    await seed_campaign(conn, leads=2)
-    first, second = await claim_unpaced(rpc, 2)
-    await sending(rpc, first)
-    assert (await take(rpc, first, **pacing(0.2)))["ok"]
+    _, first, second = await first_slotted(conn, rpc, 0.2)
     failed = await rpc.call(
         "fail_campaign_message", {**fence(first), "p_error": "send: HTTP 400", "p_retryable": False}
     )
