@@ -119,7 +119,7 @@ class MessagePipeline:
         started = await self._store.start(lease)
         if not started.ok:
             return await endings.refused(message, invocation, started.reason)
-        invocation.leases.renewed(Lease.of(message), asked_at)
+        invocation.leases.renewed(lease, asked_at)
 
         try:
             if message.has_generated_parts:  # resuming: reuse the text and parts already sent
@@ -143,7 +143,7 @@ class MessagePipeline:
             )
             if not saved.ok or saved.conversation_id is None:
                 return await endings.refused(message, invocation, saved.reason, saved.inbox_status)
-            invocation.leases.renewed(Lease.of(message), asked_at)
+            invocation.leases.renewed(lease, asked_at)
             not_sent = await self._take_slot(message, invocation)
             if not_sent is not None:
                 return not_sent
@@ -231,7 +231,7 @@ class MessagePipeline:
                 lease, self._pacing, invocation.leases.lock_timeout_s
             )
             if slot.ok:
-                invocation.leases.renewed(Lease.of(message), asked_at)
+                invocation.leases.renewed(lease, asked_at)
                 return None
             if slot.reason == "lock_lost":
                 return await self._endings.refused(message, invocation, "lock_lost")
@@ -283,7 +283,7 @@ class MessagePipeline:
             marked = await self._store.mark_part_sent(lease, index, provider_id)
             if not marked.ok:
                 return await self._endings.refused(message, invocation, marked.reason)
-            leases.renewed(Lease.of(message), asked_at)
+            leases.renewed(lease, asked_at)
             if marked.completed:
                 invocation.logs.add(
                     message.run_id,
