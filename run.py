@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Runs this project's commands with uv, and gets uv first if this machine has none.
 
-    python3 run.py demo [ARGS]     uv run --frozen --no-dev --group sandbox python -m app demo [ARGS]
-    python3 run.py local [ARGS]    uv run --frozen --no-dev --group sandbox python -m app local [ARGS]
-    python3 run.py test [ARGS]     uv run --frozen pytest [ARGS]
-    python3 run.py CMD [ARGS]      uv run --frozen --no-dev CMD [ARGS]   (python -m app migrate, ...)
-    python3 run.py uv [ARGS]       uv [ARGS]
+    python3 run.py demo [ARGS]   uv run --frozen --no-dev --group sandbox python -m app demo ARGS
+    python3 run.py local [ARGS]  uv run --frozen --no-dev --group sandbox python -m app local ARGS
+    python3 run.py test [ARGS]   uv run --frozen pytest [ARGS]
+    python3 run.py CMD [ARGS]    uv run --frozen --no-dev CMD [ARGS]  (python -m app migrate, ...)
+    python3 run.py uv [ARGS]     uv [ARGS]
 
 The run paths install the runtime dependencies only (plus the embedded Postgres, the
 `sandbox` group, for demo and local); the test command and the dev tools (pytest, ruff,

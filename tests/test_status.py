@@ -15,10 +15,11 @@ import httpx
 import pytest
 
 from app.main import create_app
+from app.sandbox.postgrest import create_postgrest_app
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
 from app.status import count, duration, render, table, usd
-from tests.service import Service
+from tests.service import SUPABASE_KEY, Service
 from tests.stubs import CRON_SECRET, SettingsFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -296,6 +297,32 @@ async def test_the_cli_prints_tables_from_database_url_alone(
     )
     assert code == 0
     assert json.loads(out)["runs"][0]["run_id"] == str(seeded.run_id)
+
+
+async def test_the_cli_reads_the_queue_through_supabase_with_the_url_and_key_alone(
+    conn: asyncpg.Connection, db_dsn: str, tmp_path: Path
+) -> None:
+    seeded = await seed_campaign(conn, leads=2)
+    postgrest = LoopbackServer(create_postgrest_app(db_dsn, SUPABASE_KEY), lifespan=True)
+    env = {"SUPABASE_URL": postgrest.start(), "SUPABASE_SERVICE_ROLE_KEY": SUPABASE_KEY}
+    try:
+        code, out, err = await run_cli(["status", "--json"], env, tmp_path)
+    finally:
+        postgrest.stop()
+
+    assert code == 0, err  # no OPENROUTER_API_KEY, no CRON_SECRET: not needed to watch
+    [run] = json.loads(out)["runs"]
+    assert (run["run_id"], run["pending"]) == (str(seeded.run_id), 2)
+    assert SUPABASE_KEY not in out + err
+
+
+async def test_the_cli_names_a_bad_database_setting_in_one_line(tmp_path: Path) -> None:
+    code, out, err = await run_cli(["status"], {"DATABASE_URL": "mysql://u:pw@db/x"}, tmp_path)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        "error: invalid settings: DATABASE_URL: must be a Postgres URL starting with "
+        "postgresql:// or postgres://"
+    ]
 
 
 async def test_the_cli_uses_the_services_settings_when_they_load(
