@@ -229,10 +229,17 @@ async def test_get_status_answers_the_databases_status(
 
 @pytest.mark.parametrize("store_kind", ["postgres"])
 @pytest.mark.parametrize("query", ["?run_id=not-a-uuid", "?run_id=", "?run_id=123"])
-async def test_a_run_id_that_is_not_a_uuid_is_422(service: Service, query: str) -> None:
+async def test_a_run_id_that_is_not_a_uuid_is_422_in_the_posts_shape(
+    service: Service, query: str
+) -> None:
     response = await get_status(service, query)
     assert response.status_code == 422
-    assert "run_id" in json.dumps(response.json())
+    body = response.json()
+    assert body["success"] is False
+    [problem] = body["detail"]
+    assert set(problem) == {"loc", "msg", "type"}  # no input echoed, as the POST's 422
+    assert problem["loc"] == ["query", "run_id"]
+    assert problem["type"] == "uuid_parsing"
 
 
 @pytest.mark.parametrize("store_kind", ["postgres"])
