@@ -47,17 +47,9 @@ def _migrate() -> int:
 
 
 def _serve() -> int:
-    import uvicorn
+    from app.serve import serve
 
-    from app.settings import SettingsError, load_settings
-
-    try:
-        settings = load_settings()
-    except SettingsError as exc:  # missing or invalid: one line naming them, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    uvicorn.run("app.main:app", host="0.0.0.0", port=settings.port, log_level="warning")
-    return 0
+    return serve()
 
 
 def _demo(args: argparse.Namespace) -> int:
