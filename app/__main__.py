@@ -1,4 +1,4 @@
-"""Command line: `python -m app serve | migrate | process | demo | status`."""
+"""Command line: `python -m app serve | migrate | process | demo | local | status`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 import uuid
+from pathlib import Path
 from typing import Any, NoReturn
 
 
@@ -149,6 +150,17 @@ def main(argv: list[str] | None = None) -> int:
         help="call the real OpenRouter / send endpoint whose keys are set in the environment "
         "(without it, loopback stubs only)",
     )
+    local = commands.add_parser(
+        "local",
+        help="the service on this machine with demo data, until Ctrl-C (embedded Postgres, "
+        "loopback stubs)",
+    )
+    local.add_argument("--port", type=int, default=8765, help="on 127.0.0.1 (0: any free)")
+    local.add_argument("--leads", type=int, default=20, help="demo leads due at start (0: none)")
+    local.add_argument("--fresh", action="store_true", help="drop the earlier runs' data first")
+    local.add_argument(
+        "--data-dir", type=Path, help="Postgres's data (default: .local/pg in this folder)"
+    )
     status = commands.add_parser(
         "status", help="queue depth, runs' progress, cost and ETA, inboxes, failures"
     )
@@ -165,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_process(args)
     if args.command == "status":
         return _status(args)
+    if args.command == "local":
+        from app.sandbox.local import run_local
+
+        return run_local(args)
     return _demo(args)
 
 
