@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import secrets
 import shlex
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -127,6 +129,13 @@ def run_local(args: argparse.Namespace) -> int:
     def stop(signum: int, frame: FrameType | None) -> None:
         stopped_by.append(signum)  # no I/O in a signal handler
 
+    if importlib.util.find_spec("pgserver") is None:  # production: the runtime group only
+        print(
+            "error: the embedded Postgres (pgserver, the sandbox dependency group) is not "
+            "installed here: run `python3 run.py local` from the repository",
+            file=sys.stderr,
+        )
+        return 2
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     data_dir: Path = (args.data_dir or DATA_DIR).resolve()
     _ignore_in_git(data_dir)
