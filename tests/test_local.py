@@ -93,34 +93,63 @@ def curl_request(line: str) -> tuple[str, str, dict[str, str]]:
     return method, url, headers
 
 
+class Local:
+    """`python -m app local ARGS --port 0 --data-dir DIR` as a subprocess, up to its last
+    printed line; stop() sends a signal and returns (exit code, the lines it said, stderr)."""
+
+    def __init__(self, data_dir: Path, *args: str) -> None:
+        command = ["local", "--port", "0", "--data-dir", str(data_dir), *args]
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app", *command],
+            cwd=ROOT,
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._stdout = Lines(self.process)
+        try:
+            self.printed = self._stdout.until("Ctrl-C", START_TIMEOUT_S)
+        except BaseException:
+            self.kill()
+            raise
+        curls = [line.strip() for line in self.printed if line.strip().startswith("curl ")]
+        self.post, self.get = (curl_request(line) for line in curls)
+
+    def call(self, request: tuple[str, str, dict[str, str]]) -> httpx.Response:
+        method, url, headers = request
+        return httpx.request(method, url, headers=headers, timeout=60)
+
+    def stop(self, sig: signal.Signals) -> tuple[int, list[str], str]:
+        try:
+            self.process.send_signal(sig)
+            code = self.process.wait(timeout=30)
+            assert self.process.stderr is not None
+            return code, self._stdout.rest(timeout_s=10), self.process.stderr.read()
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
+
 @pytest.mark.timeout(START_TIMEOUT_S + 120)
 def test_local_serves_what_it_prints_until_sigterm(data_dir: Path) -> None:
-    command = ["local", "--port", "0", "--leads", "3", "--data-dir", str(data_dir)]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", *command],
-        cwd=ROOT,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    stdout = Lines(process)
+    local = Local(data_dir, "--leads", "3")
     try:
-        printed = stdout.until("Ctrl-C", START_TIMEOUT_S)
-        curls = [line.strip() for line in printed if line.strip().startswith("curl ")]
-        [status_line] = [line.strip() for line in printed if "-m app status" in line]
-
-        post, get = (curl_request(line) for line in curls)
-        assert post[0] == "POST"
-        assert post[1].startswith("http://127.0.0.1:")
-        answer = httpx.request(post[0], post[1], headers=post[2], timeout=60)
+        assert local.post[0] == "POST"
+        assert local.post[1].startswith("http://127.0.0.1:")
+        answer = local.call(local.post)
         assert answer.status_code == 200, answer.text
         assert (answer.json()["claimed"], answer.json()["processed"]) == (3, 3)
-        status = httpx.request(get[0], get[1], headers=get[2], timeout=60)
+        status = local.call(local.get)
         assert status.status_code == 200, status.text
         assert status.json()["throughput"]["sent_5m"] == 3
 
         # The status line: DATABASE_URL=... python3 .../run.py python -m app status
+        [status_line] = [line.strip() for line in local.printed if "-m app status" in line]
         assignment, *command = shlex.split(status_line)
         name, _, dsn = assignment.partition("=")
         assert name == "DATABASE_URL"
@@ -137,20 +166,36 @@ def test_local_serves_what_it_prints_until_sigterm(data_dir: Path) -> None:
         )
         assert tables.returncode == 0, tables.stderr
         assert json.loads(tables.stdout)["throughput"]["sent_5m"] == 3
-
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-        out = stdout.rest(timeout_s=10)
-        assert process.stderr is not None
-        err = process.stderr.read()
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=30)
+        code, said, err = local.stop(signal.SIGTERM)
 
-    assert process.returncode == 0, err
-    assert out == [
+    assert code == 0, err
+    assert said == [
         "SIGTERM: stopping the service, stubs, Postgres",
         f"stopped; the data stays in {data_dir} (--fresh starts over)",
     ]
     assert "Traceback" not in err
+
+
+@pytest.mark.timeout(3 * START_TIMEOUT_S + 120)
+def test_the_data_survives_a_restart_until_fresh_and_ctrl_c_stops_it_too(data_dir: Path) -> None:
+    first = Local(data_dir, "--leads", "2")
+    try:
+        assert first.call(first.post).json()["processed"] == 2
+    finally:
+        code, said, _ = first.stop(signal.SIGINT)
+    assert code == 0
+    assert said[0] == "SIGINT: stopping the service, stubs, Postgres"
+
+    again = Local(data_dir, "--leads", "0")
+    try:
+        assert any(line.startswith("no new demo leads") for line in again.printed)
+        assert again.call(again.get).json()["throughput"]["sent_5m"] == 2  # kept
+    finally:
+        assert again.stop(signal.SIGTERM)[0] == 0
+
+    fresh = Local(data_dir, "--leads", "0", "--fresh")
+    try:
+        assert fresh.call(fresh.get).json()["throughput"]["sent_5m"] == 0
+    finally:
+        assert fresh.stop(signal.SIGTERM)[0] == 0
