@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
 """Runs this project's commands with uv, and gets uv first if this machine has none.
 
-    python3 run.py demo [ARGS]     uv run --frozen python -m app demo [ARGS]
-    python3 run.py test [ARGS]     uv run --frozen pytest [ARGS]
-    python3 run.py CMD [ARGS]      uv run --frozen CMD [ARGS]   (python -m app migrate, mypy, ...)
-    python3 run.py uv [ARGS]       uv [ARGS]
+    python3 run.py demo [ARGS]   uv run --frozen --no-dev --group sandbox python -m app demo ARGS
+    python3 run.py local [ARGS]  uv run --frozen --no-dev --group sandbox python -m app local ARGS
+    python3 run.py test [ARGS]   uv run --frozen pytest [ARGS]
+    python3 run.py CMD [ARGS]    uv run --frozen --no-dev CMD [ARGS]  (python -m app migrate, ...)
+    python3 run.py uv [ARGS]     uv [ARGS]
+
+The run paths install the runtime dependencies only (plus the embedded Postgres, the
+`sandbox` group, for demo and local); the test command and the dev tools (pytest, ruff,
+mypy, python -m bench...) bring the dev group. uv adds what a command needs to `.venv` and
+removes nothing, so a run path after the tests keeps them.
 
 Standard library only. Needs Python 3.11+ (the project's own floor) and the package index.
 Everything runs in this file's folder, with this same Python: uv builds `.venv` from
@@ -49,12 +55,22 @@ ROOT = Path(__file__).resolve().parent
 TOOLS = ROOT / ".tools"
 DEFAULT_INDEX = "https://pypi.org/simple"
 
-USAGE = """usage: python3 run.py demo | test | uv ARGS | CMD ARGS
+USAGE = """usage: python3 run.py demo | local | test | uv ARGS | CMD ARGS
   demo [ARGS]   one campaign end to end on this machine (python -m app demo)
+  local [ARGS]  the service on this machine until Ctrl-C, with demo data (python -m app local)
   test [ARGS]   the whole test suite (pytest)
   uv ARGS       uv itself
   CMD ARGS      any command inside the project's environment (uv run --frozen CMD ARGS),
                 e.g. python -m app migrate, python -m app serve, ruff check ., mypy"""
+
+# Which dependency groups a command gets (pyproject.toml): the runtime alone, unless it needs
+# the embedded Postgres (sandbox) or the dev tools (dev, which includes sandbox).
+RUNTIME = ["--no-dev"]
+SANDBOX = ["--no-dev", "--group", "sandbox"]
+DEV: list[str] = []  # uv's default groups: dev
+DEV_PROGRAMS = ("pytest", "ruff", "mypy")
+DEV_MODULES = ("pytest", "ruff", "mypy", "bench", "tests")
+SANDBOX_APP_COMMANDS = ("demo", "local")
 
 
 class BootstrapError(Exception):
@@ -304,15 +320,33 @@ def find_or_install_uv() -> list[str]:
     return [str(binary)]
 
 
+def groups_for(command: list[str]) -> list[str]:
+    """uv's group options for a command run in the project's environment."""
+    program = Path(command[0]).name
+    if program in DEV_PROGRAMS:
+        return DEV
+    if program.startswith("python") and len(command) > 2 and command[1] == "-m":
+        module, rest = command[2], command[3:]
+        if module.split(".")[0] in DEV_MODULES:
+            return DEV
+        if module.startswith("app.sandbox") or (
+            module == "app" and rest[:1] and rest[0] in SANDBOX_APP_COMMANDS
+        ):
+            return SANDBOX
+    return RUNTIME
+
+
 def uv_arguments(args: list[str]) -> list[str]:
     """What to hand uv for run.py's arguments."""
     if args[0] == "uv":
         return args[1:]
-    if args[0] == "demo":
-        return ["run", "--frozen", "python", "-m", "app", "demo", *args[1:]]
-    if args[0] == "test":
-        return ["run", "--frozen", "pytest", *args[1:]]
-    return ["run", "--frozen", *args]
+    if args[0] in SANDBOX_APP_COMMANDS:  # demo, local
+        command = ["python", "-m", "app", *args]
+    elif args[0] == "test":
+        command = ["pytest", *args[1:]]
+    else:
+        command = args
+    return ["run", "--frozen", *groups_for(command), *command]
 
 
 def main(argv: list[str]) -> int:

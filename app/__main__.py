@@ -1,4 +1,4 @@
-"""Command line: `python -m app serve | migrate | process | demo | status`."""
+"""Command line: `python -m app serve | migrate | process | demo | local | status`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import sys
 import uuid
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 
 class _Parser(argparse.ArgumentParser):
@@ -19,12 +20,19 @@ class _Parser(argparse.ArgumentParser):
 def _migrate() -> int:
     import asyncpg
 
-    from app.settings import DatabaseSettings
+    from app.settings import MissingSettingsError, SettingsError, load_database_settings
     from app.store.migrations import ConnectionFailedError, apply_migrations
 
-    dsn = DatabaseSettings().database_url
-    if dsn is None:
-        print("error: missing required setting: DATABASE_URL", file=sys.stderr)
+    missing = "error: missing required setting: DATABASE_URL"
+    try:
+        dsn = load_database_settings().database_url
+    except MissingSettingsError:
+        dsn = None
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if dsn is None:  # SUPABASE_URL alone cannot run DDL
+        print(missing, file=sys.stderr)
         return 2
     try:
         applied = asyncio.run(apply_migrations(dsn.get_secret_value()))
@@ -40,17 +48,9 @@ def _migrate() -> int:
 
 
 def _serve() -> int:
-    import uvicorn
+    from app.serve import serve
 
-    from app.settings import SettingsError, load_settings
-
-    try:
-        settings = load_settings()
-    except SettingsError as exc:  # missing or invalid: one line naming them, no traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    uvicorn.run("app.main:app", host="0.0.0.0", port=settings.port, log_level="warning")
-    return 0
+    return serve()
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -61,58 +61,61 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     """campaign_queue_status as tables (or --json), from the service's settings when they
-    load, else from DATABASE_URL alone (then the ETAs assume the default INBOX_* pacing)."""
+    load, else from the database settings alone (DATABASE_URL, or SUPABASE_URL and its key;
+    then the ETAs assume the default INBOX_* pacing)."""
     import json
 
-    from app.settings import DatabaseSettings, Settings, SettingsError, load_settings
+    from app.settings import (
+        DatabaseSettings,
+        Settings,
+        SettingsError,
+        load_database_settings,
+        load_settings,
+    )
     from app.status import render
     from app.store.rpc import DatabaseError, Rpc
     from app.store.store import Pacing, Store
 
-    async def fetch(settings: Settings | None, dsn: str | None) -> dict[str, object]:
+    async def fetch(database: Settings | DatabaseSettings, pacing: Pacing | None) -> dict[str, Any]:
         rpc: Rpc
-        pacing = None
-        if settings is not None:
-            pacing = Pacing(
-                settings.inbox_min_gap_s, settings.inbox_max_gap_s, settings.inbox_daily_cap
-            )
-            dsn = settings.database_url.get_secret_value() if settings.database_url else None
-        if dsn is not None:
+        if database.database_url is not None:
             from app.store.postgres import PostgresRpc
 
+            dsn = database.database_url.get_secret_value()
             rpc = PostgresRpc(dsn, statement_cache_size=0, max_size=1)
         else:
             from app.store.supabase import SupabaseRpc
 
-            assert settings is not None
-            assert settings.supabase_url
-            assert settings.supabase_service_role_key
+            assert database.supabase_url
+            assert database.supabase_service_role_key
             rpc = await SupabaseRpc.connect(
-                settings.supabase_url, settings.supabase_service_role_key.get_secret_value()
+                database.supabase_url, database.supabase_service_role_key.get_secret_value()
             )
         try:
             return await Store(rpc).queue_status(args.run_id, pacing)
         finally:
             await rpc.close()
 
-    settings: Settings | None
+    database: Settings | DatabaseSettings
     try:
-        settings = load_settings()
-        dsn = None
-    except SettingsError as exc:
-        settings = None
-        url = DatabaseSettings().database_url
-        if url is None:
+        database = load_settings()
+        pacing = Pacing(
+            database.inbox_min_gap_s, database.inbox_max_gap_s, database.inbox_daily_cap
+        )
+    except SettingsError:
+        try:
+            database = load_database_settings()
+        except SettingsError as exc:  # only the database's settings are needed to watch
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        dsn = url.get_secret_value()
+        pacing = None
         print(
-            "note: the service's settings do not load; reading DATABASE_URL alone, and the "
-            "ETAs assume the default INBOX_* pacing",
+            "note: the service's settings do not load; reading the database settings alone, "
+            "and the ETAs assume the default INBOX_* pacing",
             file=sys.stderr,
         )
     try:
-        status = asyncio.run(fetch(settings, dsn))
+        status = asyncio.run(fetch(database, pacing))
     except DatabaseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -147,6 +150,17 @@ def main(argv: list[str] | None = None) -> int:
         help="call the real OpenRouter / send endpoint whose keys are set in the environment "
         "(without it, loopback stubs only)",
     )
+    local = commands.add_parser(
+        "local",
+        help="the service on this machine with demo data, until Ctrl-C (embedded Postgres, "
+        "loopback stubs)",
+    )
+    local.add_argument("--port", type=int, default=8765, help="on 127.0.0.1 (0: any free)")
+    local.add_argument("--leads", type=int, default=20, help="demo leads due at start (0: none)")
+    local.add_argument("--fresh", action="store_true", help="drop the earlier runs' data first")
+    local.add_argument(
+        "--data-dir", type=Path, help="Postgres's data (default: .local/pg in this folder)"
+    )
     status = commands.add_parser(
         "status", help="queue depth, runs' progress, cost and ETA, inboxes, failures"
     )
@@ -163,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_process(args)
     if args.command == "status":
         return _status(args)
+    if args.command == "local":
+        from app.sandbox.local import run_local
+
+        return run_local(args)
     return _demo(args)
 
 

@@ -166,7 +166,8 @@ class ValidationProblem(BaseModel):
     model_config = ConfigDict(title="ValidationProblem")
 
     loc: list[str | int] = Field(
-        description='Where: `["body"]` for the whole body, `["body", "<field>"]` for a field.'
+        description='Where: `["body"]` for the whole body, `["body", "<field>"]` for a field, '
+        '`["query", "<parameter>"]` for a query parameter.'
     )
     msg: str = Field(description="What is wrong with it.")
     type: str = Field(description="pydantic's error type, e.g. `less_than_equal`.")
@@ -254,7 +255,7 @@ STATUS_RESPONSES: dict[int | str, dict[str, Any]] = {
         )
     },
     401: PROCESS_QUEUE_RESPONSES[401],
-    422: {"description": "run_id is not a uuid."},
+    422: {"model": ValidationAnswer, "description": "run_id is not a uuid."},
     503: {"model": ErrorAnswer, "description": "The database is unavailable."},
 }
 

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import ValidationError
@@ -36,6 +37,7 @@ from app.api_models import (
 )
 from app.auth import UnauthorizedError, require_cron_secret
 from app.delivery.sender import Sender
+from app.error_answers import invalid_request, unauthorized, unprocessable
 from app.logs import configure_logging, log
 from app.models import ProcessQueueResult
 from app.processing.pipeline import MessagePipeline
@@ -224,7 +226,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=STATUS_RESPONSES,
         dependencies=[Depends(require_cron_secret)],
     )(status)
-    app.add_exception_handler(UnauthorizedError, _unauthorized)
+    app.add_exception_handler(UnauthorizedError, unauthorized)
+    app.add_exception_handler(RequestValidationError, invalid_request)
     _add_docs(app)
     return app
 
@@ -355,16 +358,9 @@ async def healthz(services: ServicesDep) -> Healthy | JSONResponse:
 
 
 def _unprocessable(errors: list[Any]) -> JSONResponse:
-    detail = [
+    return unprocessable(
         {"loc": ["body", *[p for p in e["loc"] if p != "body"]], "msg": e["msg"], "type": e["type"]}
         for e in errors
-    ]
-    return JSONResponse({"success": False, "detail": detail}, 422)
-
-
-async def _unauthorized(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(
-        {"success": False, "error": "unauthorized"}, 401, headers={"WWW-Authenticate": "Bearer"}
     )
 
 

@@ -92,13 +92,12 @@ class Settings(BaseSettings):
     @field_validator("supabase_url", "openrouter_base_url", "send_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        value = value.strip()
-        parts = urlsplit(value)
-        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be a URL starting with http:// or https://")
-        return value
+        return _http_url(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _postgres_url(value)
 
     @field_validator("fallback_models", mode="before")
     @classmethod
@@ -173,13 +172,60 @@ class Settings(BaseSettings):
 
 
 class DatabaseSettings(BaseSettings):
-    """Only what `python -m app migrate` needs, from the environment or `.env`."""
+    """Only the database, from the environment or `.env`: what `python -m app migrate` and
+    `status` need (no OpenRouter key, no CRON_SECRET). Checked as Settings checks them."""
 
     model_config = SettingsConfigDict(
         env_file=".env", extra="ignore", case_sensitive=False, env_ignore_empty=True
     )
 
     database_url: SecretStr | None = None
+    supabase_url: str | None = None
+    supabase_service_role_key: SecretStr | None = None
+
+    @field_validator("supabase_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return _http_url(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        return _postgres_url(value)
+
+
+def load_database_settings() -> DatabaseSettings:
+    """DatabaseSettings, or SettingsError: one line naming each invalid setting, and
+    DATABASE_URL (or SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY) when neither is set."""
+    try:
+        settings = DatabaseSettings()
+    except ValidationError as exc:
+        raise SettingsError(_one_line([_describe(e) for e in exc.errors()], [])) from None
+    if settings.database_url is None and not (
+        settings.supabase_url and settings.supabase_service_role_key
+    ):
+        raise MissingSettingsError(_one_line([], [_DATABASE]))
+    return settings
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be a URL starting with http:// or https://")
+    return value
+
+
+def _postgres_url(value: SecretStr | None) -> SecretStr | None:
+    """The schemes asyncpg takes. No host is fine: libpq's `?host=/socket/dir` form."""
+    if value is None:
+        return None
+    url = value.get_secret_value().strip()
+    if urlsplit(url).scheme.lower() not in ("postgresql", "postgres"):
+        raise ValueError("must be a Postgres URL starting with postgresql:// or postgres://")
+    return SecretStr(url)
 
 
 def load_settings() -> Settings:
@@ -203,12 +249,15 @@ def _settings_error(exc: ValidationError) -> SettingsError:
     return SettingsError(_one_line([_describe(error) for error in exc.errors()], []))
 
 
+_DATABASE = "DATABASE_URL (or SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY)"
+
+
 def _missing(present: Callable[[str], bool]) -> list[str]:
     missing = []
     if not present("database_url") and not (
         present("supabase_url") and present("supabase_service_role_key")
     ):
-        missing.append("DATABASE_URL (or SUPABASE_URL + SUPABASE_SERVICE_ROLE_KEY)")
+        missing.append(_DATABASE)
     if not present("openrouter_api_key"):
         missing.append("OPENROUTER_API_KEY")
     if not present("send_url") and not present("supabase_url"):
@@ -237,6 +286,8 @@ def _describe(error: ErrorDetails) -> str:
         why = "not a whole number"
     elif kind in ("int_parsing", "float_parsing", "int_type", "float_type"):
         why = "not a number"
+    elif kind in ("bool_parsing", "bool_type"):
+        why = "must be true or false"
     elif kind == "finite_number":
         why = "must be a finite number"
     elif kind in _BOUNDS:

@@ -8,6 +8,7 @@ integer, `requeue_failed: true` needs `run_id` in the schema as in the code.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import asyncpg
@@ -102,6 +103,38 @@ async def test_a_missing_or_wrong_secret_is_401_and_nothing_changes(
     assert await statuses(conn) == before
     assert service.stubs.openrouter.requests == 0
     assert service.stubs.send.deliveries == []
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+async def test_a_401_is_logged_with_the_callers_address_and_never_the_secret(
+    service: Service, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A curl pasted where $CRON_SECRET is unset sends `Authorization: Bearer` and nothing more.
+    calls = [*WRONG, {"Authorization": "Bearer"}]
+    capfd.readouterr()
+    for headers in calls:
+        assert (await post(service, headers)).status_code == 401
+    ours = [
+        json.loads(line)
+        for line in capfd.readouterr().err.splitlines()
+        if line.startswith("{") and "unauthorized" in line
+    ]
+
+    assert {line["severity"] for line in ours} == {"WARNING"}
+    prefix = "unauthorized: POST /process-queue from 127.0.0.1: "
+    not_bearer = "Authorization is not `Bearer <CRON_SECRET>`"
+    assert [line["message"].removeprefix(prefix) for line in ours] == [
+        "no secret",
+        *["wrong secret"] * 2,
+        *[not_bearer] * 2,
+        *["wrong secret"] * 5,
+        "empty secret",
+    ]
+    text = json.dumps(ours)
+    for headers in calls:
+        for value in headers.values():
+            assert not value or value.split()[-1] not in text or value == "Bearer"
+    assert CRON_SECRET[:8] not in text
 
 
 def test_every_candidate_is_compared_in_constant_time(

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
 import time
@@ -323,6 +325,40 @@ def test_serve_logs_one_start_up_line_without_secrets(tmp_path: Path, stubs: Stu
     for secret in (DB_PASSWORD, dsn, CRON_SECRET, stubs.openrouter.api_key, "app_user"):
         assert secret not in text
     assert stubs.send.service_role_key not in text
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_serve_says_where_it_listens_and_when_a_signal_stops_it(
+    tmp_path: Path, stubs: Stubs, stop: signal.Signals
+) -> None:
+    port = free_port()
+    env = stub_env(stubs, dead_dsn()) | {"PORT": str(port), "LOG_LEVEL": "WARNING"}
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"],
+        cwd=tmp_path,
+        env=base | {"PYTHONPATH": str(ROOT)} | env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        ready, _, _ = select.select([process.stderr], [], [], 30)  # the server listens
+        first = process.stderr.readline() if ready else "(nothing in 30 s)"
+        process.send_signal(stop)
+        _, rest = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+
+    assert process.returncode == 0, first + rest
+    assert first == (
+        f"campaign-queue: listening on http://0.0.0.0:{port} (Ctrl-C or SIGTERM stops it)\n"
+    )
+    assert [line for line in rest.splitlines() if not line.startswith("{")] == [
+        f"campaign-queue: {stop.name}: stopping; the calls in progress finish first",
+        "campaign-queue: stopped",
+    ]
 
 
 def test_the_effective_settings_never_show_a_secret(stubs: Stubs) -> None:

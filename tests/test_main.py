@@ -186,6 +186,12 @@ BAD_SETTINGS = [
     ({"CRON_SECRET": "short"}, "invalid settings: CRON_SECRET: must be at least 16 characters"),
     ({"CRON_SECRET": ""}, "missing required settings: CRON_SECRET"),
     ({"LOCK_TIMEOUT_S": "1"}, "invalid settings: LOCK_TIMEOUT_S: must be >= 2"),
+    (
+        {"DATABASE_URL": "mysql://x"},
+        "invalid settings: DATABASE_URL: must be a Postgres URL starting with postgresql:// "
+        "or postgres://",
+    ),
+    ({"DOCS_ENABLED": "maybe"}, "invalid settings: DOCS_ENABLED: must be true or false"),
 ]
 
 

@@ -16,6 +16,7 @@ VALID = {
     "CRON_SECRET": "a-cron-secret-of-32-characters!!",
 }
 SETTING_NAMES = [name.upper() for name in Settings.model_fields]
+NOT_POSTGRES = "must be a Postgres URL starting with postgresql:// or postgres://"
 
 
 @pytest.fixture
@@ -101,6 +102,17 @@ def test_valid_settings_load(env: pytest.MonkeyPatch) -> None:
         ),
         ({"CRON_SECRET": ""}, "missing required settings: CRON_SECRET"),
         ({"CRON_SECRET": None}, "missing required settings: CRON_SECRET"),
+        ({"DATABASE_URL": "mysql://x"}, f"invalid settings: DATABASE_URL: {NOT_POSTGRES}"),
+        ({"DATABASE_URL": "127.0.0.1:5432/app"}, f"invalid settings: DATABASE_URL: {NOT_POSTGRES}"),
+        (
+            {"DATABASE_URL": "postgresql+asyncpg://u:p@db/app"},
+            f"invalid settings: DATABASE_URL: {NOT_POSTGRES}",
+        ),
+        ({"DOCS_ENABLED": "maybe"}, "invalid settings: DOCS_ENABLED: must be true or false"),
+        (
+            {"DOCS_ENABLED": "2", "BATCH_SIZE": "0"},
+            "invalid settings: BATCH_SIZE: must be >= 1; DOCS_ENABLED: must be true or false",
+        ),
     ],
 )
 def test_a_bad_setting_is_one_line_naming_it(
@@ -148,3 +160,27 @@ def test_urls_are_trimmed_and_http_or_https(env: pytest.MonkeyPatch) -> None:
 def test_settings_built_in_code_are_checked_too() -> None:
     with pytest.raises(ValueError, match="CRON_SECRET: must be at least 16 characters"):
         Settings.model_validate({**{k.lower(): v for k, v in VALID.items()}, "cron_secret": ""})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:pw@127.0.0.1:5432/app",
+        "postgres://app:pw@db.example.com/app?sslmode=require",
+        "PostgreSQL://app@db/app",
+        "postgresql://postgres:@/postgres?host=/tmp/pgdata",  # a Unix socket (the sandbox's)
+    ],
+)
+def test_a_postgres_database_url_loads(env: pytest.MonkeyPatch, url: str) -> None:
+    env.setenv("DATABASE_URL", url)
+    settings = load_settings()
+    assert settings.database_url is not None
+    assert settings.database_url.get_secret_value() == url
+
+
+@pytest.mark.parametrize(("value", "expected"), [("true", True), ("0", False), ("Yes", True)])
+def test_docs_enabled_takes_the_usual_booleans(
+    env: pytest.MonkeyPatch, value: str, expected: bool
+) -> None:
+    env.setenv("DOCS_ENABLED", value)
+    assert load_settings().docs_enabled is expected

@@ -370,10 +370,19 @@ def _place_private_uv(repo: Path, label: str = "private") -> None:
     [
         (["test"], "run --frozen pytest"),
         (["test", "-q", "-k", "deploy"], "run --frozen pytest -q -k deploy"),
-        (["demo"], "run --frozen python -m app demo"),
-        (["demo", "--leads", "6"], "run --frozen python -m app demo --leads 6"),
+        (["demo"], "run --frozen --no-dev --group sandbox python -m app demo"),
+        (
+            ["demo", "--leads", "6"],
+            "run --frozen --no-dev --group sandbox python -m app demo --leads 6",
+        ),
+        (["local"], "run --frozen --no-dev --group sandbox python -m app local"),
         (["ruff", "check", "."], "run --frozen ruff check ."),
-        (["python", "-m", "app", "migrate"], "run --frozen python -m app migrate"),
+        (["mypy"], "run --frozen mypy"),
+        (["pytest", "tests/sql"], "run --frozen pytest tests/sql"),
+        (["python", "-m", "bench.scale"], "run --frozen python -m bench.scale"),
+        (["python", "-m", "app", "migrate"], "run --frozen --no-dev python -m app migrate"),
+        (["python", "-m", "app", "serve"], "run --frozen --no-dev python -m app serve"),
+        (["python", "-m", "app", "status"], "run --frozen --no-dev python -m app status"),
         (["uv", "lock", "--check"], "lock --check"),
     ],
 )
@@ -389,6 +398,58 @@ def test_commands_become_uv_run_frozen_in_the_checkout_with_this_python(
         f"fake-uv cwd={scratch}",
     ]
     assert done.stderr == ""  # a uv already there: nothing to say
+
+
+DEV_ONLY = {"pytest", "pytest-asyncio", "pytest-timeout", "pytest-xdist", "hypothesis"}
+DEV_ONLY |= {"ruff", "mypy", "pyyaml", "types-pyyaml"}
+
+
+def installed_by(args: list[str]) -> set[str]:
+    """The packages `python3 run.py ARGS` installs: the real uv resolves the real uv.lock
+    with the group options run.py picked (`uv export` takes the same ones as `uv run`)."""
+    uv_args = run.uv_arguments(args)
+    assert uv_args[:2] == ["run", "--frozen"]
+    options: list[str] = []
+    for arg in uv_args[2:]:
+        if not (arg.startswith("--") or options[-1:] == ["--group"]):
+            break
+        options.append(arg)
+    exported = subprocess.run(
+        [*run.find_or_install_uv(), "export", "--frozen", "--no-hashes", *options],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=True,
+    ).stdout
+    return {
+        line.split("==")[0].strip().lower()
+        for line in exported.splitlines()
+        if "==" in line and not line.startswith((" ", "#"))
+    }
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["demo"],
+        ["local"],
+        ["python", "-m", "app", "migrate"],
+        ["python", "-m", "app", "serve"],
+        ["python", "-m", "app", "status"],
+    ],
+)
+def test_the_run_paths_install_the_runtime_without_the_dev_group(args: list[str]) -> None:
+    packages = installed_by(args)
+    assert {"fastapi", "uvicorn", "asyncpg", "supabase"} <= packages
+    assert not packages & DEV_ONLY, sorted(packages & DEV_ONLY)
+    # The embedded Postgres only for the commands that start one.
+    assert ("pgserver" in packages) == (args[0] in ("demo", "local"))
+
+
+@pytest.mark.parametrize("args", [["test"], ["ruff", "check", "."], ["mypy"]])
+def test_the_test_command_and_the_dev_tools_bring_the_dev_group(args: list[str]) -> None:
+    assert DEV_ONLY | {"pgserver"} <= installed_by(args)
 
 
 def test_an_older_uv_on_path_is_not_used(
@@ -413,7 +474,7 @@ def test_help_and_no_arguments(scratch: Path, tmp_path: Path) -> None:
     assert run_py(sys.executable, scratch, ["--help"], fresh_env(tmp_path)).returncode == 0
     bare = run_py(sys.executable, scratch, [], fresh_env(tmp_path))
     assert bare.returncode == 2
-    assert "usage: python3 run.py demo | test" in bare.stdout
+    assert "usage: python3 run.py demo | local | test" in bare.stdout
     assert not (scratch / ".tools").exists()  # nothing installed just to print help
 
 

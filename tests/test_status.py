@@ -15,10 +15,11 @@ import httpx
 import pytest
 
 from app.main import create_app
+from app.sandbox.postgrest import create_postgrest_app
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
 from app.status import count, duration, render, table, usd
-from tests.service import Service
+from tests.service import SUPABASE_KEY, Service
 from tests.stubs import CRON_SECRET, SettingsFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -228,10 +229,17 @@ async def test_get_status_answers_the_databases_status(
 
 @pytest.mark.parametrize("store_kind", ["postgres"])
 @pytest.mark.parametrize("query", ["?run_id=not-a-uuid", "?run_id=", "?run_id=123"])
-async def test_a_run_id_that_is_not_a_uuid_is_422(service: Service, query: str) -> None:
+async def test_a_run_id_that_is_not_a_uuid_is_422_in_the_posts_shape(
+    service: Service, query: str
+) -> None:
     response = await get_status(service, query)
     assert response.status_code == 422
-    assert "run_id" in json.dumps(response.json())
+    body = response.json()
+    assert body["success"] is False
+    [problem] = body["detail"]
+    assert set(problem) == {"loc", "msg", "type"}  # no input echoed, as the POST's 422
+    assert problem["loc"] == ["query", "run_id"]
+    assert problem["type"] == "uuid_parsing"
 
 
 @pytest.mark.parametrize("store_kind", ["postgres"])
@@ -296,6 +304,32 @@ async def test_the_cli_prints_tables_from_database_url_alone(
     )
     assert code == 0
     assert json.loads(out)["runs"][0]["run_id"] == str(seeded.run_id)
+
+
+async def test_the_cli_reads_the_queue_through_supabase_with_the_url_and_key_alone(
+    conn: asyncpg.Connection, db_dsn: str, tmp_path: Path
+) -> None:
+    seeded = await seed_campaign(conn, leads=2)
+    postgrest = LoopbackServer(create_postgrest_app(db_dsn, SUPABASE_KEY), lifespan=True)
+    env = {"SUPABASE_URL": postgrest.start(), "SUPABASE_SERVICE_ROLE_KEY": SUPABASE_KEY}
+    try:
+        code, out, err = await run_cli(["status", "--json"], env, tmp_path)
+    finally:
+        postgrest.stop()
+
+    assert code == 0, err  # no OPENROUTER_API_KEY, no CRON_SECRET: not needed to watch
+    [run] = json.loads(out)["runs"]
+    assert (run["run_id"], run["pending"]) == (str(seeded.run_id), 2)
+    assert SUPABASE_KEY not in out + err
+
+
+async def test_the_cli_names_a_bad_database_setting_in_one_line(tmp_path: Path) -> None:
+    code, out, err = await run_cli(["status"], {"DATABASE_URL": "mysql://u:pw@db/x"}, tmp_path)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        "error: invalid settings: DATABASE_URL: must be a Postgres URL starting with "
+        "postgresql:// or postgres://"
+    ]
 
 
 async def test_the_cli_uses_the_services_settings_when_they_load(

@@ -47,6 +47,15 @@ def test_migrate_without_a_database_url_names_it() -> None:
     assert result.stderr.strip() == "error: missing required setting: DATABASE_URL"
 
 
+def test_migrate_with_a_database_url_that_is_not_postgres_names_it_in_one_line() -> None:
+    result = migrate("mysql://root:hunter2-secret@127.0.0.1/app")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: invalid settings: DATABASE_URL: must be a Postgres URL starting with "
+        "postgresql:// or postgres://"
+    ]
+
+
 def test_migrate_against_an_unreachable_database_says_so_in_one_line() -> None:
     result = migrate("postgresql://postgres:hunter2-secret@127.0.0.1:1/postgres")
     assert result.returncode == 1
