@@ -20,6 +20,8 @@ from app.sandbox.stubs import Latency
 from tests.processing.invariants import assert_no_lease_left
 from tests.stubs import CRON_SECRET, Stubs
 
+GRACE_S = 10.0  # Cloud Run's: what the platform waits after SIGTERM before it kills
+
 
 async def wait_for_generating(conn: asyncpg.Connection, count: int) -> None:
     for _ in range(200):  # 10 s at most
@@ -30,6 +32,14 @@ async def wait_for_generating(conn: asyncpg.Connection, count: int) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the call never started its messages")
+
+
+async def wait_for_status(conn: asyncpg.Connection, status: str) -> None:
+    for _ in range(200):  # 10 s at most
+        if await conn.fetchval("select count(*) from campaign_messages where status = $1", status):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no message reached {status}")
 
 
 async def test_sigterm_lets_the_call_finish_what_it_started_and_give_back_the_rest(
@@ -76,6 +86,61 @@ async def test_sigterm_lets_the_call_finish_what_it_started_and_give_back_the_re
         "select status, retry_count, count(*) from campaign_messages group by 1, 2 order by 1"
     )
     assert [tuple(r) for r in rows] == [("pending", 0, 10), ("sent", 0, 2)]
+
+
+async def test_sigterm_ends_a_wait_for_the_inboxs_slot_and_gives_the_message_back_untouched(
+    stubs: Stubs, db_dsn: str, conn: asyncpg.Connection
+) -> None:
+    """A message written and saved, waiting 40 s for its inbox's slot: SIGTERM ends the wait
+    at once, inside the platform's 10 s grace. The message goes back as the budget-out path
+    gives it back: pending, no lease, no retry spent, its text kept for the next call."""
+    seeded = await seed_campaign(conn, leads=1)
+    # A worker claimed it and died; meanwhile another message of the inbox took its slot: the
+    # reclaim hands it over with a slot 40 s away, inside this call's budget.
+    await conn.fetchval("select get_and_lock_campaign_messages(p_batch_size => 1)")
+    await conn.execute("update campaign_messages set locked_at = now() - interval '11 minutes'")
+    await conn.execute(
+        """insert into campaign_inbox_pacing (inbox_id, min_gap_s, max_gap_s, next_slot_at)
+           values ($1, 40, 60, now() + interval '40 seconds')""",
+        seeded.inbox_id,
+    )
+    service = ServiceProcess(
+        {
+            "DATABASE_URL": db_dsn,
+            **stubs.env(),
+            "CRON_SECRET": CRON_SECRET,
+            "LOCK_TIMEOUT_S": "60",
+            "TIME_BUDGET_S": "120",
+        }
+    )
+    service.start()
+    try:
+        async with httpx.AsyncClient(timeout=60) as http:
+            call = asyncio.create_task(
+                http.post(
+                    service.url + "/process-queue",
+                    headers={"Authorization": f"Bearer {CRON_SECRET}"},
+                )
+            )
+            await wait_for_status(conn, "sending")  # written, saved: now waiting for the slot
+            retries = await conn.fetchval("select retry_count from campaign_messages")
+            os.kill(service.pid, signal.SIGTERM)
+            response = await asyncio.wait_for(call, GRACE_S)
+        exited = await asyncio.to_thread(wait_for_exit, service)
+    finally:
+        service.stop()
+
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["claimed"], answer["processed"], answer["failed"]) == (1, 0, 0), answer
+    assert exited in (0, -signal.SIGTERM)
+    await assert_no_lease_left(conn)
+    row = await conn.fetchrow(
+        "select status, retry_count, parts_sent, generated_message from campaign_messages"
+    )
+    assert (row["status"], row["retry_count"], row["parts_sent"]) == ("pending", retries, 0)
+    assert row["generated_message"]  # kept: the next call sends it without writing it again
+    assert stubs.send.deliveries == []
 
 
 def wait_for_exit(service: ServiceProcess) -> int | None:
