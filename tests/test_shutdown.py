@@ -5,17 +5,19 @@ runs as its own process (uvicorn), as on a platform, and gets a real signal."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import asyncpg
 import httpx
 
 from app.sandbox.seed import seed_campaign
-from app.sandbox.service_process import ServiceProcess
+from app.sandbox.service_process import ROOT, ServiceProcess
 from app.sandbox.stubs import Latency
 from tests.processing.invariants import assert_no_lease_left
 from tests.stubs import CRON_SECRET, Stubs
@@ -150,6 +152,54 @@ def wait_for_exit(service: ServiceProcess) -> int | None:
     return None if service.alive else service.returncode
 
 
+async def test_sigterm_drains_the_process_command_as_it_drains_the_service(
+    stubs: Stubs, db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """`python -m app process` (as an operator or a job runs it) on SIGTERM: finishes the two
+    messages it is writing, gives back the ten it claimed behind them, prints the answer and
+    exits, inside the grace."""
+    await seed_campaign(conn, leads=12)
+    stubs.openrouter.latency = Latency(fixed_ms=1500)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": db_dsn,
+        **stubs.env(),
+        "CRON_SECRET": CRON_SECRET,
+        "LOCK_TIMEOUT_S": "60",
+        "INBOX_MIN_GAP_S": "0",
+        "INBOX_MAX_GAP_S": "0",
+        "INBOX_DAILY_CAP": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "app", "process", "--concurrency", "2", "--batch-size", "12"],
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_for_generating(conn, 2)
+        process.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(process.communicate(), GRACE_S)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    assert process.returncode == 0, err.decode()
+    [line] = out.decode().splitlines()
+    answer = json.loads(line)
+    assert (answer["claimed"], answer["processed"], answer["released"]) == (12, 2, 10), answer
+    await assert_no_lease_left(conn)
+    rows = await conn.fetch(
+        "select status, retry_count, count(*) from campaign_messages group by 1, 2 order by 1"
+    )
+    assert [tuple(r) for r in rows] == [("pending", 0, 10), ("sent", 0, 2)]
+
+
 def test_without_a_server_handler_sigterm_still_terminates() -> None:
     """Outside a server (no handler before ours), the signal does what it did: it ends the
     process, after the drain."""
@@ -165,4 +215,24 @@ def test_without_a_server_handler_sigterm_still_terminates() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
     )
     assert result.stdout == "drained\n"
+    assert result.returncode == -signal.SIGTERM
+
+
+def test_the_process_commands_first_sigterm_drains_and_a_second_terminates() -> None:
+    """`python -m app process` stays up after the first SIGTERM to end its call by itself; an
+    impatient second one ends it at once, as SIGTERM did before."""
+    code = (
+        "import os, signal, time\n"
+        "from app.shutdown import drain_on_sigterm\n"
+        "drain_on_sigterm(lambda: print('drained', flush=True))\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "print('still alive', flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(5)\n"
+        "print('never', flush=True)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.stdout == "drained\nstill alive\n"
     assert result.returncode == -signal.SIGTERM
