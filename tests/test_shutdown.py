@@ -11,10 +11,12 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 
 from app.sandbox.seed import seed_campaign
 from app.sandbox.service_process import ROOT, ServiceProcess
@@ -90,22 +92,49 @@ async def test_sigterm_lets_the_call_finish_what_it_started_and_give_back_the_re
     assert [tuple(r) for r in rows] == [("pending", 0, 10), ("sent", 0, 2)]
 
 
+async def slot_40_s_away(conn: asyncpg.Connection, where: str) -> uuid.UUID:
+    """A message a worker claimed, then died with (its lease expired): the call reclaims it,
+    writes it, saves it, and waits 40 s for its inbox's slot. Its id.
+
+    "claim": another message of the inbox took the slot meanwhile, so the claim says the slot
+    opens in 40 s. "delivery": the slot is open, but the inbox's last first part was delivered
+    just now, so taking the slot says to wait the 40 s gap from that delivery.
+    """
+    seeded = await seed_campaign(conn, leads=2 if where == "delivery" else 1)
+    [claimed] = await conn.fetchval("select get_and_lock_campaign_messages(p_batch_size => 1)")
+    message_id = uuid.UUID(claimed["id"])
+    await conn.execute("update campaign_messages set locked_at = now() - interval '11 minutes'")
+    if where == "claim":
+        await conn.execute(
+            """insert into campaign_inbox_pacing (inbox_id, min_gap_s, max_gap_s, next_slot_at)
+               values ($1, 40, 60, now() + interval '40 seconds')""",
+            seeded.inbox_id,
+        )
+        return message_id
+    [other] = [m for m in seeded.message_ids if m != message_id]
+    await conn.execute(
+        """update campaign_messages set status = 'sent', parts_sent = 1, first_part_at = now()
+            where id = $1""",
+        other,
+    )
+    await conn.execute(
+        """insert into campaign_inbox_pacing
+             (inbox_id, min_gap_s, max_gap_s, next_slot_at, last_slot_message_id)
+           values ($1, 40, 60, now(), $2)""",
+        seeded.inbox_id,
+        other,
+    )
+    return message_id
+
+
+@pytest.mark.parametrize("where", ["claim", "delivery"])
 async def test_sigterm_ends_a_wait_for_the_inboxs_slot_and_gives_the_message_back_untouched(
-    stubs: Stubs, db_dsn: str, conn: asyncpg.Connection
+    stubs: Stubs, db_dsn: str, conn: asyncpg.Connection, where: str
 ) -> None:
     """A message written and saved, waiting 40 s for its inbox's slot: SIGTERM ends the wait
     at once, inside the platform's 10 s grace. The message goes back as the budget-out path
     gives it back: pending, no lease, no retry spent, its text kept for the next call."""
-    seeded = await seed_campaign(conn, leads=1)
-    # A worker claimed it and died; meanwhile another message of the inbox took its slot: the
-    # reclaim hands it over with a slot 40 s away, inside this call's budget.
-    await conn.fetchval("select get_and_lock_campaign_messages(p_batch_size => 1)")
-    await conn.execute("update campaign_messages set locked_at = now() - interval '11 minutes'")
-    await conn.execute(
-        """insert into campaign_inbox_pacing (inbox_id, min_gap_s, max_gap_s, next_slot_at)
-           values ($1, 40, 60, now() + interval '40 seconds')""",
-        seeded.inbox_id,
-    )
+    message_id = await slot_40_s_away(conn, where)
     service = ServiceProcess(
         {
             "DATABASE_URL": db_dsn,
@@ -125,7 +154,9 @@ async def test_sigterm_ends_a_wait_for_the_inboxs_slot_and_gives_the_message_bac
                 )
             )
             await wait_for_status(conn, "sending")  # written, saved: now waiting for the slot
-            retries = await conn.fetchval("select retry_count from campaign_messages")
+            retries = await conn.fetchval(
+                "select retry_count from campaign_messages where id = $1", message_id
+            )
             os.kill(service.pid, signal.SIGTERM)
             response = await asyncio.wait_for(call, GRACE_S)
         exited = await asyncio.to_thread(wait_for_exit, service)
@@ -138,7 +169,9 @@ async def test_sigterm_ends_a_wait_for_the_inboxs_slot_and_gives_the_message_bac
     assert exited in (0, -signal.SIGTERM)
     await assert_no_lease_left(conn)
     row = await conn.fetchrow(
-        "select status, retry_count, parts_sent, generated_message from campaign_messages"
+        """select status, retry_count, parts_sent, generated_message
+             from campaign_messages where id = $1""",
+        message_id,
     )
     assert (row["status"], row["retry_count"], row["parts_sent"]) == ("pending", retries, 0)
     assert row["generated_message"]  # kept: the next call sends it without writing it again
