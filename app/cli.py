@@ -6,6 +6,10 @@ built and closed as the service's lifespan does. Exit codes:
 0 the call ran (the endpoint's 200); 1 it ran but `success` is false (the endpoint's 502), or
 a bug (500); 2 a bad argument or setting (one line on stderr naming it); 3 the database is
 unavailable (the endpoint's 503; one line on stderr saying what to check).
+
+SIGTERM drains the call as it drains the service (app/shutdown.py): it starts nothing new,
+finishes or gives back what it holds, prints the answer and exits as above; a second SIGTERM
+terminates it at once.
 """
 
 from __future__ import annotations
@@ -89,11 +93,13 @@ async def _process(
     """(exit code, the endpoint's JSON answer, the line for stderr or None)."""
     from app.logs import configure_logging, log
     from app.main import build_services, close_services, start_invocation
+    from app.shutdown import drain_on_sigterm
     from app.startup import secrets_of
     from app.store.rpc import DatabaseError
 
     configure_logging(settings.log_level, secrets_of(settings))
     services = await build_services(settings)
+    undo_drain = drain_on_sigterm(services.processor.drain)  # as the service drains
     try:
         result = await start_invocation(services, body)
     except DatabaseError as exc:
@@ -104,6 +110,7 @@ async def _process(
         log.exception("process failed")
         return EXIT_FAILED, {"success": False, "error": "internal error"}, None
     finally:
+        undo_drain()
         await close_services(services)
     return (EXIT_OK if result.success else EXIT_FAILED), result.model_dump(), None
 

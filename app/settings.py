@@ -19,6 +19,12 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_CRON_SECRET_CHARS = 16
+# A header's bytes have no agreed encoding: httpx and browsers refuse other characters,
+# requests sends latin-1, curl the terminal's UTF-8. Such a secret could match one client only.
+NOT_ASCII_CRON_SECRET = (
+    "must be printable ASCII (letters, digits, punctuation, spaces): "
+    "HTTP clients send other characters in a header differently or not at all"
+)
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -120,6 +126,8 @@ class Settings(BaseSettings):
         secret = value.get_secret_value().strip()
         if len(secret) < MIN_CRON_SECRET_CHARS:
             raise ValueError(f"must be at least {MIN_CRON_SECRET_CHARS} characters")
+        if not (secret.isascii() and secret.isprintable()):
+            raise ValueError(NOT_ASCII_CRON_SECRET)
         return SecretStr(secret)
 
     @field_validator("inbox_max_gap_s")

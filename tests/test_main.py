@@ -175,6 +175,10 @@ def run_with_env(
     )
 
 
+NOT_ASCII = (
+    "invalid settings: CRON_SECRET: must be printable ASCII (letters, digits, punctuation, "
+    "spaces): HTTP clients send other characters in a header differently or not at all"
+)
 BAD_SETTINGS = [
     ({"BATCH_SIZE": "0"}, "invalid settings: BATCH_SIZE: must be >= 1"),
     ({"MAX_CONCURRENCY": "lots"}, "invalid settings: MAX_CONCURRENCY: not a number"),
@@ -192,6 +196,11 @@ BAD_SETTINGS = [
         "or postgres://",
     ),
     ({"DOCS_ENABLED": "maybe"}, "invalid settings: DOCS_ENABLED: must be true or false"),
+    # Never sendable as it is: httpx and browsers refuse such a header, requests sends it as
+    # latin-1, curl as the terminal's UTF-8. Refused at start-up rather than a 401 every call.
+    ({"CRON_SECRET": "contraseña-del-cron-0123"}, NOT_ASCII),
+    ({"CRON_SECRET": "cron-secret-0123\u200b4567"}, NOT_ASCII),  # a zero-width space
+    ({"CRON_SECRET": "cron-secret\t0123456789"}, NOT_ASCII),  # a control character
 ]
 
 
@@ -252,3 +261,16 @@ async def test_a_body_nested_100000_deep_is_422_naming_the_body(
     [error] = response.json()["detail"]
     assert error["loc"] == ["body"]
     assert "nested too deeply" in error["msg"]
+
+
+async def test_a_secret_header_with_bytes_that_are_not_ascii_is_a_wrong_secret(
+    service: Service,
+) -> None:
+    """What curl sends for a secret typed with an accent (UTF-8), and what requests sends
+    (latin-1): a 401, never a 500; the secret itself is ASCII (start-up refuses any other)."""
+    for value in ("contraseña".encode(), "contraseña".encode("latin-1")):
+        for headers in ({b"X-Cron-Secret": value}, {b"Authorization": b"Bearer " + value}):
+            response = await service.http.post(
+                service.url + "/process-queue", headers=headers, timeout=60
+            )
+            assert response.status_code == 401, headers

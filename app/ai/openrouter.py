@@ -209,7 +209,7 @@ def _moderation_error(error: dict[str, Any], where: str) -> ModerationError:
 
 def _parse_completion(response: httpx.Response) -> Completion:
     try:
-        data = response.json()
+        data = response.json(parse_int=_json_int)
     except ValueError as exc:
         raise RetryableError("openrouter: malformed JSON answer") from exc
     if not isinstance(data, dict):
@@ -242,10 +242,21 @@ def _total_tokens(value: object) -> int:
     return clamp_int32(value) or 0
 
 
+def _json_int(digits: str) -> int | float:
+    """A JSON integer. One too long for Python's int() (sys.get_int_max_str_digits) is read
+    as a float, infinite: that number is unusable (a count, a cost), not the whole answer."""
+    try:
+        return int(digits)
+    except ValueError:
+        return float(digits)
+
+
 def _cost(value: object) -> float | None:
     """usage.cost in USD: a finite number from 0 to MAX_COST_USD, else unknown (None)."""
     if not isinstance(value, int | float) or isinstance(value, bool):
         return None
+    if isinstance(value, int) and not 0 <= value <= MAX_COST_USD:
+        return None  # float() of a huge integer raises OverflowError
     cost = float(value)
     if not math.isfinite(cost) or not 0 <= cost <= MAX_COST_USD:
         return None

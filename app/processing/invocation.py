@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -75,11 +76,35 @@ class StepLog:
 
 @dataclass
 class Invocation:
+    """Built inside the event loop of the call it belongs to."""
+
     worker: str
     deadline: float  # time.monotonic(): no new message starts after it
     circuit: CircuitBreaker
     leases: LeaseKeeper
     logs: StepLog = field(default_factory=StepLog)
+    _loop: asyncio.AbstractEventLoop = field(
+        default_factory=asyncio.get_running_loop, init=False, repr=False
+    )
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+
+    def stop(self) -> None:
+        """A shutdown: the call acts as if its budget ran out now, and its waits end at once.
+
+        Safe in a signal handler, which runs between two steps of the event loop: the event
+        is set by the loop, woken through its self-pipe (as asyncio.run wakes it on SIGINT);
+        without that the loop may sleep on until its next timer.
+        """
+        self.deadline = min(self.deadline, time.monotonic())
+        self._loop.call_soon_threadsafe(self._stopped.set)
+
+    async def wait(self, seconds: float) -> bool:
+        """Sleeps `seconds`; False, at once, when the call is stopped meanwhile (or was)."""
+        try:
+            await asyncio.wait_for(self._stopped.wait(), seconds)
+        except TimeoutError:
+            return True
+        return False
 
     @property
     def out_of_time(self) -> bool:

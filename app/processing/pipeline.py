@@ -213,7 +213,8 @@ class MessagePipeline:
 
         The claim said when the slot opens; the wait holds a lease the heartbeat renews. A
         slot another message took meanwhile is waited for while the budget lasts; a daily cap
-        releases the message untouched, for the next day.
+        releases the message untouched, for the next day. A shutdown (SIGTERM) ends the wait at
+        once and releases the message as a spent budget does: nothing of it has gone out yet.
         """
         if message.parts_sent > 0:  # only first parts are paced
             return None
@@ -221,11 +222,13 @@ class MessagePipeline:
             return None  # pacing off, and no row of this inbox's own: nothing to take
         lease = Lease.of(message)
         early_s = (message.config.slot_in_s or 0.0) - (time.monotonic() - message.claimed_at)
-        if 0 < early_s <= invocation.deadline - time.monotonic():  # else: released below
-            await asyncio.sleep(early_s)
         reason = "slot"
+        if 0 < early_s <= invocation.deadline - time.monotonic():  # else: released below
+            waited = await invocation.wait(early_s)
+        else:
+            waited = True
         tries = 0
-        while tries < SLOT_TRIES:
+        while waited and tries < SLOT_TRIES:
             asked_at = time.monotonic()
             slot = await self._store.take_inbox_slot(
                 lease, self._pacing, invocation.leases.lock_timeout_s
@@ -246,7 +249,7 @@ class MessagePipeline:
             # only be claimed, started and saved again at the next poll.
             if reason == "gap":
                 tries += 1
-            await asyncio.sleep(wait_s)
+            waited = await invocation.wait(wait_s)
         why = f"waiting for the inbox's pace ({reason})"
         return await self._endings.hold_back(message, invocation, "pacing", why)
 

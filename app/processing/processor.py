@@ -64,12 +64,12 @@ class QueueProcessor:
 
     def drain(self) -> None:
         """A shutdown is coming (SIGTERM): every call in progress acts as if its time budget
-        ran out now (it starts no message, finishes those it started, gives the rest back), and
-        a call that begins from now on claims nothing."""
+        ran out now (it starts no message, finishes those it started, gives the rest back, and
+        a message waiting for its inbox's slot stops waiting), and a call that begins from now
+        on claims nothing."""
         self._draining = True
-        now = time.monotonic()
         for invocation in self._running.values():
-            invocation.deadline = min(invocation.deadline, now)
+            invocation.stop()
 
     def request(self, **overrides: object) -> ProcessRequest:
         """The settings' defaults, with the fields a caller gave."""

@@ -9,17 +9,22 @@ import json
 from collections import deque
 from collections.abc import AsyncIterator
 
+import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
 
 from app.ai.openrouter import ModerationError, OpenRouterClient
 from app.ai.split import split_message
+from app.main import create_app
 from app.models import SplitterConfig
 from app.outbound import AuthError, PermanentError, RetryableError
+from app.sandbox.seed import seed_campaign
+from app.sandbox.server import LoopbackServer
 from app.sandbox.stubs import Fault, stub_cost
 from tests.ai.conftest import RawAnswers
-from tests.stubs import SettingsFactory, Stubs
+from tests.sql.helpers import message_row
+from tests.stubs import CRON_SECRET, SettingsFactory, Stubs
 
 RUN_ID = "0b5c3f6e-4a51-4a47-9c7e-2d7a1d7f0e11"
 LONG = (
@@ -49,6 +54,10 @@ async def test_the_cost_of_a_generation_is_read_from_usage(
     assert result.cost_usd == cost
 
 
+HUGE_INT = "1" + "0" * 400  # 10**400 spelled as JSON digits
+OVER_PYTHONS_INT_DIGITS = "9" * 5000  # sys.get_int_max_str_digits() is 4300
+
+
 @pytest.mark.parametrize(
     ("cost_json", "cost"),
     [
@@ -62,6 +71,11 @@ async def test_the_cost_of_a_generation_is_read_from_usage(
         ('"0.01"', None),
         ("true", None),
         ("1e400", None),  # infinity once parsed
+        (HUGE_INT, None),  # a whole number too large for a float
+        (OVER_PYTHONS_INT_DIGITS, None),  # too long for Python's int(): the cost, not the answer
+        ("-" + HUGE_INT, None),
+        ("NaN", None),  # what Python's json reads, though JSON has no such literal
+        ("-Infinity", None),
         ("5000000", None),  # over any plausible call: not a cost
         ("[0.1]", None),
     ],
@@ -77,6 +91,33 @@ async def test_usage_cost_is_a_finite_amount_or_unknown(
     client = OpenRouterClient(http, make_settings(openrouter_base_url=raw_answers.url))
     result = await client.generate(model="m", system="s", user="u")
     assert result.cost_usd == cost
+
+
+@pytest.mark.parametrize(
+    "cost_json", [HUGE_INT, OVER_PYTHONS_INT_DIGITS, '"0.01"', "-0.5", "NaN", "Infinity"]
+)
+async def test_a_message_whose_cost_is_unusable_is_sent_with_its_cost_unknown(
+    raw_answers: RawAnswers,
+    make_settings: SettingsFactory,
+    db_dsn: str,
+    conn: asyncpg.Connection,
+    http: httpx.AsyncClient,
+    cost_json: str,
+) -> None:
+    """End to end: an odd usage.cost is the answer's detail, never a reason to retry it."""
+    raw_answers.answer('"Olá Ana, tudo bem por aí?"', cost=cost_json)
+    seeded = await seed_campaign(conn, leads=1, split_messages=False)
+    settings = make_settings(database_url=db_dsn, openrouter_base_url=raw_answers.url)
+    with LoopbackServer(create_app(settings), lifespan=True) as server:
+        response = await http.post(
+            server.url + "/process-queue",
+            headers={"Authorization": f"Bearer {CRON_SECRET}"},
+            timeout=60,
+        )
+    assert response.status_code == 200, response.text
+    assert (response.json()["processed"], response.json()["failed"]) == (1, 0)
+    row = await message_row(conn, seeded.message_ids[0])
+    assert (row["status"], row["retry_count"], row["ai_cost_usd"]) == ("sent", 0, None)
 
 
 async def test_a_split_counts_its_cost_even_when_its_answer_is_not_used(
