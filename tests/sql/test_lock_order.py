@@ -202,3 +202,87 @@ async def test_a_claim_in_its_second_round_and_resume_of_reconnected_runs_never_
     assert (left["status"], left["retry_count"]) == ("queued", 0)
     for seeded in (low, high):
         assert (await run_row(conn, seeded.run_id))["status"] == "running"
+
+
+async def test_every_function_that_locks_runs_at_once_never_deadlocks(
+    conn: asyncpg.Connection, db_dsn: str
+) -> None:
+    # Ten runs of 30: per run 15 leases of dead workers in random age order (5 out of
+    # retries), 5 late and 10 due pending messages; every third run paused for its inbox.
+    runs = sorted([(await seed_campaign(conn, leads=30)).run_id for _ in range(10)])
+    await conn.execute(
+        """with numbered as (
+             select id, row_number() over (partition by run_id order by id) as n
+               from campaign_messages)
+           update campaign_messages m
+              set status = case when k.n <= 15 then 'queued' else 'pending' end,
+                  lock_token = case when k.n <= 15 then gen_random_uuid() end,
+                  locked_at = case when k.n <= 15 then now() - interval '20 minutes'
+                                                   - random() * interval '10 minutes' end,
+                  retry_count = case when k.n <= 5 then 3 else 0 end,
+                  scheduled_at = case when k.n between 16 and 20
+                                      then now() - interval '3 hours' else m.scheduled_at end
+             from numbered k
+            where k.id = m.id"""
+    )
+    await conn.execute(
+        "update campaign_runs set status = 'paused', error_message = $1 where id = any($2)",
+        INBOX_DOWN,
+        runs[::3],
+    )
+    deadlocks: Counter[str] = Counter()
+
+    async def repeat(name: str, calls: list[tuple[str, list[Any]]]) -> None:
+        """Each call in turn, 12 times, each its own transaction, as the service makes them."""
+        async with connection(db_dsn) as c:
+            await quick_deadlock_detection(c)
+            for _ in range(12):
+                for query, args in calls:
+                    try:
+                        answer = await c.fetchval(query, *args)
+                    except asyncpg.DeadlockDetectedError:
+                        deadlocks[name] += 1
+                        continue
+                    if query.startswith("select get_and_lock"):
+                        await end_all(c, answer or [], name)
+
+    async def end_all(c: asyncpg.Connection, claimed: list[dict[str, Any]], name: str) -> None:
+        for i, item in enumerate(claimed):
+            ending = (
+                "select fail_campaign_message($1, $2, 'provider said no', false)"
+                if i % 2
+                else "select skip_campaign_message($1, $2, 'opted out')"
+            )
+            try:
+                await c.fetchval(ending, uuid.UUID(item["id"]), uuid.UUID(item["lock_token"]))
+            except asyncpg.DeadlockDetectedError:
+                deadlocks[f"{name} ending"] += 1
+
+    claim_sql = (
+        "select get_and_lock_campaign_messages(p_batch_size => 5,"
+        " p_one_hour_ago => now() - interval '1 hour')"
+    )
+    await asyncio.wait_for(
+        asyncio.gather(
+            *(repeat(f"claim {i}", [(claim_sql, [])]) for i in range(3)),
+            repeat("finalize", [("select finalize_campaign_runs($1::uuid[])", [runs])]),
+            repeat(
+                "late skip",
+                [("select mark_old_campaign_messages_as_skipped(now() - interval '1 hour')", [])],
+            ),
+            repeat(
+                "resume",
+                [
+                    ("select pause_campaign_run($1, $2)", [runs[4], INBOX_DOWN]),
+                    ("select resume_reconnected_campaign_runs()", []),
+                ],
+            ),
+            repeat(
+                "requeue",
+                [("select requeue_failed_campaign_messages($1)", [r]) for r in runs[1::3]],
+            ),
+        ),
+        timeout=60,
+    )
+
+    assert deadlocks == Counter()
