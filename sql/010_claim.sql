@@ -26,6 +26,9 @@ declare
   -- Lateness discounts provider outages (014_provider_outages.sql); null: no horizon.
   v_horizon constant timestamptz := campaign_queue_effective_horizon(p_one_hour_ago);
   v_stale uuid[];
+  v_found int;
+  v_runs uuid[];
+  v_passed uuid[] := '{}';  -- stale rows left to the next claim: their run is busy elsewhere
   v_claimed uuid[] := '{}';
   v_picked uuid[];
   v_ended_runs uuid[] := '{}';
@@ -42,6 +45,10 @@ begin
   --    Rows this step ends (failed) or puts back (pending: run not running) take no slot of
   --    the batch: the step repeats while it has slots and found as many rows as it asked for,
   --    4 rounds at most so one call stays bounded.
+  --    Locks (the order of 012_runs.sql): the rows with skip locked, then their runs by id
+  --    before any counter is written or status read. Only the first round waits for its runs:
+  --    a later one holds runs already, so it takes its runs with skip locked and leaves the
+  --    rows of a run busy elsewhere (still stale) to the next claim.
   loop
     v_round := v_round + 1;
     v_left := p_batch_size - cardinality(v_claimed);
@@ -53,19 +60,38 @@ begin
       where m.status in ('queued', 'generating', 'sending')
         and m.locked_at < v_cutoff
         and (p_run_id is null or m.run_id = p_run_id)
+        and m.id <> all(v_passed)
       order by m.locked_at
       limit v_left
       for update of m skip locked
     ) s;
-    exit when cardinality(v_stale) = 0;
+    v_found := cardinality(v_stale);
+    exit when v_found = 0;
 
-    -- Their runs, locked in id order before any counter is written or any status read: two
-    -- claims recovering leases of the same runs never deadlock, and a run's status cannot
-    -- change between the reads below.
-    perform 1 from campaign_runs r
-     where r.id in (select m.run_id from campaign_messages m where m.id = any(v_stale))
-     order by r.id
-     for update of r;
+    if v_round = 1 then
+      perform 1 from campaign_runs r
+       where r.id in (select m.run_id from campaign_messages m where m.id = any(v_stale))
+       order by r.id
+       for update of r;
+    else
+      select coalesce(array_agg(g.id), '{}') into v_runs
+      from (
+        select r.id from campaign_runs r
+         where r.id in (select m.run_id from campaign_messages m where m.id = any(v_stale))
+         order by r.id
+         for update of r skip locked  -- a run we already hold is returned, not skipped
+      ) g;
+      -- A row whose run no longer exists stays: it fails below.
+      select coalesce(array_agg(m.id) filter (where k.ours), '{}'),
+             v_passed || coalesce(array_agg(m.id) filter (where not k.ours), '{}')
+        into v_stale, v_passed
+        from campaign_messages m
+        cross join lateral (
+          select m.run_id = any(v_runs)
+                 or not exists (select 1 from campaign_runs r where r.id = m.run_id) as ours
+        ) k
+       where m.id = any(v_stale);
+    end if;
 
     -- A row whose run no longer exists (production may lack the foreign key) can never be
     -- worked: it ends failed, so it is not picked again ahead of the leases behind it.
@@ -85,7 +111,7 @@ begin
          and m.retry_count >= 3
       returning m.run_id
     ), counted as (
-      update campaign_runs r  -- rows locked above, in id order
+      update campaign_runs r  -- rows locked above
          set leads_failed = r.leads_failed + e.n
         from (select run_id, count(*)::int as n from exhausted group by run_id) e
        where r.id = e.run_id
@@ -116,7 +142,7 @@ begin
     )
     select v_claimed || coalesce(array_agg(id), '{}') into v_claimed from reclaimed;
 
-    exit when cardinality(v_stale) < v_left;  -- no more stale rows
+    exit when v_found < v_left;  -- no more stale rows
   end loop;
 
   -- A run whose last messages just failed here completes, as finalize_campaign_runs says.

@@ -1,4 +1,19 @@
 -- Runs: pause, resume, complete, and manual reprocessing of failed messages.
+--
+-- Lock order, kept by every function of the queue, so no two of them deadlock:
+-- - Runs in id order: a transaction waits for a run only while it holds no run of a higher
+--   id. finalize_campaign_runs, the late skip (010_claim.sql) and
+--   resume_reconnected_campaign_runs walk their runs by id; the claim's stale-lease recovery
+--   waits for the runs of its first round only and takes a later round's with skip locked.
+--   A function that finalizes runs it already holds (the claim, the late skip, the endings,
+--   resume) waits for none of them again.
+-- - A message row before its run is only ever a leased one (queued, generating, sending): an
+--   ending's own message (017_message_end.sql), the claim's stale leases (skip locked).
+--   Holding a run, a function waits only on runs of a higher id, on that run's pending or
+--   failed messages (resume_campaign_run, requeue_failed_campaign_messages; never a leased
+--   one), or last on fair-share turn rows in run order (the claim, 018_fair_claim.sql).
+-- - Pending messages are taken with skip locked (the claim, the late skip); the claim's pick
+--   holds them without their run, and then waits on turn rows only.
 
 create or replace function pause_campaign_run(p_run_id uuid, p_reason text)
 returns boolean
@@ -63,8 +78,9 @@ $$;
 -- it pauses a run for its inbox): a run paused by a person, for any other reason, waits for
 -- that person. At most 100 runs a call, the oldest campaigns first (started_at, id); each
 -- inbox's status is asked once a call. Each run goes through resume_campaign_run, in id order
--- (the order every function locks runs in), which re-checks the inbox and re-spaces the
--- pending messages from now. Returns the ids of the runs resumed.
+-- (the order every function locks runs in, above), which re-checks the inbox and re-spaces the
+-- pending messages from now: holding the runs before, it waits on a run of a higher id and on
+-- that run's pending messages, never on a lower run. Returns the ids of the runs resumed.
 create or replace function resume_reconnected_campaign_runs()
 returns jsonb
 language plpgsql security definer set search_path = public
@@ -106,8 +122,8 @@ declare
   v_finished jsonb;
   v_id uuid;
 begin
-  -- 1. Lock the running runs first, in id order (every function that locks several runs does
-  --    so by id, so two of them never deadlock). A requeue locks its run before touching its
+  -- 1. Lock the running runs first, in id order (the lock order above: two functions that
+  --    lock several runs never deadlock). A requeue locks its run before touching its
   --    messages, so once we hold the row no requeue of that run is in flight.
   perform 1 from campaign_runs
    where id = any(p_run_ids) and status = 'running'

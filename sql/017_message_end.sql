@@ -16,7 +16,8 @@
 -- resume_campaign_run lock the run, then update its failed or pending messages, and a message
 -- being ended is queued/generating/sending to them until its ending commits (they skip it, they
 -- do not wait on it); the skip of late messages and the claim take message rows with skip
--- locked; the claim's stale-lease step takes messages, then runs (the order here);
+-- locked; the claim's stale-lease step takes messages, then runs (the order here; after its
+-- first round, runs with skip locked: the lock order of 012_runs.sql);
 -- finalize_campaign_runs and pause_campaign_run lock runs only. (Each call its own
 -- transaction, as the service makes them: ending messages of two runs in one transaction
 -- would hold a run while waiting on a message.)
