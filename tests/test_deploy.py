@@ -19,7 +19,7 @@ import time
 import tomllib
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +31,7 @@ import yaml
 
 from app.sandbox.seed import seed_campaign
 from app.sandbox.stubs import Latency
+from app.store.postgres import PostgresRpc
 from deploy import fly_trigger, to_supabase_migrations
 from tests.processing.invariants import assert_no_lease_left
 from tests.service import Service
@@ -427,8 +428,8 @@ async def test_the_trigger_runs_the_real_service(
 TEMPLATE = ROOT / "deploy" / "supabase_pg_cron.sql"
 
 # Stand-ins with the real signatures: cron.schedule (pg_cron >= 1.4: a known name updates
-# its job), net.http_post (pg_net: records the request; the worker would send it later) and
-# vault.decrypted_secrets (a table where Supabase has a view).
+# its job), cron.unschedule by name, net.http_post (pg_net: records the request; the worker
+# would send it later) and vault.decrypted_secrets (a table where Supabase has a view).
 _STAND_INS = """
 create schema cron;
 create table cron.job (
@@ -438,6 +439,10 @@ language sql as $$
   insert into cron.job (jobname, schedule, command) values (job_name, schedule, command)
   on conflict (jobname) do update set schedule = excluded.schedule, command = excluded.command
   returning jobid $$;
+create function cron.unschedule(job_name text) returns boolean
+language sql as $$
+  with gone as (delete from cron.job where jobname = job_name returning 1)
+  select exists (select 1 from gone) $$;
 create schema net;
 create table net.http_request_queue (
   id bigserial primary key, url text, body jsonb, params jsonb, headers jsonb,
@@ -477,7 +482,7 @@ def test_the_template_is_not_a_migration_and_holds_no_secret() -> None:
     assert "5 s" in notes
 
 
-async def _schedule(conn: asyncpg.Connection, service_url: str) -> asyncpg.Record:
+async def _stand_ins(conn: asyncpg.Connection, service_url: str) -> None:
     await conn.execute(_STAND_INS)
     await conn.execute(
         "insert into vault.decrypted_secrets values ('campaign_queue_url', $1),"
@@ -485,6 +490,10 @@ async def _schedule(conn: asyncpg.Connection, service_url: str) -> asyncpg.Recor
         service_url + "/",  # a trailing slash, as people paste it
         CRON_SECRET,
     )
+
+
+async def _schedule(conn: asyncpg.Connection, service_url: str) -> asyncpg.Record:
+    await _stand_ins(conn, service_url)
     template = _template_without_extensions()
     await conn.execute(template)
     await conn.execute(template)  # running it again updates the one job
@@ -497,7 +506,7 @@ async def test_the_pg_cron_job_calls_the_service_which_finishes_after_pg_net_han
     service: Service, conn: asyncpg.Connection
 ) -> None:
     job = await _schedule(conn, service.url)
-    assert job["jobname"] == "campaign-process-queue"
+    assert job["jobname"] == "campaign-queue-process"  # not the edge function's name
     assert _every_minute(job["schedule"])
     assert "vault.decrypted_secrets" in job["command"]  # read at each run, not copied in
 
@@ -530,6 +539,87 @@ async def test_the_pg_cron_job_calls_the_service_which_finishes_after_pg_net_han
                 break
             await asyncio.sleep(0.05)
     await assert_no_lease_left(conn)
+
+
+# The edge function's job, as teams schedule it: pg_net posting to the function's URL.
+_EDGE_JOB = """
+select net.http_post(
+  url := 'https://project.supabase.co/functions/v1/campaign-process-queue',
+  headers := '{"Authorization": "Bearer service-role-key"}'::jsonb,
+  body := '{"batch_size": 5}'::jsonb)
+"""
+
+
+@pytest.mark.parametrize("edge_job_name", ["campaign-process-queue", "send-campaigns"])
+async def test_the_template_refuses_while_the_edge_functions_job_is_scheduled(
+    conn: asyncpg.Connection, edge_job_name: str
+) -> None:
+    await _stand_ins(conn, "https://campaign-queue.example")
+    await conn.execute("select cron.schedule($1, '* * * * *', $2)", edge_job_name, _EDGE_JOB)
+
+    with pytest.raises(asyncpg.RaiseError) as refused:
+        await conn.execute(_template_without_extensions())
+    # The error says what to run; nothing was scheduled or replaced.
+    assert f"select cron.unschedule('{edge_job_name}');" in str(refused.value)
+    jobs = await conn.fetch("select jobname, command from cron.job")
+    assert [(j["jobname"], j["command"]) for j in jobs] == [(edge_job_name, _EDGE_JOB)]
+
+    # The switch-over's order: unschedule the edge function's job, then schedule ours.
+    assert await conn.fetchval("select cron.unschedule($1)", edge_job_name) is True
+    await conn.execute(_template_without_extensions())
+    assert await conn.fetchval("select array_agg(jobname) from cron.job") == [
+        "campaign-queue-process"
+    ]
+
+
+async def test_the_template_never_replaces_a_foreign_job_of_its_name(
+    conn: asyncpg.Connection,
+) -> None:
+    await _stand_ins(conn, "https://campaign-queue.example")
+    await conn.execute("select cron.schedule('campaign-queue-process', '0 3 * * *', 'select 1')")
+    with pytest.raises(asyncpg.RaiseError, match="runs another command"):
+        await conn.execute(_template_without_extensions())
+    assert await conn.fetchval("select command from cron.job") == "select 1"
+
+
+async def test_the_edge_functions_calls_claim_under_a_lease_it_cannot_read(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    """What the README's switch-over says happens while both run: the edge function's calls
+    (the two original parameters, by name, as PostgREST passes them) reach our functions,
+    which claim under a lease and answer `run` and `config`, not the `campaign_runs` object
+    the edge function reads. Its messages wait out the lease; our claim takes them back then,
+    each with a retry spent and a new lease."""
+    await seed_campaign(conn, leads=2)
+    horizon = datetime.now(UTC) - timedelta(hours=1)
+    edge_claim = await rpc.call(
+        "get_and_lock_campaign_messages", {"p_batch_size": 5, "p_one_hour_ago": horizon}
+    )
+    assert len(edge_claim) == 2
+    assert all("campaign_runs" not in item and {"run", "config"} <= item.keys()
+               for item in edge_claim)  # fmt: skip
+    rows = await conn.fetch("select status, lock_token, claimed_by from campaign_messages")
+    assert {(r["status"], r["lock_token"] is not None, r["claimed_by"]) for r in rows} == {
+        ("queued", True, None)
+    }
+    assert await rpc.call("mark_old_campaign_messages_as_skipped", {"p_one_hour_ago": horizon}) == 0
+
+    # Our service's claim skips them while the lease lives, and takes them over after it.
+    assert (
+        await rpc.call(
+            "get_and_lock_campaign_messages",
+            {"p_batch_size": 5, "p_one_hour_ago": horizon, "p_worker": "service"},
+        )
+        == []
+    )
+    await conn.execute("update campaign_messages set locked_at = now() - interval '11 minutes'")
+    taken = await rpc.call(
+        "get_and_lock_campaign_messages",
+        {"p_batch_size": 5, "p_one_hour_ago": horizon, "p_worker": "service"},
+    )
+    assert sorted(i["id"] for i in taken) == sorted(i["id"] for i in edge_claim)
+    assert {(i["retry_count"], i["claimed_by"]) for i in taken} == {(1, "service")}
+    assert not {i["lock_token"] for i in taken} & {i["lock_token"] for i in edge_claim}
 
 
 # --- Supabase CLI: sql/ into supabase/migrations --------------------------------------------
