@@ -264,7 +264,9 @@ def test_fly_keeps_secrets_out_of_the_file_and_times_out_the_trigger() -> None:
     env = fly["env"]
     for secret in ("CRON_SECRET", "OPENROUTER_API_KEY", "SUPABASE_SERVICE_ROLE_KEY"):
         assert secret not in env
-    assert 60 <= float(env["TRIGGER_TIMEOUT_S"]) <= 300
+    # The trigger hangs up before Fly's proxy closes a connection silent for 60 s.
+    assert 30 <= float(env["TRIGGER_TIMEOUT_S"]) < 60
+    assert float(env["TRIGGER_TIMEOUT_S"]) == fly_trigger.TriggerSettings("u", "s").timeout_s
     assert float(env["TRIGGER_INTERVAL_S"]) == 60
     assert "fly secrets set" in (ROOT / "fly.toml").read_text()
 
@@ -272,7 +274,7 @@ def test_fly_keeps_secrets_out_of_the_file_and_times_out_the_trigger() -> None:
 def test_trigger_settings_come_from_fly_and_fail_in_one_line() -> None:
     settings = fly_trigger.settings_from_env({"CRON_SECRET": "s" * 20, "FLY_APP_NAME": "cq"})
     assert settings.url == "https://cq.fly.dev/process-queue"
-    assert (settings.interval_s, settings.timeout_s, settings.body) == (60.0, 120.0, b"{}")
+    assert (settings.interval_s, settings.timeout_s, settings.body) == (60.0, 55.0, b"{}")
 
     with pytest.raises(fly_trigger.TriggerSettingsError) as caught:
         fly_trigger.settings_from_env({"TRIGGER_TIMEOUT_S": "soon", "TRIGGER_BODY": "[1]"})
@@ -283,9 +285,16 @@ def test_trigger_settings_come_from_fly_and_fail_in_one_line() -> None:
 
 
 class _Recorder:
-    """A loopback server that records each request and answers status/body after a delay."""
+    """A loopback server that records each request and answers status/body after a delay, or
+    closes the connection without an answer."""
 
-    def __init__(self, status: int = 200, body: bytes = b'{"success": true}', delay_s: float = 0):
+    def __init__(
+        self,
+        status: int = 200,
+        body: bytes = b'{"success": true}',
+        delay_s: float = 0,
+        hang_up: bool = False,
+    ):
         self.requests: list[dict[str, Any]] = []
         recorder = self
 
@@ -300,6 +309,9 @@ class _Recorder:
                     }
                 )
                 time.sleep(delay_s)
+                if hang_up:  # as Fly's proxy does with a connection silent for 60 s
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -380,11 +392,26 @@ def test_the_trigger_hangs_up_at_its_timeout(recorder_factory: type[_Recorder]) 
     assert "no answer within 0.3 s" in outcome.error
 
 
-def test_no_server_is_an_error_not_a_crash() -> None:
+def test_a_connection_cut_before_the_answer_is_a_warning_not_an_error(
+    recorder_factory: type[_Recorder], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = recorder_factory(hang_up=True, delay_s=0.2)
+    outcome = fly_trigger.call_once(_settings(server.url, timeout_s=5))
+    assert len(server.requests) == 1  # it went out: the service goes on with the call
+    assert (outcome.status, outcome.cut_off, outcome.timed_out) == (None, True, False)
+    assert outcome.error is not None
+    assert "the call goes on in the service" in outcome.error
+    fly_trigger.log_outcome(outcome)
+    assert json.loads(capsys.readouterr().out)["severity"] == "WARNING"
+
+
+def test_no_server_is_an_error_not_a_crash(capsys: pytest.CaptureFixture[str]) -> None:
     outcome = fly_trigger.call_once(_settings("http://127.0.0.1:9/process-queue", timeout_s=2))
     assert outcome.status is None
-    assert not outcome.timed_out
+    assert not outcome.unanswered
     assert outcome.error
+    fly_trigger.log_outcome(outcome)
+    assert json.loads(capsys.readouterr().out)["severity"] == "ERROR"
 
 
 def test_the_loop_keeps_its_beat_while_a_call_is_slow(
