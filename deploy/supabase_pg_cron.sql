@@ -41,7 +41,9 @@
 create extension if not exists pg_cron;
 create extension if not exists pg_net;
 
-do $check$
+-- The checks and the schedule are one statement: run with psql (which goes on after an
+-- error), a refusal still schedules nothing.
+do $schedule$
 declare
   v_job record;
 begin
@@ -67,27 +69,28 @@ begin
                     'it is not this template''s; rename or unschedule it, then run this file '
                     'again', v_job.jobid;
   end if;
-end
-$check$;
 
-select cron.schedule(
-  'campaign-queue-process',
-  '* * * * *',
-  $job$
-  select net.http_post(
-    url := rtrim(
-      (select decrypted_secret from vault.decrypted_secrets where name = 'campaign_queue_url'),
-      '/'
-    ) || '/process-queue',
-    headers := jsonb_build_object(
-      'Content-Type', 'application/json',
-      'Authorization', 'Bearer ' || (
-        select decrypted_secret from vault.decrypted_secrets
-        where name = 'campaign_queue_cron_secret'
-      )
-    ),
-    body := '{}'::jsonb,
-    timeout_milliseconds := 5000
+  perform cron.schedule(
+    'campaign-queue-process',
+    '* * * * *',
+    $job$
+    select net.http_post(
+      url := rtrim(
+        (select decrypted_secret from vault.decrypted_secrets where name = 'campaign_queue_url'),
+        '/'
+      ) || '/process-queue',
+      headers := jsonb_build_object(
+        'Content-Type', 'application/json',
+        'Authorization', 'Bearer ' || (
+          select decrypted_secret from vault.decrypted_secrets
+          where name = 'campaign_queue_cron_secret'
+        )
+      ),
+      body := '{}'::jsonb,
+      timeout_milliseconds := 5000
+    );
+    $job$
   );
-  $job$
-);
+  raise notice 'scheduled campaign-queue-process: * * * * *';
+end
+$schedule$;
