@@ -6,8 +6,16 @@ group (`trigger`) of the app, from the same image: standard library only, nothin
 Every TRIGGER_INTERVAL_S (60) it posts `{}` to TRIGGER_URL with the service's CRON_SECRET
 (`Authorization: Bearer`, the secret set with `fly secrets set`, which every process group of
 the app receives) and logs one JSON line with the status and the answer's counts; a status
-other than 2xx logs at severity ERROR. Each call waits at most TRIGGER_TIMEOUT_S (120) for its
-answer; past that the trigger hangs up, and the service still finishes what the call started.
+other than 2xx logs at severity ERROR.
+
+A call can last longer than Fly's proxy keeps a silent connection open (it closes one idle
+for 60 s; a call sends nothing until it answers): so each call waits at most
+TRIGGER_TIMEOUT_S (55) for its answer, then hangs up, and a connection the proxy closes after
+the request went out counts the same way. Both are logged as WARNING "no answer": the service
+finishes what the call started either way. Only a call that never reached the service (no
+connection) or an error status is an ERROR. Why 55 s, and every other timeout:
+deploy/README.md, "How long a call lasts".
+
 Calls run in their own threads, so a slow call never delays the next minute's call
 (overlapping calls are safe); at most TRIGGER_MAX_IN_FLIGHT (3) at once.
 
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -42,7 +51,7 @@ class TriggerSettings:
     url: str
     secret: str
     interval_s: float = 60.0
-    timeout_s: float = 120.0
+    timeout_s: float = 55.0  # under the 60 s after which Fly's proxy closes a silent connection
     max_in_flight: int = 3
     body: bytes = b"{}"
 
@@ -53,7 +62,13 @@ class Outcome:
     answer: Any
     ms: int
     error: str | None = None
-    timed_out: bool = False
+    timed_out: bool = False  # no answer within the timeout: the trigger hung up
+    cut_off: bool = False  # the connection closed after the request went out (Fly's proxy)
+
+    @property
+    def unanswered(self) -> bool:
+        """The request reached the service, which goes on with the call: not an error."""
+        return self.timed_out or self.cut_off
 
     @property
     def ok(self) -> bool:
@@ -86,7 +101,7 @@ def settings_from_env(env: Mapping[str, str]) -> TriggerSettings:
         return value
 
     interval = number("TRIGGER_INTERVAL_S", 60.0, 1, 3600)
-    timeout = number("TRIGGER_TIMEOUT_S", 120.0, 1, 3600)
+    timeout = number("TRIGGER_TIMEOUT_S", 55.0, 1, 3600)
     in_flight = number("TRIGGER_MAX_IN_FLIGHT", 3, 1, 100)
     body = env.get("TRIGGER_BODY", "").strip() or "{}"
     try:
@@ -122,12 +137,21 @@ def call_once(settings: TriggerSettings) -> Outcome:
     except urllib.error.HTTPError as exc:  # 401, 422, 502, 503: the body says why
         with exc:
             return Outcome(exc.code, _json(exc.read()), elapsed())
-    except (urllib.error.URLError, OSError) as exc:  # TimeoutError is an OSError
-        reason = getattr(exc, "reason", exc)
+    except urllib.error.URLError as exc:  # raised before the request went out: it never arrived
+        reason = exc.reason
         if isinstance(reason, TimeoutError):
-            error = f"no answer within {settings.timeout_s:g} s; the call goes on in the service"
-            return Outcome(None, None, elapsed(), error, timed_out=True)
+            return Outcome(None, None, elapsed(), f"no connection within {settings.timeout_s:g} s")
         return Outcome(None, None, elapsed(), f"{type(reason).__name__}: {reason}")
+    # Raised while waiting for the answer: the request went out, and the call goes on.
+    except TimeoutError:
+        error = f"no answer within {settings.timeout_s:g} s; the call goes on in the service"
+        return Outcome(None, None, elapsed(), error, timed_out=True)
+    except (OSError, http.client.HTTPException) as exc:  # reset, closed, cut mid-answer
+        error = (
+            f"the connection closed before the answer ({type(exc).__name__}); "
+            "the call goes on in the service"
+        )
+        return Outcome(None, None, elapsed(), error, cut_off=True)
 
 
 def _json(raw: bytes) -> Any:
@@ -138,8 +162,9 @@ def _json(raw: bytes) -> Any:
 
 
 def log_outcome(outcome: Outcome, stream: Any = None) -> None:
-    """One JSON line: INFO for a 2xx, WARNING when the answer took too long, else ERROR."""
-    severity = "INFO" if outcome.ok else "WARNING" if outcome.timed_out else "ERROR"
+    """One JSON line: INFO for a 2xx, WARNING when no answer came back (the call goes on in the
+    service), else ERROR."""
+    severity = "INFO" if outcome.ok else "WARNING" if outcome.unanswered else "ERROR"
     line: dict[str, Any] = {
         "severity": severity,
         "message": "process-queue called",

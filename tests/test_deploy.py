@@ -19,7 +19,7 @@ import time
 import tomllib
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +31,7 @@ import yaml
 
 from app.sandbox.seed import seed_campaign
 from app.sandbox.stubs import Latency
+from app.store.postgres import PostgresRpc
 from deploy import fly_trigger, to_supabase_migrations
 from tests.processing.invariants import assert_no_lease_left
 from tests.service import Service
@@ -263,7 +264,9 @@ def test_fly_keeps_secrets_out_of_the_file_and_times_out_the_trigger() -> None:
     env = fly["env"]
     for secret in ("CRON_SECRET", "OPENROUTER_API_KEY", "SUPABASE_SERVICE_ROLE_KEY"):
         assert secret not in env
-    assert 60 <= float(env["TRIGGER_TIMEOUT_S"]) <= 300
+    # The trigger hangs up before Fly's proxy closes a connection silent for 60 s.
+    assert 30 <= float(env["TRIGGER_TIMEOUT_S"]) < 60
+    assert float(env["TRIGGER_TIMEOUT_S"]) == fly_trigger.TriggerSettings("u", "s").timeout_s
     assert float(env["TRIGGER_INTERVAL_S"]) == 60
     assert "fly secrets set" in (ROOT / "fly.toml").read_text()
 
@@ -271,7 +274,7 @@ def test_fly_keeps_secrets_out_of_the_file_and_times_out_the_trigger() -> None:
 def test_trigger_settings_come_from_fly_and_fail_in_one_line() -> None:
     settings = fly_trigger.settings_from_env({"CRON_SECRET": "s" * 20, "FLY_APP_NAME": "cq"})
     assert settings.url == "https://cq.fly.dev/process-queue"
-    assert (settings.interval_s, settings.timeout_s, settings.body) == (60.0, 120.0, b"{}")
+    assert (settings.interval_s, settings.timeout_s, settings.body) == (60.0, 55.0, b"{}")
 
     with pytest.raises(fly_trigger.TriggerSettingsError) as caught:
         fly_trigger.settings_from_env({"TRIGGER_TIMEOUT_S": "soon", "TRIGGER_BODY": "[1]"})
@@ -282,9 +285,16 @@ def test_trigger_settings_come_from_fly_and_fail_in_one_line() -> None:
 
 
 class _Recorder:
-    """A loopback server that records each request and answers status/body after a delay."""
+    """A loopback server that records each request and answers status/body after a delay, or
+    closes the connection without an answer."""
 
-    def __init__(self, status: int = 200, body: bytes = b'{"success": true}', delay_s: float = 0):
+    def __init__(
+        self,
+        status: int = 200,
+        body: bytes = b'{"success": true}',
+        delay_s: float = 0,
+        hang_up: bool = False,
+    ):
         self.requests: list[dict[str, Any]] = []
         recorder = self
 
@@ -299,6 +309,9 @@ class _Recorder:
                     }
                 )
                 time.sleep(delay_s)
+                if hang_up:  # as Fly's proxy does with a connection silent for 60 s
+                    self.close_connection = True
+                    return
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -379,11 +392,26 @@ def test_the_trigger_hangs_up_at_its_timeout(recorder_factory: type[_Recorder]) 
     assert "no answer within 0.3 s" in outcome.error
 
 
-def test_no_server_is_an_error_not_a_crash() -> None:
+def test_a_connection_cut_before_the_answer_is_a_warning_not_an_error(
+    recorder_factory: type[_Recorder], capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = recorder_factory(hang_up=True, delay_s=0.2)
+    outcome = fly_trigger.call_once(_settings(server.url, timeout_s=5))
+    assert len(server.requests) == 1  # it went out: the service goes on with the call
+    assert (outcome.status, outcome.cut_off, outcome.timed_out) == (None, True, False)
+    assert outcome.error is not None
+    assert "the call goes on in the service" in outcome.error
+    fly_trigger.log_outcome(outcome)
+    assert json.loads(capsys.readouterr().out)["severity"] == "WARNING"
+
+
+def test_no_server_is_an_error_not_a_crash(capsys: pytest.CaptureFixture[str]) -> None:
     outcome = fly_trigger.call_once(_settings("http://127.0.0.1:9/process-queue", timeout_s=2))
     assert outcome.status is None
-    assert not outcome.timed_out
+    assert not outcome.unanswered
     assert outcome.error
+    fly_trigger.log_outcome(outcome)
+    assert json.loads(capsys.readouterr().out)["severity"] == "ERROR"
 
 
 def test_the_loop_keeps_its_beat_while_a_call_is_slow(
@@ -427,8 +455,8 @@ async def test_the_trigger_runs_the_real_service(
 TEMPLATE = ROOT / "deploy" / "supabase_pg_cron.sql"
 
 # Stand-ins with the real signatures: cron.schedule (pg_cron >= 1.4: a known name updates
-# its job), net.http_post (pg_net: records the request; the worker would send it later) and
-# vault.decrypted_secrets (a table where Supabase has a view).
+# its job), cron.unschedule by name, net.http_post (pg_net: records the request; the worker
+# would send it later) and vault.decrypted_secrets (a table where Supabase has a view).
 _STAND_INS = """
 create schema cron;
 create table cron.job (
@@ -438,6 +466,10 @@ language sql as $$
   insert into cron.job (jobname, schedule, command) values (job_name, schedule, command)
   on conflict (jobname) do update set schedule = excluded.schedule, command = excluded.command
   returning jobid $$;
+create function cron.unschedule(job_name text) returns boolean
+language sql as $$
+  with gone as (delete from cron.job where jobname = job_name returning 1)
+  select exists (select 1 from gone) $$;
 create schema net;
 create table net.http_request_queue (
   id bigserial primary key, url text, body jsonb, params jsonb, headers jsonb,
@@ -477,7 +509,7 @@ def test_the_template_is_not_a_migration_and_holds_no_secret() -> None:
     assert "5 s" in notes
 
 
-async def _schedule(conn: asyncpg.Connection, service_url: str) -> asyncpg.Record:
+async def _stand_ins(conn: asyncpg.Connection, service_url: str) -> None:
     await conn.execute(_STAND_INS)
     await conn.execute(
         "insert into vault.decrypted_secrets values ('campaign_queue_url', $1),"
@@ -485,6 +517,10 @@ async def _schedule(conn: asyncpg.Connection, service_url: str) -> asyncpg.Recor
         service_url + "/",  # a trailing slash, as people paste it
         CRON_SECRET,
     )
+
+
+async def _schedule(conn: asyncpg.Connection, service_url: str) -> asyncpg.Record:
+    await _stand_ins(conn, service_url)
     template = _template_without_extensions()
     await conn.execute(template)
     await conn.execute(template)  # running it again updates the one job
@@ -497,7 +533,7 @@ async def test_the_pg_cron_job_calls_the_service_which_finishes_after_pg_net_han
     service: Service, conn: asyncpg.Connection
 ) -> None:
     job = await _schedule(conn, service.url)
-    assert job["jobname"] == "campaign-process-queue"
+    assert job["jobname"] == "campaign-queue-process"  # not the edge function's name
     assert _every_minute(job["schedule"])
     assert "vault.decrypted_secrets" in job["command"]  # read at each run, not copied in
 
@@ -530,6 +566,90 @@ async def test_the_pg_cron_job_calls_the_service_which_finishes_after_pg_net_han
                 break
             await asyncio.sleep(0.05)
     await assert_no_lease_left(conn)
+
+
+# The edge function's job, as teams schedule it: pg_net posting to the function's URL.
+_EDGE_JOB = """
+select net.http_post(
+  url := 'https://project.supabase.co/functions/v1/campaign-process-queue',
+  headers := '{"Authorization": "Bearer service-role-key"}'::jsonb,
+  body := '{"batch_size": 5}'::jsonb)
+"""
+
+
+@pytest.mark.parametrize("edge_job_name", ["campaign-process-queue", "send-campaigns"])
+async def test_the_template_refuses_while_the_edge_functions_job_is_scheduled(
+    conn: asyncpg.Connection, edge_job_name: str
+) -> None:
+    await _stand_ins(conn, "https://campaign-queue.example")
+    await conn.execute("select cron.schedule($1, '* * * * *', $2)", edge_job_name, _EDGE_JOB)
+
+    # One statement (Parse refuses several): psql, which goes on after an error, cannot
+    # schedule ours after the refusal.
+    await conn.prepare(_template_without_extensions())
+    with pytest.raises(asyncpg.RaiseError) as refused:
+        await conn.execute(_template_without_extensions())
+    # The error says what to run; nothing was scheduled or replaced.
+    assert f"select cron.unschedule('{edge_job_name}');" in str(refused.value)
+    jobs = await conn.fetch("select jobname, command from cron.job")
+    assert [(j["jobname"], j["command"]) for j in jobs] == [(edge_job_name, _EDGE_JOB)]
+
+    # The switch-over's order: unschedule the edge function's job, then schedule ours.
+    assert await conn.fetchval("select cron.unschedule($1)", edge_job_name) is True
+    await conn.execute(_template_without_extensions())
+    assert await conn.fetchval("select array_agg(jobname) from cron.job") == [
+        "campaign-queue-process"
+    ]
+
+
+async def test_the_template_never_replaces_a_foreign_job_of_its_name(
+    conn: asyncpg.Connection,
+) -> None:
+    await _stand_ins(conn, "https://campaign-queue.example")
+    await conn.execute("select cron.schedule('campaign-queue-process', '0 3 * * *', 'select 1')")
+    with pytest.raises(asyncpg.RaiseError, match="runs another command"):
+        await conn.execute(_template_without_extensions())
+    assert await conn.fetchval("select command from cron.job") == "select 1"
+
+
+async def test_the_edge_functions_calls_claim_under_a_lease_it_cannot_read(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    """What the README's switch-over says happens while both run: the edge function's calls
+    (the two original parameters, by name, as PostgREST passes them) reach our functions,
+    which claim under a lease and answer `run` and `config`, not the `campaign_runs` object
+    the edge function reads. Its messages wait out the lease; our claim takes them back then,
+    each with a retry spent and a new lease."""
+    await seed_campaign(conn, leads=2)
+    horizon = datetime.now(UTC) - timedelta(hours=1)
+    edge_claim = await rpc.call(
+        "get_and_lock_campaign_messages", {"p_batch_size": 5, "p_one_hour_ago": horizon}
+    )
+    assert len(edge_claim) == 2
+    assert all("campaign_runs" not in item and {"run", "config"} <= item.keys()
+               for item in edge_claim)  # fmt: skip
+    rows = await conn.fetch("select status, lock_token, claimed_by from campaign_messages")
+    assert {(r["status"], r["lock_token"] is not None, r["claimed_by"]) for r in rows} == {
+        ("queued", True, None)
+    }
+    assert await rpc.call("mark_old_campaign_messages_as_skipped", {"p_one_hour_ago": horizon}) == 0
+
+    # Our service's claim skips them while the lease lives, and takes them over after it.
+    assert (
+        await rpc.call(
+            "get_and_lock_campaign_messages",
+            {"p_batch_size": 5, "p_one_hour_ago": horizon, "p_worker": "service"},
+        )
+        == []
+    )
+    await conn.execute("update campaign_messages set locked_at = now() - interval '11 minutes'")
+    taken = await rpc.call(
+        "get_and_lock_campaign_messages",
+        {"p_batch_size": 5, "p_one_hour_ago": horizon, "p_worker": "service"},
+    )
+    assert sorted(i["id"] for i in taken) == sorted(i["id"] for i in edge_claim)
+    assert {(i["retry_count"], i["claimed_by"]) for i in taken} == {(1, "service")}
+    assert not {i["lock_token"] for i in taken} & {i["lock_token"] for i in edge_claim}
 
 
 # --- Supabase CLI: sql/ into supabase/migrations --------------------------------------------

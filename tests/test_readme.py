@@ -6,18 +6,26 @@ and .env.example must add.
 
 from __future__ import annotations
 
+import http.server
+import json
+import os
 import re
+import subprocess
+import threading
 from pathlib import Path
+from typing import ClassVar
 
+import asyncpg
 import pytest
 
 from app.main import ProcessQueueBody
 from app.models import ProcessQueueResult
+from app.sandbox.seed import seed_campaign
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
-DOCS = ["README.md", "deploy/README.md", "bench/README.md"]
+DOCS = ["README.md", "deploy/README.md", "bench/README.md", "docs/architecture.md"]
 
 
 def _section(title: str) -> str:
@@ -118,8 +126,11 @@ def test_every_field_of_the_answer_and_of_the_body_is_described() -> None:
 
 def test_every_status_code_is_described() -> None:
     surface = _section("The HTTP surface")
-    statuses = re.findall(r"^\| (\d{3}) \|", surface, re.MULTILINE)
+    post, status = surface.split("### Seeing the queue")
+    statuses = re.findall(r"^\| (\d{3}) \|", post, re.MULTILINE)
     assert sorted(statuses) == ["200", "401", "422", "500", "502", "503"]
+    statuses = re.findall(r"^\| (\d{3}) \|", status, re.MULTILINE)
+    assert sorted(statuses) == ["200", "401", "422", "503"]  # GET /status
     healthz = surface[surface.index("`GET /healthz`") :]
     assert "200" in healthz
     assert "503" in healthz
@@ -154,3 +165,144 @@ def test_the_secret_in_examples_is_never_a_real_looking_value() -> None:
         text = (ROOT / doc).read_text()
         assert not re.search(r"sk-or-[A-Za-z0-9]{8,}", text), doc
         assert not re.search(r"eyJ[A-Za-z0-9_-]{20,}", text), doc  # a JWT (service-role key)
+
+
+# --- what the README shows, run or checked against the code --------------------------------
+
+
+class _SecretChecker(http.server.BaseHTTPRequestHandler):
+    """Records the Authorization header of each request; answers 200 `{}`."""
+
+    seen: ClassVar[list[str | None]] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        _SecretChecker.seen.append(self.headers.get("Authorization"))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_the_local_curl_works_when_pasted(tmp_path: Path) -> None:
+    """The block of "Run it against your own Supabase", pasted into a shell that has no
+    CRON_SECRET, in a folder whose .env holds it (as `cp .env.example .env` leaves it)."""
+    section = _section("Run it against your own Supabase")
+    [block] = [
+        b
+        for b in re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+        if "curl" in b and "8080" in b
+    ]
+    secret = "s3cret-" + "x" * 20
+    (tmp_path / ".env").write_text(f"OPENROUTER_API_KEY=\nCRON_SECRET={secret}\nBATCH_SIZE=5\n")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SecretChecker)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _SecretChecker.seen = []
+    try:
+        script = block.replace("http://127.0.0.1:8080", f"http://127.0.0.1:{server.server_port}")
+        env = {k: v for k, v in os.environ.items() if k != "CRON_SECRET"}
+        done = subprocess.run(
+            ["bash", "-c", "set -e\n" + script], cwd=tmp_path, env=env, capture_output=True,
+            text=True, timeout=30, check=False,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0, done.stderr
+    calls = [line for line in block.splitlines() if line.lstrip().startswith("curl")]
+    assert len(_SecretChecker.seen) == len(calls)
+    assert _SecretChecker.seen.count(f"Bearer {secret}") == sum("Authorization" in c for c in calls)
+    assert _SecretChecker.seen.count(f"Bearer {secret}") >= 2  # the POST and the status
+
+
+async def test_every_field_of_the_status_is_described(conn: asyncpg.Connection) -> None:
+    await seed_campaign(conn, leads=2)
+    status = json.loads(await conn.fetchval("select campaign_queue_status()::text"))
+    section = README[README.index("### Seeing the queue") : README.index("## Pacing")]
+    keys = set(status)
+    for nested in ("queue", "throughput"):
+        keys |= set(status[nested])
+    for listed in ("runs", "inboxes"):
+        assert status[listed], listed  # seeded: one run, one inbox
+        keys |= set(status[listed][0])
+    # Named as code (`key`) or in a field list ({a, b} / [{a, b}]), not merely a word of prose.
+    missing = sorted(k for k in keys if not re.search(rf"(`|\{{|, ){k}(`|,|\}})", section))
+    assert not missing, f"the README's /status section lacks {missing}"
+
+
+async def test_the_switch_over_names_every_column_trigger_and_table_it_adds(
+    conn: asyncpg.Connection,
+) -> None:
+    section = _section("Switching over from the edge function")
+    added_columns = set(
+        re.findall(
+            r"alter table campaign_messages add column if not exists (\w+)",
+            "\n".join(p.read_text() for p in sorted((ROOT / "sql").glob("*.sql"))),
+        )
+    )
+    assert {"lock_token", "parts_sent", "ai_cost_usd"} <= added_columns
+    triggers = await conn.fetch(
+        "select tgname from pg_trigger"
+        " where tgrelid = 'campaign_messages'::regclass and not tgisinternal"
+    )
+    product_tables = set(
+        re.findall(
+            r"create table if not exists (\w+)", (ROOT / "sql/001_roles_and_tables.sql").read_text()
+        )
+    )
+    tables = await conn.fetch(
+        "select tablename from pg_tables where schemaname = 'public'"
+        " and tablename <> all($1::text[])",
+        sorted(product_tables),
+    )
+    names = added_columns | {t["tgname"] for t in triggers} | {t["tablename"] for t in tables}
+    missing = sorted(n for n in names if f"`{n}`" not in section)
+    assert not missing, f"the switch-over section lacks {missing}"
+    for needed in ("cron.unschedule('campaign-process-queue')", "campaign-queue-process"):
+        assert needed in section
+
+
+ARCHITECTURE = (ROOT / "docs" / "architecture.md").read_text()
+# Cited by code, SQL and tests as `docs/architecture.md, "<heading>"`: renaming one breaks them.
+STABLE_HEADINGS = [
+    "What it replaces",
+    "Layout",
+    "Data model",
+    "Invariants",
+    "SQL functions",
+    "Lock order",
+    "HTTP surface",
+    "Outbound calls",
+    "Settings",
+    "Life of a message",
+    "Pacing",
+    "Status",
+    "Running it",
+    "Not built yet",
+]
+
+
+def test_the_architecture_keeps_its_headings_and_stands_alone() -> None:
+    headings = re.findall(r"^#{2,3} (.+)$", ARCHITECTURE, re.MULTILINE)
+    for heading in STABLE_HEADINGS:
+        assert heading in headings, heading
+    for doc in (ARCHITECTURE, README):
+        assert "DESIGN" not in doc  # a document the repository does not have
+
+
+def test_the_architecture_states_every_function_the_service_role_may_call() -> None:
+    grants = (ROOT / "sql" / "090_grants.sql").read_text()
+    granted = grants[: grants.index("Internal helpers")]
+    names = set(re.findall(r"'(\w+)\(", granted))
+    assert "get_and_lock_campaign_messages" in names
+    section = ARCHITECTURE[ARCHITECTURE.index("## SQL functions") :]
+    section = section[: section.index("\n## ")]
+    missing = sorted(n for n in names if f"`{n}(" not in section)
+    assert not missing, f"docs/architecture.md's SQL functions lack {missing}"
