@@ -167,3 +167,41 @@ async def test_the_counts_migration_reapplied_under_live_traffic_never_deadlocks
         stop.set()
         calls = await asyncio.gather(*workers)  # a worker's deadlock raises here
     assert all(n > 0 for n in calls)
+
+
+INDEXES_MIGRATION = "002_indexes.sql"
+
+
+async def test_reapplying_the_indexes_waits_for_no_writer(
+    conn: asyncpg.Connection, rpc: PostgresRpc, db_dsn: str
+) -> None:
+    """A writer in save_generated_message's order, held open: its message row (for update),
+    then a new conversation, then the message's update. The indexes all exist, so the
+    migration locks no table: it neither waits for the writer nor makes the writer wait."""
+    seeded = await seed_campaign(conn, leads=1)
+    [item] = await claim(rpc, batch=1)
+    await conn.execute("delete from campaign_queue_migrations where name = $1", INDEXES_MIGRATION)
+
+    async with connection(db_dsn) as writer:
+        async with writer.transaction():
+            await writer.execute(
+                "select 1 from campaign_messages where id = $1 for update", item["id"]
+            )
+            await writer.execute(
+                """insert into conversations (workspace_id, inbox_id, lead_id, contact_phone,
+                                              channel, status)
+                   values ($1, $2, $3, '+5511900000000', 'whatsapp', 'open')""",
+                seeded.workspace_id,
+                seeded.inbox_id,
+                seeded.lead_ids[0],
+            )
+            migrate = asyncio.create_task(apply_migrations(db_dsn))
+            blocked = asyncio.create_task(_blocked_backend(conn, besides=writer.get_server_pid()))
+            done, _ = await asyncio.wait([migrate, blocked], return_when=asyncio.FIRST_COMPLETED)
+            waited = blocked in done
+            blocked.cancel()
+            await writer.execute(
+                "update campaign_messages set status = 'sending' where id = $1", item["id"]
+            )
+        assert await asyncio.wait_for(migrate, 30) == [INDEXES_MIGRATION]
+    assert not waited  # the migration never waited on the writer
