@@ -37,9 +37,24 @@ create table if not exists campaign_message_counts (
   latest_at timestamptz,
   folded boolean not null default false
 );
-alter table campaign_message_counts drop constraint if exists campaign_message_counts_kind;
-alter table campaign_message_counts add constraint campaign_message_counts_kind
-  check (kind in ('pending', 'skipped', 'in_flight', 'due'));
+-- Run whole (one transaction: `app migrate`, the SQL editor) this file holds each lock it takes
+-- to its end, so it takes them first and in the order of every other path: campaign_messages
+-- (the row a writer changes), the fold's advisory lock, campaign_message_counts (the row a
+-- writer's trigger adds, the rows a fold rewrites); the create above locks nothing once the
+-- table exists. Else re-applying the file on a live database deadlocks with a writer or a
+-- fold. A DO block, as a runner that sends each statement on its own outside a transaction
+-- (`supabase db push`, `psql -f`) refuses a bare LOCK TABLE.
+do $$
+begin
+  lock table campaign_messages in share row exclusive mode;
+  perform pg_advisory_xact_lock(hashtext('campaign_message_counts'));
+  lock table campaign_message_counts in access exclusive mode;
+  alter table campaign_message_counts
+    drop constraint if exists campaign_message_counts_kind,
+    add constraint campaign_message_counts_kind
+      check (kind in ('pending', 'skipped', 'in_flight', 'due'));
+end
+$$;
 alter table campaign_message_counts enable row level security;
 revoke all on campaign_message_counts from public, anon, authenticated;
 
@@ -250,28 +265,30 @@ $$;
 
 
 -- The triggers, and the counts rebuilt from the rows: on the first migration, and again each
--- time this file changes (a rebuild is always right, whatever the counts held). Taken before
--- the triggers change, so no write falls between them and the recount.
-lock table campaign_messages in share row exclusive mode;
+-- time this file changes (a rebuild is always right, whatever the counts held). One statement
+-- under the writers' lock, taken first: no write falls between the triggers and the recount,
+-- whether the file runs whole or a statement at a time. Replaced, not dropped: a drop would
+-- raise the lock to access exclusive, and raising a lock a writer's read holds deadlocks.
+do $$
+begin
+  lock table campaign_messages in share row exclusive mode;
 
-drop trigger if exists cq_count_inserted_messages on campaign_messages;
-create trigger cq_count_inserted_messages
-  after insert on campaign_messages referencing new table as new_rows
-  for each statement execute function cq_count_message_changes();
-drop trigger if exists cq_count_updated_messages on campaign_messages;
-create trigger cq_count_updated_messages
-  after update on campaign_messages for each row
-  when (cq_count_kind(old.status) is distinct from cq_count_kind(new.status)
-        or old.run_id is distinct from new.run_id
-        or (new.status = 'pending' and old.scheduled_at is distinct from new.scheduled_at))
-  execute function cq_count_message_update();
-drop trigger if exists cq_count_deleted_messages on campaign_messages;
-create trigger cq_count_deleted_messages
-  after delete on campaign_messages referencing old table as old_rows
-  for each statement execute function cq_count_message_changes();
-drop trigger if exists cq_forget_truncated_messages on campaign_messages;
-create trigger cq_forget_truncated_messages
-  after truncate on campaign_messages
-  for each statement execute function cq_forget_message_counts();
+  create or replace trigger cq_count_inserted_messages
+    after insert on campaign_messages referencing new table as new_rows
+    for each statement execute function cq_count_message_changes();
+  create or replace trigger cq_count_updated_messages
+    after update on campaign_messages for each row
+    when (cq_count_kind(old.status) is distinct from cq_count_kind(new.status)
+          or old.run_id is distinct from new.run_id
+          or (new.status = 'pending' and old.scheduled_at is distinct from new.scheduled_at))
+    execute function cq_count_message_update();
+  create or replace trigger cq_count_deleted_messages
+    after delete on campaign_messages referencing old table as old_rows
+    for each statement execute function cq_count_message_changes();
+  create or replace trigger cq_forget_truncated_messages
+    after truncate on campaign_messages
+    for each statement execute function cq_forget_message_counts();
 
-select cq_rebuild_message_counts();
+  perform cq_rebuild_message_counts();
+end
+$$;
