@@ -174,7 +174,7 @@ def test_the_status_renders_as_aligned_tables() -> None:
 def test_render_survives_an_empty_or_odd_answer() -> None:
     text = render({})
     assert "no running or paused run" in text
-    assert "FAILURES, LAST 24 H" in text
+    assert "FAILED FOR GOOD, LAST 24 H" in text
     odd = render(
         {
             "at": "not a time",
@@ -285,7 +285,7 @@ async def test_the_cli_prints_tables_from_database_url_alone(
 
     assert code == 0, err
     assert out.startswith("campaign-queue status at ")
-    for section in ("QUEUE", "RUNS (1)", "INBOXES (1)", "FAILURES"):
+    for section in ("QUEUE", "RUNS (1)", "INBOXES (1)", "RETRYING", "FAILED FOR GOOD", "CIRCUIT"):
         assert section in out
     assert str(seeded.run_id)[:8] in out
     assert "default INBOX_* pacing" in err  # without the service's settings, it says so
