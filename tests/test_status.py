@@ -34,6 +34,7 @@ SAMPLE: dict[str, Any] = {
             "total": 4000,
             "sent": 1200,
             "failed": 12,
+            "retrying": 5,
             "skipped": 3,
             "pending": 2782,
             "in_flight": 3,
@@ -85,6 +86,42 @@ SAMPLE: dict[str, Any] = {
         {"reason": "openrouter: input flagged by moderation (HTTP 403; harassment)", "count": 3},
     ],
     "throughput": {"sent_5m": 7, "sent_60m": 88},
+    "retrying": [
+        {
+            "reason": "openrouter: HTTP 500",
+            "count": 5,
+            "next_attempt_at": "2026-11-25T12:04:30+00:00",
+        },
+        {"reason": "send: timed out", "count": 2, "next_attempt_at": "2026-11-25T11:59:00+00:00"},
+    ],
+    "circuit": {
+        "outage_since": "2026-11-25T11:55:00+00:00",
+        "openings_24h": 12,
+        "openings": [
+            {
+                "opened_at": "2026-11-25T11:59:30+00:00",
+                "worker": "host-a:41",
+                "reason": "openrouter: HTTP 401",
+                "answered_502": True,
+            },
+            {
+                "opened_at": "2026-11-25T11:55:00+00:00",
+                "worker": "host-b:7",
+                "reason": "5 outbound failures in a row, last: openrouter: HTTP 500",
+                "answered_502": False,
+            },
+        ],
+    },
+    "last_call": {
+        "at": "2026-11-25T11:59:48+00:00",
+        "worker": "host-a:41",
+        "claimed": 8,
+        "processed": 0,
+        "failed": 5,
+        "retried": 5,
+        "circuit_open": "5 outbound failures in a row, last: openrouter: HTTP 500",
+        "answered_502": False,
+    },
 }
 
 
@@ -171,6 +208,38 @@ def test_the_status_renders_as_aligned_tables() -> None:
     assert text.endswith("\n")
 
 
+def test_the_status_renders_what_went_wrong() -> None:
+    lines = render(SAMPLE).splitlines()
+
+    call = lines.index("LAST CALL")
+    assert lines[call + 1] == (
+        "  12s ago by host-a:41: claimed 8, sent 0, 5 attempt(s) failed (5 to retry)"
+    )
+    assert lines[call + 2] == (
+        "  circuit opened: 5 outbound failures in a row, last: openrouter: HTTP 500"
+    )
+    retrying = lines.index("RETRYING: messages waiting for a retry (by reason)")
+    assert lines[retrying + 1 : retrying + 4] == [
+        "  count  next attempt  reason",
+        "      5      in 4m30s  openrouter: HTTP 500",
+        "      2           now  send: timed out",
+    ]
+    failed = lines.index("FAILED FOR GOOD, LAST 24 H (by reason)")
+    assert lines[failed + 2] == "      9  send: HTTP 400"
+    circuit = lines.index("CIRCUIT")
+    assert lines[circuit + 1 : circuit + 6] == [
+        "  provider outage open since 5m00s ago: its backlog is not late",
+        "  opened 12 time(s) in the last 24 h, the latest 2:",
+        "       when  502  worker     reason",
+        "    30s ago  yes  host-a:41  openrouter: HTTP 401",
+        "  5m00s ago  no   host-b:7   5 outbound failures in a row, last: openrouter: HTTP 500",
+    ]
+    runs_header = next(line for line in lines if line.lstrip().startswith("run "))
+    running = next(line for line in lines if line.lstrip().startswith("e9931e22"))
+    assert runs_header.split()[4:6] == ["failed", "retrying"]
+    assert running.split()[4:6] == ["12", "5"]
+
+
 def test_render_survives_an_empty_or_odd_answer() -> None:
     text = render({})
     assert "no running or paused run" in text
@@ -182,8 +251,13 @@ def test_render_survives_an_empty_or_odd_answer() -> None:
             "runs": [{"run_id": None, "total": "x", "ai_cost_usd": True}, "junk"],
             "inboxes": None,
             "failures": [{"reason": "a\nb", "count": 1.0}],
+            "retrying": {"reason": "not a list"},
+            "circuit": {"openings": [{"answered_502": "maybe"}], "openings_24h": None},
+            "last_call": "junk",
         }
     )
+    assert "no message waiting for a retry" in odd
+    assert "LAST CALL\n  none recorded" in odd
     assert "RUNS (1)" in odd
     assert "a b" in odd
 
