@@ -18,6 +18,7 @@ from app.main import create_app
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
 from app.status import count, duration, render, table, usd
+from app.status_answer import StatusAnswer
 from tests.service import Service
 from tests.stubs import CRON_SECRET, SettingsFactory
 
@@ -294,10 +295,26 @@ async def test_get_status_answers_the_databases_status(
     [inbox] = body["inboxes"]
     assert (inbox["min_gap_s"], inbox["daily_cap"]) == (0, 0)
 
+    StatusAnswer.model_validate(body)  # every documented field, of its documented type
+
     response = await get_status(service, f"?run_id={one.run_id}")
     [run] = response.json()["runs"]
     assert (run["run_id"], run["status"], run["sent"]) == (str(one.run_id), "completed", 3)
     assert run["ai_cost_usd"] == pytest.approx(sum(service.stubs.openrouter.costs))
+
+
+def test_the_status_answer_is_documented_field_by_field(make_settings: SettingsFactory) -> None:
+    document = create_app(make_settings(docs_enabled=True)).openapi()
+    answer = document["paths"]["/status"]["get"]["responses"]["200"]["content"]
+    assert answer["application/json"]["schema"] == {"$ref": "#/components/schemas/StatusAnswer"}
+    schemas = document["components"]["schemas"]
+    documented = {"StatusAnswer", "StatusRun", "StatusRetrying", "StatusCircuit", "StatusLastCall"}
+    assert documented <= set(schemas)
+    for name in documented | {"CircuitOpening", "StatusFailure", "StatusQueue"}:
+        for field, schema in schemas[name]["properties"].items():
+            assert schema.get("description"), (name, field)
+    assert "failed for good" in schemas["StatusRun"]["properties"]["failed"]["description"]
+    assert "Attempts" in schemas["StatusLastCall"]["properties"]["failed"]["description"]
 
 
 @pytest.mark.parametrize("store_kind", ["postgres"])

@@ -18,6 +18,7 @@ import pytest
 
 from app.sandbox.seed import seed_campaign
 from app.sandbox.stubs import Fault
+from app.status_answer import StatusAnswer
 from tests.service import Service
 from tests.test_status import get_status, run_cli
 
@@ -44,6 +45,7 @@ async def test_a_provider_down_shows_the_retries_and_the_circuit_opening(
     assert (answer["failed"], answer["retried"], answer["released"]) == (5, 5, 3)
     assert answer["circuit_open"].startswith("5 outbound failures in a row")
     body = await status_of(service)
+    StatusAnswer.model_validate(body)
     [retrying] = body["retrying"]
     assert retrying["count"] == 5
     assert "HTTP 500" in retrying["reason"]
