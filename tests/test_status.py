@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -18,7 +19,7 @@ from app.main import create_app
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
 from app.status import count, duration, render, table, usd
-from app.status_answer import StatusAnswer
+from app.status_answer import StatusAnswer, StatusLastCall, StatusRetrying, StatusRun
 from tests.service import Service
 from tests.stubs import CRON_SECRET, SettingsFactory
 
@@ -315,6 +316,20 @@ def test_the_status_answer_is_documented_field_by_field(make_settings: SettingsF
             assert schema.get("description"), (name, field)
     assert "failed for good" in schemas["StatusRun"]["properties"]["failed"]["description"]
     assert "Attempts" in schemas["StatusLastCall"]["properties"]["failed"]["description"]
+
+
+def test_the_readme_describes_every_field_of_the_status() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("### Seeing the queue")
+    section = readme[start : readme.index("\n#", start + 1)]
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.*) \|$", section, re.MULTILINE))
+    assert set(rows) == set(StatusAnswer.model_fields)
+    parts = {"runs": StatusRun, "retrying": StatusRetrying, "last_call": StatusLastCall}
+    for name, model in parts.items():
+        for field in model.model_fields:
+            assert re.search(rf"\b{field}\b", rows[name]), (name, field)
+    assert "**failed for good**" in rows["runs"]
+    assert "**attempts**" in rows["last_call"]
 
 
 @pytest.mark.parametrize("store_kind", ["postgres"])
