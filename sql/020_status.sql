@@ -70,8 +70,8 @@ $$;
 --                 due now / not yet due, claimed ones (queued, generating, sending), and how
 --                 late the oldest due one is (null when none is due)
 --   runs          [{run_id, status, inbox_id, total, sent, failed, retrying, skipped,
---                 pending, in_flight, ai_tokens, ai_cost_usd, started_at, error_message, eta_s}],
---                 running and paused runs (oldest first), or the one asked for
+--                 pending, in_flight, ai_tokens, ai_cost_usd, started_at, error_message,
+--                 eta_s}], running and paused runs (oldest first), or the one asked for
 --   inboxes       [{inbox_id, sent_today, daily_cap, next_slot_at, min_gap_s, max_gap_s,
 --                 pending}] for the inboxes of those runs (daily_cap 0: no cap; pending: of
 --                 its running runs, the backlog its pace works through)

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from pydantic import BaseModel
 
 from app.main import create_app
 from app.sandbox.seed import seed_campaign
@@ -324,7 +325,11 @@ def test_the_readme_describes_every_field_of_the_status() -> None:
     section = readme[start : readme.index("\n#", start + 1)]
     rows = dict(re.findall(r"^\| `(\w+)` \| (.*) \|$", section, re.MULTILINE))
     assert set(rows) == set(StatusAnswer.model_fields)
-    parts = {"runs": StatusRun, "retrying": StatusRetrying, "last_call": StatusLastCall}
+    parts: dict[str, type[BaseModel]] = {
+        "runs": StatusRun,
+        "retrying": StatusRetrying,
+        "last_call": StatusLastCall,
+    }
     for name, model in parts.items():
         for field in model.model_fields:
             assert re.search(rf"\b{field}\b", rows[name]), (name, field)

@@ -226,10 +226,6 @@ class Store:
             "resume_reconnected_campaign_runs", await self._call("resume_reconnected_campaign_runs")
         )
 
-    async def record_provider_outage(self, reason: str | None) -> bool:
-        """Opens (reason) or closes (None) the provider outage that holds lateness back."""
-        return bool(await self._call("record_provider_outage", p_reason=reason))
-
     async def record_call(
         self,
         worker: str,
