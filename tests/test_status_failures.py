@@ -136,3 +136,16 @@ async def test_the_cli_prints_the_retries_the_circuit_and_the_last_call(
         f" ago by {WORKER}: claimed 5, sent 0, 0 attempt(s) failed (0 to retry)" in lines[call + 1]
     )
     assert lines[call + 2].startswith("  circuit opened (answered 502): ")
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+async def test_a_call_whose_end_cannot_be_recorded_still_answers_what_it_did(
+    service: Service, conn: asyncpg.Connection, capfd: pytest.CaptureFixture[str]
+) -> None:
+    await seed_campaign(conn, leads=2)
+    await conn.execute("alter function record_campaign_queue_call rename to recorder_gone")
+
+    response = await service.process()
+
+    assert (response.status_code, response.json()["processed"]) == (200, 2)
+    assert "could not record the call's end" in capfd.readouterr().err

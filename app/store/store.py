@@ -260,7 +260,8 @@ class Store:
     async def queue_status(
         self, run_id: uuid.UUID | None = None, pacing: Pacing | None = None
     ) -> dict[str, Any]:
-        """campaign_queue_status (DESIGN section 9): queue, runs, inboxes, failures, throughput.
+        """campaign_queue_status (README: "Seeing the queue"): queue, runs, inboxes, failures,
+        retrying, throughput, circuit, last_call.
 
         pacing: the service's INBOX_* settings, for the ETAs of inboxes without overrides
         (without it the database assumes the defaults, 20 / 60 / 300).
