@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from pydantic_core import PydanticCustomError
 
 from app.models import ProcessQueueResult
+from app.status_answer import StatusAnswer
 
 
 def _integral_float_as_int(value: Any) -> Any:
@@ -101,7 +102,13 @@ class ProcessQueueAnswer(ProcessQueueResult):
     )
     claimed: int = Field(default=0, description="Messages this call claimed.")
     processed: int = Field(default=0, description="Messages sent in full.")
-    failed: int = Field(default=0, description="Attempts that failed, the retried ones included.")
+    failed: int = Field(
+        default=0,
+        description=(
+            "Attempts that failed, the retried ones included: failed - retried ended failed "
+            "for good. (GET /status counts a run's messages failed for good as its `failed`.)"
+        ),
+    )
     retried: int = Field(
         default=0,
         description="Of the failed attempts, those requeued for a later try (+5/+15/+30 min).",
@@ -247,12 +254,14 @@ PROCESS_QUEUE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 STATUS_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
+        "model": StatusAnswer,
         "description": (
-            "campaign_queue_status: queue {due, scheduled, in_flight, oldest_due_s}, runs "
-            "[{run_id, status, total, sent, failed, skipped, pending, ai_tokens, ai_cost_usd, "
-            "started_at, eta_s}], inboxes [{inbox_id, sent_today, daily_cap, next_slot_at}], "
-            "failures [{reason, count}] (last 24 h), throughput {sent_5m, sent_60m}."
-        )
+            "campaign_queue_status: the queue, each run's progress (its `failed`: messages "
+            "failed for good; `retrying`: waiting for a retry), its inbox's pace, the messages "
+            "failed for good (`failures`) and waiting for a retry (`retrying`) by reason, "
+            "throughput, the provider circuit's openings and the last call (its `failed`: "
+            "attempts, as POST /process-queue answers)."
+        ),
     },
     401: PROCESS_QUEUE_RESPONSES[401],
     422: {"model": ValidationAnswer, "description": "run_id is not a uuid."},

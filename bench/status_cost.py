@@ -4,9 +4,11 @@ Run: uv run python -m bench.status_cost [--rows 1000000] [--calls 100] [--scenar
 
 Scenarios (each a fresh database of ROWS messages):
 - history: 200 runs (180 running, 15 paused, 5 completed) on 100 inboxes, half of them paced;
-  about 89% sent (0.3% of them in the last hour), 5% pending (some due), 3% skipped, 2% failed
-  (half in the last 24 h, with ids and numbers in their reasons), 0.1% in flight. A service
-  that has run for a while: the status must not grow with the history.
+  about 89% sent (0.3% of them in the last hour), 5% pending (some due; a tenth of them, about
+  5,000, waiting for a retry), 3% skipped, 2% failed (half in the last 24 h, with ids and
+  numbers in their reasons), 0.1% in flight; a week of calls from 50 instances and 1,000
+  circuit openings (their tables' bound). A service that has run for a while: the status must
+  not grow with the history.
 - backlog: every message pending (the claim benchmark's worst case), 200 runs on 100
   inboxes, 30% of them paused, due from 30 minutes ago to 90 minutes on. The backlog is read
   from campaign_message_counts (sql/009_message_counts.sql), not counted row by row: the
@@ -47,6 +49,7 @@ STATUS_INDEXES = [
     "idx_campaign_messages_sent_at",
     "idx_campaign_messages_failed_at",
     "idx_campaign_messages_failed_by_run",
+    "idx_campaign_messages_retrying",  # sql/030 (absent before it: skipped)
     "idx_campaign_runs_active",
     "idx_campaign_message_counts_run",
 ]
@@ -64,6 +67,7 @@ REASONS = [
     *["database error: log_campaign_steps failed: UniqueViolationError (SQLSTATE 23505)"] * 4,
     "message {id} rejected by the product after {n} s",
 ]
+RETRYING = "cq_status_retrying"
 NAIVE_SQL = [
     "select run_id, status, count(*) from campaign_messages group by 1, 2",
     """select count(*) filter (where sent_at >= now() - interval '5 minutes'),
@@ -110,12 +114,14 @@ async def load_history(conn: asyncpg.Connection, rows: int) -> None:
                case when s.status = 'failed' and x.u < 0.5 then now() - x.v * interval '23 hours'
                     else now() - interval '3 days' end,
                case when s.status = 'queued' then now() end,
-               case when s.status = 'failed'
+               case when s.status = 'failed' or (s.status = 'pending' and x.kind < 0.006)
                     then replace(replace(($2::text[])[1 + floor(x.w * cardinality($2::text[]))],
                                          '{id}', gen_random_uuid()::text),
                                  '{n}', (1 + floor(x.v * 97))::text)
                     when s.status = 'skipped' then 'lead not found' end,
-               case when s.status = 'failed' then 3 else 0 end,
+               case when s.status = 'failed' then 3
+                    when s.status = 'pending' and x.kind < 0.006 then 1 + floor(x.v * 3)::int
+                    else 0 end,
                case when s.status = 'sent' then 120 end,
                case when s.status = 'sent' then 0.000042 end
           from r, generate_series(1, $1) g
@@ -142,6 +148,8 @@ async def load_history(conn: asyncpg.Connection, rows: int) -> None:
                      from campaign_messages group by run_id) c
             where c.run_id = r.id"""
     )
+    if await conn.fetchval("select to_regclass('campaign_queue_circuit_openings')"):
+        await load_calls(conn)
     await conn.execute(
         """insert into campaign_inbox_pacing (inbox_id, next_slot_at, last_slot_at, sent_day,
                                               sent_today, paced, timezone)
@@ -149,6 +157,24 @@ async def load_history(conn: asyncpg.Connection, rows: int) -> None:
                   (now() at time zone 'America/Sao_Paulo')::date,
                   (row_number() over (order by id) * 7) % 300, true, 'America/Sao_Paulo'
              from inboxes order by id limit 50"""
+    )
+
+
+async def load_calls(conn: asyncpg.Connection) -> None:
+    """A week of calls from 50 instances, the circuit opening in one call of 20: the tables
+    at their bound (sql/030_calls_and_circuit.sql keeps 1,000 openings, 7 days)."""
+    await conn.execute(
+        """insert into campaign_queue_calls (worker, called_at, claimed, processed, failed,
+                                             retried, circuit_open, answered_502)
+           select 'bench-' || g || ':1', now() - g * interval '1 minute', 20, 15, 5, 5, null,
+                  false
+             from generate_series(1, 50) g"""
+    )
+    await conn.execute(
+        """insert into campaign_queue_circuit_openings (opened_at, worker, reason, answered_502)
+           select now() - g * interval '10 minutes', 'bench-' || g % 50 || ':1',
+                  '5 outbound failures in a row, last: openrouter: HTTP 500', g % 7 = 0
+             from generate_series(1, 1000) g"""
     )
 
 
@@ -202,7 +228,8 @@ def function_statements(source: str) -> dict[str, str]:
     """The SQL statements of campaign_queue_status's body, its variables as $n parameters.
 
     $1 v_shown, $2 v_counted (uuid[]), $3 p_run_id (uuid), $4 p_min_gap_s, $5 p_max_gap_s
-    (real), $6 p_daily_cap (int), $7 v_texts (text[]), $8 v_counts (bigint[]); v_now is now().
+    (real), $6 p_daily_cap (int), $7 v_texts (text[]), $8 v_counts (bigint[]), $9 v_retrying
+    (jsonb, when the function has it); v_now is now().
     """
     found = {
         "shown": re.search(r"select coalesce\(array_agg.*?;", source, re.S),
@@ -226,6 +253,7 @@ def function_statements(source: str) -> dict[str, str]:
         "p_daily_cap": "$6::int",
         "v_texts": "$7::text[]",
         "v_counts": "$8::bigint[]",
+        "v_retrying": "$9::jsonb",
     }
     statements = {}
     for key, match in found.items():
@@ -349,13 +377,21 @@ async def scenario(server_dsn: str, name: str, rows: int, calls: int) -> list[st
         )
         statements = function_statements(source)
         texts, counts = await conn.fetchrow(statements["failures"])
-        values: list[Any] = [shown, shown, None, None, None, None, texts, counts]
+        retrying = None
+        if await conn.fetchval("select to_regproc($1)", RETRYING):
+            retrying = await conn.fetchval(f"select {RETRYING}($1)", shown)
+        values: list[Any] = [shown, shown, None, None, None, None, texts, counts, retrying]
         plans = []
         for title in ("shown", "failures", "status"):
             sql, args = bound(statements[title], values)
             plans.append(await explain(conn, title, sql, *args))
         sql, args = bound(statements["failures of one run"], [None, None, big_run])
         plans.append(await explain(conn, "failures of one run", sql, *args))
+        helper = await conn.fetchval("select prosrc from pg_proc where proname = $1", RETRYING)
+        if helper is not None:  # sql/030: the messages waiting for a retry
+            sql = re.sub(r"\bp_runs\b", "$1::uuid[]", helper).strip().rstrip(";")
+            plans.append(await explain(conn, "retrying (all runs)", sql, shown))
+            plans.append(await explain(conn, "retrying (one run)", sql, [big_run]))
         seq = any("Seq Scan on campaign_messages" in plan for plan in plans)
         print(f"   -> {'SEQUENTIAL SCAN of campaign_messages' if seq else 'index scans only'}")
 
@@ -377,7 +413,7 @@ async def scenario(server_dsn: str, name: str, rows: int, calls: int) -> list[st
         await transaction.start()
         try:
             for index in STATUS_INDEXES:
-                await conn.execute(f"drop index {index}")
+                await conn.execute(f"drop index if exists {index}")
             unindexed = await time_calls(
                 conn, max(3, calls // 20), "select campaign_queue_status()"
             )

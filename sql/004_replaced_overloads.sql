@@ -39,7 +39,11 @@ declare
     ['cq_count_kind(text)', 'text'],
     ['cq_count_message_changes()', 'trigger'],
     ['cq_count_message_update()', 'trigger'],
-    ['cq_forget_message_counts()', 'trigger']
+    ['cq_forget_message_counts()', 'trigger'],
+    ['record_campaign_queue_call(text,integer,integer,integer,integer,text,boolean)', 'boolean'],
+    ['cq_status_retrying(uuid[])', 'jsonb'],
+    ['cq_status_circuit(timestamp with time zone)', 'jsonb'],
+    ['cq_status_last_call()', 'jsonb']
   ];
   v_fn record;
   v_keep boolean;

@@ -69,17 +69,27 @@ $$;
 --   queue         {due, scheduled, in_flight, oldest_due_s}: pending messages of running runs
 --                 due now / not yet due, claimed ones (queued, generating, sending), and how
 --                 late the oldest due one is (null when none is due)
---   runs          [{run_id, status, inbox_id, total, sent, failed, skipped, pending,
---                 in_flight, ai_tokens, ai_cost_usd, started_at, error_message, eta_s}],
---                 running and paused runs (oldest first), or the one asked for
+--   runs          [{run_id, status, inbox_id, total, sent, failed, retrying, skipped,
+--                 pending, in_flight, ai_tokens, ai_cost_usd, started_at, error_message,
+--                 eta_s}], running and paused runs (oldest first), or the one asked for
 --   inboxes       [{inbox_id, sent_today, daily_cap, next_slot_at, min_gap_s, max_gap_s,
 --                 pending}] for the inboxes of those runs (daily_cap 0: no cap; pending: of
 --                 its running runs, the backlog its pace works through)
---   failures      [{reason, count}]: messages failed for good in the last 24 hours, by
---                 cq_failure_reason, the 20 most frequent (past 500 different texts, the
---                 rest are counted as one "(other failures: ...)" entry)
+--   failures      [{reason, count}]: messages failed for good (status failed) in the last 24
+--                 hours, by cq_failure_reason, the 20 most frequent (past 500 different
+--                 texts, the rest are counted as one "(other failures: ...)" entry)
+--   retrying      [{reason, count, next_attempt_at}]: messages waiting for a retry (pending
+--                 after a failed attempt), by reason (cq_status_retrying, 030)
 --   throughput    {sent_5m, sent_60m}: messages sent in full in the last 5 and 60 minutes
--- With p_run_id every section is about that run (and its inbox).
+--   circuit       {outage_since, openings_24h, openings}: the calls' circuit openings
+--                 (cq_status_circuit, 030_calls_and_circuit.sql)
+--   last_call     the call that ended last and what it answered, or null
+--                 (cq_status_last_call, 030)
+-- With p_run_id every section is about that run (and its inbox), but circuit and last_call,
+-- which are about the service.
+--
+-- A run's failed is its messages failed for good (leads_failed), retrying those waiting for
+-- a retry; a call's failed (its answer, last_call) counts failed attempts, retries included.
 --
 -- sent and failed are the run's counters; total is leads_total, or more when the run holds
 -- more messages; ai_tokens and ai_cost_usd are the sums in the run's metrics (sent messages).
@@ -118,6 +128,7 @@ declare
   v_counted uuid[];  -- those, plus the running runs that share their inbox (the ETA's share)
   v_texts text[];    -- failures of the last 24 hours: each distinct text,
   v_counts bigint[]; -- and how many failed with it
+  v_retrying jsonb;  -- {reasons, by_run}: the shown runs' messages waiting for a retry
   v_result jsonb;
 begin
   if p_run_id is null then
@@ -134,6 +145,8 @@ begin
                            from campaign_runs r2 join campaign_configs c2 on c2.id = r2.config_id
                           where r2.id = p_run_id);
   end if;
+
+  v_retrying := cq_status_retrying(v_shown);
 
   -- Failures of the last 24 hours, one row per distinct text (a statement of its own, so each
   -- case has its own plan: all runs by idx_campaign_messages_failed_at, one run by
@@ -302,6 +315,7 @@ begin
                                  + pr.skipped + pr.remaining),
                'sent', pr.leads_processed,
                'failed', pr.leads_failed,
+               'retrying', coalesce((v_retrying -> 'by_run' ->> pr.id::text)::bigint, 0),
                'skipped', pr.skipped,
                'pending', pr.pending,
                'in_flight', pr.in_flight,
@@ -328,6 +342,9 @@ begin
       select jsonb_agg(jsonb_build_object('reason', f.reason, 'count', f.n)
                        order by f.n desc, f.reason)
         from (select * from reasons order by n desc, reason limit 20) f), '[]'::jsonb),
+    'retrying', v_retrying -> 'reasons',
+    'circuit', cq_status_circuit(v_now),
+    'last_call', cq_status_last_call(),
     'throughput', (
       select jsonb_build_object('sent_5m', coalesce(sum(x.sent_5m), 0),
                                 'sent_60m', coalesce(sum(x.sent_60m), 0))

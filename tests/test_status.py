@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 import uuid
 from pathlib import Path
@@ -13,12 +14,14 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from pydantic import BaseModel
 
 from app.main import create_app
 from app.sandbox.postgrest import create_postgrest_app
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
 from app.status import count, duration, render, table, usd
+from app.status_answer import StatusAnswer, StatusLastCall, StatusRetrying, StatusRun
 from tests.service import SUPABASE_KEY, Service
 from tests.stubs import CRON_SECRET, SettingsFactory
 
@@ -35,6 +38,7 @@ SAMPLE: dict[str, Any] = {
             "total": 4000,
             "sent": 1200,
             "failed": 12,
+            "retrying": 5,
             "skipped": 3,
             "pending": 2782,
             "in_flight": 3,
@@ -86,6 +90,42 @@ SAMPLE: dict[str, Any] = {
         {"reason": "openrouter: input flagged by moderation (HTTP 403; harassment)", "count": 3},
     ],
     "throughput": {"sent_5m": 7, "sent_60m": 88},
+    "retrying": [
+        {
+            "reason": "openrouter: HTTP 500",
+            "count": 5,
+            "next_attempt_at": "2026-11-25T12:04:30+00:00",
+        },
+        {"reason": "send: timed out", "count": 2, "next_attempt_at": "2026-11-25T11:59:00+00:00"},
+    ],
+    "circuit": {
+        "outage_since": "2026-11-25T11:55:00+00:00",
+        "openings_24h": 12,
+        "openings": [
+            {
+                "opened_at": "2026-11-25T11:59:30+00:00",
+                "worker": "host-a:41",
+                "reason": "openrouter: HTTP 401",
+                "answered_502": True,
+            },
+            {
+                "opened_at": "2026-11-25T11:55:00+00:00",
+                "worker": "host-b:7",
+                "reason": "5 outbound failures in a row, last: openrouter: HTTP 500",
+                "answered_502": False,
+            },
+        ],
+    },
+    "last_call": {
+        "at": "2026-11-25T11:59:48+00:00",
+        "worker": "host-a:41",
+        "claimed": 8,
+        "processed": 0,
+        "failed": 5,
+        "retried": 5,
+        "circuit_open": "5 outbound failures in a row, last: openrouter: HTTP 500",
+        "answered_502": False,
+    },
 }
 
 
@@ -172,10 +212,42 @@ def test_the_status_renders_as_aligned_tables() -> None:
     assert text.endswith("\n")
 
 
+def test_the_status_renders_what_went_wrong() -> None:
+    lines = render(SAMPLE).splitlines()
+
+    call = lines.index("LAST CALL")
+    assert lines[call + 1] == (
+        "  12s ago by host-a:41: claimed 8, sent 0, 5 attempt(s) failed (5 to retry)"
+    )
+    assert lines[call + 2] == (
+        "  circuit opened: 5 outbound failures in a row, last: openrouter: HTTP 500"
+    )
+    retrying = lines.index("RETRYING: messages waiting for a retry (by reason)")
+    assert lines[retrying + 1 : retrying + 4] == [
+        "  count  next attempt  reason",
+        "      5      in 4m30s  openrouter: HTTP 500",
+        "      2           now  send: timed out",
+    ]
+    failed = lines.index("FAILED FOR GOOD, LAST 24 H (by reason)")
+    assert lines[failed + 2] == "      9  send: HTTP 400"
+    circuit = lines.index("CIRCUIT")
+    assert lines[circuit + 1 : circuit + 6] == [
+        "  provider outage open since 5m00s ago: its backlog is not late",
+        "  opened 12 time(s) in the last 24 h, the latest 2:",
+        "       when  502  worker     reason",
+        "    30s ago  yes  host-a:41  openrouter: HTTP 401",
+        "  5m00s ago  no   host-b:7   5 outbound failures in a row, last: openrouter: HTTP 500",
+    ]
+    runs_header = next(line for line in lines if line.lstrip().startswith("run "))
+    running = next(line for line in lines if line.lstrip().startswith("e9931e22"))
+    assert runs_header.split()[4:6] == ["failed", "retrying"]
+    assert running.split()[4:6] == ["12", "5"]
+
+
 def test_render_survives_an_empty_or_odd_answer() -> None:
     text = render({})
     assert "no running or paused run" in text
-    assert "FAILURES, LAST 24 H" in text
+    assert "FAILED FOR GOOD, LAST 24 H" in text
     odd = render(
         {
             "at": "not a time",
@@ -183,8 +255,13 @@ def test_render_survives_an_empty_or_odd_answer() -> None:
             "runs": [{"run_id": None, "total": "x", "ai_cost_usd": True}, "junk"],
             "inboxes": None,
             "failures": [{"reason": "a\nb", "count": 1.0}],
+            "retrying": {"reason": "not a list"},
+            "circuit": {"openings": [{"answered_502": "maybe"}], "openings_24h": None},
+            "last_call": "junk",
         }
     )
+    assert "no message waiting for a retry" in odd
+    assert "LAST CALL\n  none recorded" in odd
     assert "RUNS (1)" in odd
     assert "a b" in odd
 
@@ -221,10 +298,44 @@ async def test_get_status_answers_the_databases_status(
     [inbox] = body["inboxes"]
     assert (inbox["min_gap_s"], inbox["daily_cap"]) == (0, 0)
 
+    StatusAnswer.model_validate(body)  # every documented field, of its documented type
+
     response = await get_status(service, f"?run_id={one.run_id}")
     [run] = response.json()["runs"]
     assert (run["run_id"], run["status"], run["sent"]) == (str(one.run_id), "completed", 3)
     assert run["ai_cost_usd"] == pytest.approx(sum(service.stubs.openrouter.costs))
+
+
+def test_the_status_answer_is_documented_field_by_field(make_settings: SettingsFactory) -> None:
+    document = create_app(make_settings(docs_enabled=True)).openapi()
+    answer = document["paths"]["/status"]["get"]["responses"]["200"]["content"]
+    assert answer["application/json"]["schema"] == {"$ref": "#/components/schemas/StatusAnswer"}
+    schemas = document["components"]["schemas"]
+    documented = {"StatusAnswer", "StatusRun", "StatusRetrying", "StatusCircuit", "StatusLastCall"}
+    assert documented <= set(schemas)
+    for name in documented | {"CircuitOpening", "StatusFailure", "StatusQueue"}:
+        for field, schema in schemas[name]["properties"].items():
+            assert schema.get("description"), (name, field)
+    assert "failed for good" in schemas["StatusRun"]["properties"]["failed"]["description"]
+    assert "Attempts" in schemas["StatusLastCall"]["properties"]["failed"]["description"]
+
+
+def test_the_readme_describes_every_field_of_the_status() -> None:
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("### Seeing the queue")
+    section = readme[start : readme.index("\n#", start + 1)]
+    rows = dict(re.findall(r"^\| `(\w+)` \| (.*) \|$", section, re.MULTILINE))
+    assert set(rows) == set(StatusAnswer.model_fields)
+    parts: dict[str, type[BaseModel]] = {
+        "runs": StatusRun,
+        "retrying": StatusRetrying,
+        "last_call": StatusLastCall,
+    }
+    for name, model in parts.items():
+        for field in model.model_fields:
+            assert re.search(rf"\b{field}\b", rows[name]), (name, field)
+    assert "**failed for good**" in rows["runs"]
+    assert "**attempts**" in rows["last_call"]
 
 
 @pytest.mark.parametrize("store_kind", ["postgres"])
@@ -293,7 +404,7 @@ async def test_the_cli_prints_tables_from_database_url_alone(
 
     assert code == 0, err
     assert out.startswith("campaign-queue status at ")
-    for section in ("QUEUE", "RUNS (1)", "INBOXES (1)", "FAILURES"):
+    for section in ("QUEUE", "RUNS (1)", "INBOXES (1)", "RETRYING", "FAILED FOR GOOD", "CIRCUIT"):
         assert section in out
     assert str(seeded.run_id)[:8] in out
     assert "default INBOX_* pacing" in err  # without the service's settings, it says so

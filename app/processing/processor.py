@@ -120,7 +120,7 @@ class QueueProcessor:
             await self._wrap_up(invocation, run_ids, outcomes)
         result.processed = outcomes[Outcome.SENT]
         result.retried = outcomes[Outcome.RETRIED]
-        result.failed = sum(outcomes[o] for o in (Outcome.RETRIED, Outcome.FAILED, Outcome.ERROR))
+        result.failed = _failed_attempts(outcomes)
         result.paused = outcomes[Outcome.PAUSED]
         result.skipped = outcomes[Outcome.SKIPPED]
         result.released = outcomes[Outcome.RELEASED]
@@ -284,17 +284,30 @@ class QueueProcessor:
                 await self._store.tidy()
             except DatabaseError as exc:
                 log.warning("could not tidy", extra={"worker": self._worker, "error": str(exc)})
-        # An outage holds lateness back (the service, not the scheduler, held messages up);
-        # a sent message ends it.
-        reason = invocation.circuit.reason
-        if reason is not None or outcomes[Outcome.SENT] > 0:
-            try:
-                await self._store.record_provider_outage(reason)
-            except DatabaseError as exc:
-                log.warning(
-                    "could not record the provider's state",
-                    extra={"worker": self._worker, "error": str(exc)},
-                )
+        # The call's end, for the status (a scheduler that hung up never reads the answer). A
+        # circuit opening also opens the provider outage that holds lateness back (the
+        # service, not the scheduler, held messages up); a sent message ends it.
+        counts = {
+            "claimed": sum(outcomes.values()),
+            "processed": outcomes[Outcome.SENT],
+            "failed": _failed_attempts(outcomes),
+            "retried": outcomes[Outcome.RETRIED],
+        }
+        circuit = invocation.circuit
+        try:
+            await self._store.record_call(
+                self._worker, counts, circuit.reason, circuit.on_auth_error
+            )
+        except DatabaseError as exc:
+            log.warning(
+                "could not record the call's end and the provider's state",
+                extra={"worker": self._worker, "error": str(exc)},
+            )
+
+
+def _failed_attempts(outcomes: Counter[Outcome]) -> int:
+    """The answer's `failed`: attempts that failed, the retried ones included."""
+    return sum(outcomes[o] for o in (Outcome.RETRIED, Outcome.FAILED, Outcome.ERROR))
 
 
 def _outcome(task: asyncio.Task[Outcome]) -> Outcome:

@@ -226,9 +226,25 @@ class Store:
             "resume_reconnected_campaign_runs", await self._call("resume_reconnected_campaign_runs")
         )
 
-    async def record_provider_outage(self, reason: str | None) -> bool:
-        """Opens (reason) or closes (None) the provider outage that holds lateness back."""
-        return bool(await self._call("record_provider_outage", p_reason=reason))
+    async def record_call(
+        self,
+        worker: str,
+        counts: dict[str, int],
+        circuit_open: str | None,
+        answered_502: bool,
+    ) -> bool:
+        """A call's end, for the status: the worker's last call (counts: claimed, processed,
+        failed, retried, as the call answers them), its circuit opening if any, and the
+        provider outage (opened by an opening, ended by a sent message). Returns whether an
+        outage is open."""
+        data = await self._call(
+            "record_campaign_queue_call",
+            p_worker=worker,
+            **{f"p_{k}": counts.get(k, 0) for k in ("claimed", "processed", "failed", "retried")},
+            p_circuit_open=circuit_open,
+            p_answered_502=answered_502,
+        )
+        return bool(data)
 
     async def requeue_failed(self, run_id: uuid.UUID) -> int:
         function = "requeue_failed_campaign_messages"
@@ -244,7 +260,8 @@ class Store:
     async def queue_status(
         self, run_id: uuid.UUID | None = None, pacing: Pacing | None = None
     ) -> dict[str, Any]:
-        """campaign_queue_status (DESIGN section 9): queue, runs, inboxes, failures, throughput.
+        """campaign_queue_status (README: "Seeing the queue"): queue, runs, inboxes, failures,
+        retrying, throughput, circuit, last_call.
 
         pacing: the service's INBOX_* settings, for the ETAs of inboxes without overrides
         (without it the database assumes the defaults, 20 / 60 / 300).
