@@ -1,7 +1,8 @@
 -- Pacing per WhatsApp inbox, across every instance (DESIGN section 8).
 -- A number that sends a burst gets banned: the first parts of two different messages of one
 -- inbox go out at least min_gap_s apart (each gap drawn from [min_gap_s, max_gap_s]), and at
--- most daily_cap messages a calendar day (the campaign's timezone). The slot is taken at the
+-- most daily_cap messages a calendar day of the inbox (its row's timezone, else the service's
+-- INBOX_TIMEZONE, whatever the zones of the campaigns sharing it). The slot is taken at the
 -- moment of sending (take_inbox_slot), not at the claim: generation time varies. The claim
 -- only reserves the inbox's next turn for one message (turn_message_id), so two instances
 -- never generate for the same slot, and looks ahead so a call can wait for a slot that opens
@@ -119,7 +120,10 @@ create or replace function take_inbox_slot(
   p_min_gap_s real default null,
   p_max_gap_s real default null,
   p_daily_cap int default null,
-  p_lock_timeout_s real default null  -- the caller's lease (LOCK_TIMEOUT_S); older callers: 60
+  p_lock_timeout_s real default null,  -- the caller's lease (LOCK_TIMEOUT_S); older callers: 60
+  -- INBOX_TIMEZONE: the zone of the cap's day for an inbox whose row names none (older
+  -- callers, and a zone Postgres does not know: America/Sao_Paulo)
+  p_inbox_timezone text default null
 ) returns jsonb
 language plpgsql security definer set search_path = public
 as $$
@@ -151,7 +155,7 @@ begin
   if v_parts > 0 then  -- only first parts are paced; a resumed message goes on
     return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
   end if;
-  select c.inbox_id, c.timezone into v_inbox, v_tz
+  select c.inbox_id into v_inbox
     from campaign_runs r join campaign_configs c on c.id = r.config_id
    where r.id = v_run;
   if v_inbox is null then
@@ -173,12 +177,13 @@ begin
   -- transaction began, and a wait on a lock would shorten the gap by as much.
   v_now := clock_timestamp();
 
-  -- The cap's calendar day: the row's, until that day ends in the zone that counts it; the
-  -- next one is the day of this message's campaign. So a campaign of another timezone on the
-  -- same inbox never starts the count again (the claim reads the day the same way).
+  -- The cap's calendar day is the inbox's, whatever the campaigns' zones: the state's day
+  -- lasts until it ends in the zone that counts it (day_timezone: so the claim and the status
+  -- read it without the setting); the next one opens in the inbox's zone (a zone changed
+  -- mid-day counts from the next day).
   if v_state.sent_day is null
      or cq_local_date(v_state.day_timezone, v_now) > v_state.sent_day then
-    v_tz := cq_valid_timezone(v_tz);
+    v_tz := cq_inbox_timezone(v_row.timezone, p_inbox_timezone);
     v_state.sent_day := (v_now at time zone v_tz)::date;
     v_state.day_timezone := v_tz;
     v_state.sent_today := 0;

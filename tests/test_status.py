@@ -65,6 +65,7 @@ SAMPLE: dict[str, Any] = {
             "inbox_id": "42dd1f46-755b-463e-abfd-1c4c951d72cd",
             "sent_today": 0,
             "daily_cap": 0,
+            "timezone": "America/Sao_Paulo",
             "next_slot_at": None,
             "min_gap_s": 0,
             "max_gap_s": 0,
@@ -74,6 +75,7 @@ SAMPLE: dict[str, Any] = {
             "inbox_id": "5fee64ef-3737-4f27-87ae-ff484b47b2d5",
             "sent_today": 120,
             "daily_cap": 300,
+            "timezone": "Asia/Tokyo",
             "next_slot_at": "2026-11-25T12:00:12+00:00",
             "min_gap_s": 20,
             "max_gap_s": 60,
@@ -164,7 +166,7 @@ def test_the_status_renders_as_aligned_tables() -> None:
     assert running.rstrip().endswith("2d04h")
     assert paused.rstrip().endswith("-")
     assert "cc418787 paused: inbox not connected (status: disconnected)" in text
-    for shown in ("120/300", "20-60s", "in 12s", "0 (no cap)", "off"):
+    for shown in ("120/300", "Asia/Tokyo", "20-60s", "in 12s", "0 (no cap)", "off"):
         assert shown in text
     assert "      9  send: HTTP 400" in text
     assert "moderation (HTTP 403; harassment)" in text
@@ -219,6 +221,7 @@ async def test_get_status_answers_the_databases_status(
     # The service's pacing settings (off in the tests) reach the ETAs and the inboxes.
     [inbox] = body["inboxes"]
     assert (inbox["min_gap_s"], inbox["daily_cap"]) == (0, 0)
+    assert inbox["timezone"] == service.settings.inbox_timezone  # the zone of its day
 
     response = await get_status(service, f"?run_id={one.run_id}")
     [run] = response.json()["runs"]

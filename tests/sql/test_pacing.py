@@ -219,13 +219,13 @@ async def test_a_slot_is_stamped_when_taken_not_when_its_transaction_began(
 # --- the daily cap -------------------------------------------------------------------------
 
 
-async def test_daily_cap_counts_the_campaigns_calendar_day_and_leaves_the_message_untouched(
+async def test_daily_cap_counts_the_inboxs_calendar_day_and_leaves_the_message_untouched(
     conn: asyncpg.Connection, rpc: PostgresRpc
 ) -> None:
     zone = "Pacific/Kiritimati"  # UTC+14: its day is never the server's (UTC) day for long
-    seeded = await seed_campaign(conn, leads=3, timezone=zone)
+    seeded = await seed_campaign(conn, leads=3, timezone="Pacific/Pago_Pago")
     items = await claim_unpaced(rpc, 3)
-    cap = pacing(0, cap=2)
+    cap = {**pacing(0, cap=2), "p_inbox_timezone": zone}  # INBOX_TIMEZONE
     assert (await take(rpc, items[0], **cap))["ok"] is True
     assert (await take(rpc, items[1], **cap))["ok"] is True
     before = await message_row(conn, items[2]["id"])
