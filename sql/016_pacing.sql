@@ -113,7 +113,10 @@ $$;
 -- after its own row insert: no cycle. The override row is only read, never locked.
 -- Answers {ok, reason, wait_s}: ok; or refused with 'gap' (the slot opens in wait_s),
 -- 'in_flight' (the inbox's last first part is still being sent: ask again in wait_s),
--- 'daily_cap' (wait_s until the next day), 'lock_lost'.
+-- 'daily_cap' (wait_s until the next day), 'lock_lost' (another worker's lease now, or this
+-- one expired: not renewed for p_lock_timeout_s, so another worker may claim the message
+-- again at any moment). Every other answer renews the lease, as renew_campaign_leases does:
+-- the caller counts it as a renewal, so its truth is here.
 create or replace function take_inbox_slot(
   p_message_id uuid,
   p_lock_token uuid,
@@ -144,14 +147,20 @@ declare
   v_ended_at timestamptz;      -- or when it ended unrecorded
   v_lease constant interval := make_interval(
     secs => least(greatest(coalesce(nullif(p_lock_timeout_s, 'NaN'), 60), 1), 86400));
+  -- The caller's own lease (older callers: the claim's default, LOCK_TIMEOUT_S's).
+  v_own_lease constant interval := make_interval(
+    secs => least(greatest(coalesce(nullif(p_lock_timeout_s, 'NaN'), 600), 1), 86400));
+  v_locked_at timestamptz;
 begin
-  select m.run_id, m.parts_sent into v_run, v_parts from campaign_messages m
+  select m.run_id, m.parts_sent, m.locked_at into v_run, v_parts, v_locked_at
+    from campaign_messages m
    where m.id = p_message_id and m.lock_token = p_lock_token
      and m.status in ('queued', 'generating', 'sending')
    for update;
-  if not found then
+  if not found or v_locked_at < clock_timestamp() - v_own_lease then
     return jsonb_build_object('ok', false, 'reason', 'lock_lost', 'wait_s', null);
   end if;
+  update campaign_messages set locked_at = now(), updated_at = now() where id = p_message_id;
   if v_parts > 0 then  -- only first parts are paced; a resumed message goes on
     return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
   end if;
