@@ -13,9 +13,9 @@
 -- operators write it: deleting or editing a row never touches the inbox's pacing state below.
 create table if not exists campaign_inbox_pacing (
   inbox_id uuid primary key,
-  min_gap_s real check (min_gap_s is null or min_gap_s >= 0),
-  max_gap_s real check (max_gap_s is null or max_gap_s >= 0),
-  daily_cap int check (daily_cap is null or daily_cap >= 0),
+  min_gap_s real,  -- what is refused when written: 025_pacing_overrides.sql
+  max_gap_s real,
+  daily_cap int,
   timezone text,  -- the zone of the cap's calendar day (else INBOX_TIMEZONE)
   updated_at timestamptz not null default now()
 );
@@ -79,8 +79,9 @@ revoke all on campaign_run_turns from public, anon, authenticated;
 -- The limits in force for one inbox (internal: take_inbox_slot and the claim's answer call it;
 -- the claim's pick in 018_fair_claim.sql writes the same rule out): its row's overrides, else
 -- the caller's settings, else (an older caller that passes none) the defaults, but only for an
--- inbox that has a row. A max below the min means the min; NaN counts as unset; gaps are
--- bounded to a day, so no value can make an interval overflow.
+-- inbox that has a row. A max below the min means the min; an override that is no finite
+-- number (NaN, Infinity: a row written before 025_pacing_overrides.sql refused them) and a
+-- NaN setting count as unset; gaps are bounded to a day, so no value can overflow an interval.
 create or replace function cq_inbox_limits(
   p_row campaign_inbox_pacing,
   p_min_gap_s real,
@@ -94,10 +95,14 @@ language sql immutable
 as $$
   select l.min_gap_s, greatest(l.max_gap_s, l.min_gap_s), l.daily_cap
   from (
-    select least(greatest(coalesce(nullif(p_row.min_gap_s, 'NaN'), nullif(p_min_gap_s, 'NaN'),
+    select least(greatest(coalesce(case when p_row.min_gap_s < 'Infinity'
+                                        then p_row.min_gap_s end,
+                                   nullif(p_min_gap_s, 'NaN'),
                                    case when p_row.inbox_id is null then 0 else 20 end),
                           0), 86400)::real as min_gap_s,
-           least(greatest(coalesce(nullif(p_row.max_gap_s, 'NaN'), nullif(p_max_gap_s, 'NaN'),
+           least(greatest(coalesce(case when p_row.max_gap_s < 'Infinity'
+                                        then p_row.max_gap_s end,
+                                   nullif(p_max_gap_s, 'NaN'),
                                    case when p_row.inbox_id is null then 0 else 60 end),
                           0), 86400)::real as max_gap_s,
            greatest(coalesce(p_row.daily_cap, p_daily_cap,

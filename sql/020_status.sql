@@ -214,7 +214,11 @@ begin
                end as due) d
      where r.id = any(v_counted)
   ), inbox_rows as materialized (
-    select i.inbox_id, i.pending, o.min_gap_s, o.max_gap_s, o.daily_cap,
+    -- Overrides that are no finite number (written before 025_pacing_overrides.sql refused
+    -- them) count as unset.
+    select i.inbox_id, i.pending,
+           case when o.min_gap_s < 'Infinity' then o.min_gap_s end as min_gap_s,
+           case when o.max_gap_s < 'Infinity' then o.max_gap_s end as max_gap_s, o.daily_cap,
            o.timezone as own_tz, g.sent_day, g.sent_today, g.next_slot_at,
            coalesce(g.day_timezone, 'America/Sao_Paulo') as day_tz  -- as cq_local_date reads it
       from (select pr.inbox_id,

@@ -19,6 +19,7 @@ from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
 from app.status import count, duration, render, table, usd
 from tests.service import Service
+from tests.sql.helpers import write_before_the_constraints
 from tests.stubs import CRON_SECRET, SettingsFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -334,3 +335,28 @@ async def test_the_cli_refuses_a_bad_run_id_and_a_missing_database(tmp_path: Pat
     assert code == 1
     assert err.splitlines()[-1].startswith("error: ")
     assert "secret-pw" not in err
+
+
+async def test_an_override_written_before_its_constraints_never_breaks_the_status(
+    service: Service, conn: asyncpg.Connection, db_dsn: str, tmp_path: Path
+) -> None:
+    """A NaN and an Infinity in an inbox's overrides (rows the table took before it refused
+    them) made GET /status answer 503 and `python -m app status` exit 1."""
+    seeded = await seed_campaign(conn, leads=2)
+    await write_before_the_constraints(
+        conn, seeded.inbox_id, min_gap_s=float("nan"), max_gap_s=float("inf")
+    )
+
+    response = await get_status(service)
+    code, out, err = await run_cli(["status"], {"DATABASE_URL": db_dsn}, tmp_path)
+
+    assert response.status_code == 200, response.text
+    [inbox] = response.json()["inboxes"]
+    settings = service.settings  # read as unset: the service's settings
+    assert (inbox["min_gap_s"], inbox["max_gap_s"]) == (
+        settings.inbox_min_gap_s,
+        settings.inbox_max_gap_s,
+    )
+    assert code == 0, err
+    assert "INBOXES (1)" in out
+    assert "20-60s" in out  # without the service's settings: the defaults

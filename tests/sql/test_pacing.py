@@ -20,7 +20,7 @@ import pytest
 
 from app.sandbox.seed import SeededCampaign, seed_campaign
 from app.store.postgres import PostgresRpc
-from tests.sql.helpers import claim, make_stale, message_row
+from tests.sql.helpers import claim, make_stale, message_row, write_before_the_constraints
 from tests.sql.messages import fence, save
 from tests.sql.test_skip_late import scan_counters
 from tests.sql.waiting import connection, wait_until_blocked
@@ -312,9 +312,8 @@ async def test_inbox_overrides_win_over_the_service_settings(
     conn: asyncpg.Connection, rpc: PostgresRpc
 ) -> None:
     seeded = await seed_campaign(conn, leads=3)
-    # max below min: the gap is min.
     items = await claim_unpaced(rpc, 3)
-    await set_pacing(conn, seeded.inbox_id, min_gap_s=0.3, max_gap_s=0.1, daily_cap=2)
+    await set_pacing(conn, seeded.inbox_id, min_gap_s=0.3, max_gap_s=0.3, daily_cap=2)
     off = pacing(0, 0, 0)  # the service paces nothing; the row says otherwise
 
     assert (await take(rpc, items[0], **off))["ok"] is True
@@ -685,7 +684,7 @@ async def test_odd_numbers_never_make_the_claim_or_the_slot_error(
     conn: asyncpg.Connection, rpc: PostgresRpc, column: str, value: float
 ) -> None:
     seeded = await seed_campaign(conn, leads=2)
-    await set_pacing(conn, seeded.inbox_id, **{column: value})
+    await write_before_the_constraints(conn, seeded.inbox_id, **{column: value})
     [item] = await claim(rpc, 5, **pacing(0.2), p_lookahead_s=float("nan"))
     assert (await take(rpc, item, p_min_gap_s=float("nan"), p_max_gap_s=float("inf")))["ok"]
     # An infinite lookahead is bounded (an hour), not an error; whether the other message
