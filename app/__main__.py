@@ -100,7 +100,10 @@ def _status(args: argparse.Namespace) -> int:
     try:
         database = load_settings()
         pacing = Pacing(
-            database.inbox_min_gap_s, database.inbox_max_gap_s, database.inbox_daily_cap
+            database.inbox_min_gap_s,
+            database.inbox_max_gap_s,
+            database.inbox_daily_cap,
+            database.inbox_timezone,
         )
     except SettingsError:
         try:

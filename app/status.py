@@ -117,7 +117,7 @@ def _runs(runs: list[Mapping[str, Any]], at: datetime | None) -> list[str]:
 def _inboxes(inboxes: list[Mapping[str, Any]], at: datetime | None) -> list[str]:
     if not inboxes:
         return ["INBOXES", "  no inbox"]
-    headers = ["inbox", "sent today", "gap", "next slot", "pending"]
+    headers = ["inbox", "sent today", "day's zone", "gap", "next slot", "pending"]
     rows = []
     for inbox in inboxes:
         cap = as_number(inbox.get("daily_cap"))
@@ -126,9 +126,10 @@ def _inboxes(inboxes: list[Mapping[str, Any]], at: datetime | None) -> list[str]
             [
                 short_id(inbox.get("inbox_id")),
                 f"{sent_today}/{count(cap)}" if cap else f"{sent_today} (no cap)",
+                one_line(inbox.get("timezone")) or "-",
                 gap_range(as_number(inbox.get("min_gap_s")), as_number(inbox.get("max_gap_s"))),
                 until(as_time(inbox.get("next_slot_at")), at),
                 count(as_number(inbox.get("pending"))),
             ]
         )
-    return [f"INBOXES ({len(inboxes)})", *table(headers, rows, right={1, 2, 3, 4})]
+    return [f"INBOXES ({len(inboxes)})", *table(headers, rows, right={1, 3, 4, 5})]

@@ -53,8 +53,13 @@ class StatusInbox(_Part):
     """An inbox of the runs shown: its pace today."""
 
     inbox_id: uuid.UUID = Field(description="The inbox.")
-    sent_today: int = Field(description="First parts sent today, in its time zone.")
+    sent_today: int = Field(description="First parts sent in its calendar day so far.")
     daily_cap: int = Field(description="Its daily cap; 0: none.")
+    timezone: str | None = Field(
+        default=None,
+        description="The zone of the calendar day its cap counts: its override's, else "
+        "INBOX_TIMEZONE.",
+    )
     next_slot_at: datetime | None = Field(description="When its next message may go.")
 
 

@@ -151,8 +151,11 @@ async def load_history(conn: asyncpg.Connection, rows: int) -> None:
     if await conn.fetchval("select to_regclass('campaign_queue_circuit_openings')"):
         await load_calls(conn)
     await conn.execute(
-        """insert into campaign_inbox_pacing (inbox_id, next_slot_at, last_slot_at, sent_day,
-                                              sent_today, paced, timezone)
+        "insert into campaign_inbox_pacing (inbox_id) select id from inboxes order by id limit 50"
+    )
+    await conn.execute(
+        """insert into campaign_inbox_pacing_state (inbox_id, next_slot_at, last_slot_at,
+                                                    sent_day, sent_today, paced, day_timezone)
            select id, now() + (row_number() over (order by id) % 60) * interval '1 s', now(),
                   (now() at time zone 'America/Sao_Paulo')::date,
                   (row_number() over (order by id) * 7) % 300, true, 'America/Sao_Paulo'
@@ -208,9 +211,10 @@ async def load_backlog(conn: asyncpg.Connection, rows: int, runs: int = 200) -> 
         rows,
         runs,
     )
+    await conn.execute("insert into campaign_inbox_pacing (inbox_id) select id from inboxes")
     await conn.execute(
-        """insert into campaign_inbox_pacing (inbox_id, next_slot_at, sent_day, sent_today,
-                                              paced, timezone)
+        """insert into campaign_inbox_pacing_state (inbox_id, next_slot_at, sent_day, sent_today,
+                                                    paced, day_timezone)
            select id, now() + interval '20 s', (now() at time zone 'UTC')::date, 100, true,
                   'UTC'
              from inboxes"""
@@ -229,7 +233,7 @@ def function_statements(source: str) -> dict[str, str]:
 
     $1 v_shown, $2 v_counted (uuid[]), $3 p_run_id (uuid), $4 p_min_gap_s, $5 p_max_gap_s
     (real), $6 p_daily_cap (int), $7 v_texts (text[]), $8 v_counts (bigint[]), $9 v_retrying
-    (jsonb, when the function has it); v_now is now().
+    (jsonb, when the function has it); v_now is now(), v_setting_tz the default zone.
     """
     found = {
         "shown": re.search(r"select coalesce\(array_agg.*?;", source, re.S),
@@ -245,6 +249,7 @@ def function_statements(source: str) -> dict[str, str]:
     names = {
         "v_now": "now()",
         "v_minute": "date_bin('1 minute', now(), timestamptz '2000-01-01 00:00:00+00')",
+        "v_setting_tz": "'America/Sao_Paulo'",  # INBOX_TIMEZONE's default: not passed here
         "v_shown": "$1::uuid[]",
         "v_counted": "$2::uuid[]",
         "p_run_id": "$3::uuid",
@@ -291,7 +296,7 @@ async def stat_snapshot(conn: asyncpg.Connection) -> dict[str, int]:
     rows = await conn.fetch(
         """select 'seq ' || relname as name, seq_scan as n from pg_stat_user_tables
             where relname in ('campaign_messages', 'campaign_runs', 'campaign_configs',
-                              'campaign_inbox_pacing')
+                              'campaign_inbox_pacing', 'campaign_inbox_pacing_state')
            union all
            select 'idx ' || indexrelname, idx_scan from pg_stat_user_indexes
             where relname in ('campaign_messages', 'campaign_runs')"""
