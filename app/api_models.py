@@ -257,7 +257,8 @@ STATUS_RESPONSES: dict[int | str, dict[str, Any]] = {
         "model": StatusAnswer,
         "description": (
             "campaign_queue_status: the queue, each run's progress (its `failed`: messages "
-            "failed for good; `retrying`: waiting for a retry), its inbox's pace (and the zone of the day its cap counts), the messages "
+            "failed for good; `retrying`: waiting for a retry), its inbox's pace and the zone "
+            "of the day its cap counts, the messages "
             "failed for good (`failures`) and waiting for a retry (`retrying`) by reason, "
             "throughput, the provider circuit's openings and the last call (its `failed`: "
             "attempts, as POST /process-queue answers)."
