@@ -106,8 +106,11 @@ async def slot_40_s_away(conn: asyncpg.Connection, where: str) -> uuid.UUID:
     await conn.execute("update campaign_messages set locked_at = now() - interval '11 minutes'")
     if where == "claim":
         await conn.execute(
-            """insert into campaign_inbox_pacing (inbox_id, min_gap_s, max_gap_s, next_slot_at)
-               values ($1, 40, 60, now() + interval '40 seconds')""",
+            """with overrides as (
+                 insert into campaign_inbox_pacing (inbox_id, min_gap_s, max_gap_s)
+                 values ($1, 40, 60))
+               insert into campaign_inbox_pacing_state (inbox_id, next_slot_at)
+               values ($1, now() + interval '40 seconds')""",
             seeded.inbox_id,
         )
         return message_id
@@ -118,9 +121,11 @@ async def slot_40_s_away(conn: asyncpg.Connection, where: str) -> uuid.UUID:
         other,
     )
     await conn.execute(
-        """insert into campaign_inbox_pacing
-             (inbox_id, min_gap_s, max_gap_s, next_slot_at, last_slot_message_id)
-           values ($1, 40, 60, now(), $2)""",
+        """with overrides as (
+             insert into campaign_inbox_pacing (inbox_id, min_gap_s, max_gap_s)
+             values ($1, 40, 60))
+           insert into campaign_inbox_pacing_state (inbox_id, next_slot_at, last_slot_message_id)
+           values ($1, now(), $2)""",
         seeded.inbox_id,
         other,
     )
