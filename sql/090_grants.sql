@@ -24,7 +24,8 @@ begin
     'record_provider_outage(text)',
     'campaign_queue_effective_horizon(timestamptz)',
     'resume_reconnected_campaign_runs()',
-    'campaign_queue_status(uuid,real,real,integer)'
+    'campaign_queue_status(uuid,real,real,integer)',
+    'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated', v_fn);
     execute format('grant execute on function %s to service_role', v_fn);
@@ -45,7 +46,10 @@ begin
     'cq_rebuild_message_counts()',
     'cq_count_message_changes()',
     'cq_count_message_update()',
-    'cq_forget_message_counts()'
+    'cq_forget_message_counts()',
+    'cq_window_open(time,time,text,timestamptz)',
+    'cq_window_opening(time,time,text,timestamptz)',
+    'cq_open_horizon(time,time,text,timestamptz,timestamptz)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);

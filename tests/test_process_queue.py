@@ -276,7 +276,7 @@ async def test_a_disconnected_inbox_pauses_the_run(
     assert service.stubs.openrouter.requests == 0
 
 
-async def test_outside_the_send_window_waits_for_the_next_opening(
+async def test_outside_the_send_window_nothing_is_claimed_until_it_opens(
     service: Service, conn: asyncpg.Connection
 ) -> None:
     now_local = datetime.now(UTC)
@@ -284,17 +284,17 @@ async def test_outside_the_send_window_waits_for_the_next_opening(
     start = (now_local - timedelta(hours=2)).time().replace(microsecond=0)
     end = (now_local - timedelta(hours=1)).time().replace(microsecond=0)
     seeded = await seed_campaign(conn, leads=2, start_time=start, end_time=end, timezone="UTC")
+    before = {m: (await message_row(conn, m))["scheduled_at"] for m in seeded.message_ids}
 
     body = (await service.process()).json()
 
-    assert (body["processed"], body["paused"]) == (0, 2)
-    expected = datetime.combine(now_local.date(), start, tzinfo=UTC)
-    if expected <= now_local:
-        expected += timedelta(days=1)
+    # The claim leaves a run whose window is closed alone: nothing claimed, nothing touched.
+    assert (body["claimed"], body["processed"], body["paused"]) == (0, 0, 0)
     for message_id in seeded.message_ids:
         row = await message_row(conn, message_id)
         assert (row["status"], row["retry_count"]) == ("pending", 0)
-        assert row["scheduled_at"] == expected
+        assert row["scheduled_at"] == before[message_id]
+        assert row["lock_token"] is None
     assert (await run_row(conn, seeded.run_id))["status"] == "running"
 
 

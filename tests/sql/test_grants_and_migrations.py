@@ -31,6 +31,7 @@ QUEUE_FUNCTIONS = [
     "resume_reconnected_campaign_runs",
     "take_inbox_slot",
     "campaign_queue_status",
+    "campaign_queue_next_start",
 ]
 INTERNAL_FUNCTIONS = [
     "cq_inbox_limits",
@@ -48,6 +49,9 @@ INTERNAL_FUNCTIONS = [
     "cq_count_message_changes",
     "cq_count_message_update",
     "cq_forget_message_counts",
+    "cq_window_open",
+    "cq_window_opening",
+    "cq_open_horizon",
 ]
 
 
