@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app.models import ProcessQueueResult
-from app.processing.cadence import PACING_LOOKAHEAD_S, Cadence
+from app.processing import cadence as cadence_rules
+from app.processing.cadence import Cadence
 from app.processing.claims import Claimer, Waiting
 from app.processing.endings import Outcome
 from app.processing.invocation import CircuitBreaker, Invocation
@@ -240,7 +241,9 @@ class QueueProcessor:
             size=size,
             horizon=horizon,
             run_id=request.run_id,
-            lookahead_s=min(PACING_LOOKAHEAD_S, max(invocation.deadline - time.monotonic(), 0)),
+            lookahead_s=min(
+                cadence_rules.PACING_LOOKAHEAD_S, max(invocation.deadline - time.monotonic(), 0)
+            ),
             claimed_so_far=claimed_so_far,
         )
         cadence.found(len(batch), size)
@@ -270,7 +273,7 @@ class QueueProcessor:
                 lock_timeout_s=self._settings.lock_timeout_s,
                 run_id=request.run_id,
                 pacing=self._pacing,
-                lookahead_s=PACING_LOOKAHEAD_S,
+                lookahead_s=cadence_rules.PACING_LOOKAHEAD_S,
             )
         except DatabaseError as exc:
             log.warning(
