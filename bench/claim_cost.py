@@ -60,6 +60,7 @@ TABLES = [
     "campaign_runs",
     "campaign_configs",
     "campaign_inbox_pacing",
+    "campaign_inbox_pacing_state",
     "campaign_run_turns",
 ]
 SERVICE_PACING = {"p_min_gap_s": 20.0, "p_max_gap_s": 60.0, "p_daily_cap": 300}
@@ -138,9 +139,12 @@ async def load_paced(conn: asyncpg.Connection, rows: int, inboxes: int = 1000) -
         """,
         rows,
     )
+    # Every inbox has an override row (all null: the settings), as before the state had a
+    # table of its own, so the section-4 baseline paces them all.
+    await conn.execute("insert into campaign_inbox_pacing (inbox_id) select id from inboxes")
     await conn.execute(
-        """insert into campaign_inbox_pacing (inbox_id, next_slot_at, last_slot_at, sent_day,
-                                             sent_today, paced, timezone)
+        """insert into campaign_inbox_pacing_state (inbox_id, next_slot_at, last_slot_at,
+                                                   sent_day, sent_today, paced, day_timezone)
            select i.id,
                   case when i.n % 10 = 0 then now() - interval '1 second'
                        else now() + interval '15 minutes' + (i.n % 900) * interval '1 s' end,
@@ -357,7 +361,8 @@ async def paced_case(admin_dsn: str, rows: int, claims: int, deadline: float) ->
                  from campaign_messages m join campaign_runs r on r.id = m.run_id"""
         )
         waiting = await conn.fetchval(
-            "select count(*) from campaign_inbox_pacing where next_slot_at > now() + interval '3 s'"
+            "select count(*) from campaign_inbox_pacing_state"
+            " where next_slot_at > now() + interval '3 s'"
         )
         print(
             f"\n[paced] loaded {rows:,} pending messages in {time.perf_counter() - t0:.1f} s: "

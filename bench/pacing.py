@@ -69,7 +69,7 @@ begin
   end if;
   return new;
 end $$;
-create trigger bench_log_slot after update on campaign_inbox_pacing
+create trigger bench_log_slot after update on campaign_inbox_pacing_state
   for each row execute function bench_log_slot();
 create function bench_log_claim() returns trigger language plpgsql as $$
 begin

@@ -143,8 +143,11 @@ async def load_history(conn: asyncpg.Connection, rows: int) -> None:
             where c.run_id = r.id"""
     )
     await conn.execute(
-        """insert into campaign_inbox_pacing (inbox_id, next_slot_at, last_slot_at, sent_day,
-                                              sent_today, paced, timezone)
+        "insert into campaign_inbox_pacing (inbox_id) select id from inboxes order by id limit 50"
+    )
+    await conn.execute(
+        """insert into campaign_inbox_pacing_state (inbox_id, next_slot_at, last_slot_at,
+                                                    sent_day, sent_today, paced, day_timezone)
            select id, now() + (row_number() over (order by id) % 60) * interval '1 s', now(),
                   (now() at time zone 'America/Sao_Paulo')::date,
                   (row_number() over (order by id) * 7) % 300, true, 'America/Sao_Paulo'
@@ -182,9 +185,10 @@ async def load_backlog(conn: asyncpg.Connection, rows: int, runs: int = 200) -> 
         rows,
         runs,
     )
+    await conn.execute("insert into campaign_inbox_pacing (inbox_id) select id from inboxes")
     await conn.execute(
-        """insert into campaign_inbox_pacing (inbox_id, next_slot_at, sent_day, sent_today,
-                                              paced, timezone)
+        """insert into campaign_inbox_pacing_state (inbox_id, next_slot_at, sent_day, sent_today,
+                                                    paced, day_timezone)
            select id, now() + interval '20 s', (now() at time zone 'UTC')::date, 100, true,
                   'UTC'
              from inboxes"""
@@ -263,7 +267,7 @@ async def stat_snapshot(conn: asyncpg.Connection) -> dict[str, int]:
     rows = await conn.fetch(
         """select 'seq ' || relname as name, seq_scan as n from pg_stat_user_tables
             where relname in ('campaign_messages', 'campaign_runs', 'campaign_configs',
-                              'campaign_inbox_pacing')
+                              'campaign_inbox_pacing', 'campaign_inbox_pacing_state')
            union all
            select 'idx ' || indexrelname, idx_scan from pg_stat_user_indexes
             where relname in ('campaign_messages', 'campaign_runs')"""

@@ -172,15 +172,19 @@ begin
                              order by a.id
                              limit 1),
                   'inbox_status', check_campaign_instance_status(c.inbox_id),
-                  -- Seconds until the inbox's next slot (0: now or no gap; null: no row).
+                  -- Seconds until the inbox's next slot (0: now or no gap; null: neither
+                  -- an override nor a state row).
                   'slot_in_s', (select case when l.min_gap_s > 0
-                                            then greatest(extract(epoch from
-                                                   p.next_slot_at - clock_timestamp()), 0)
+                                            then coalesce(greatest(extract(epoch from
+                                                   s.next_slot_at - clock_timestamp()), 0), 0)
                                             else 0 end
-                                  from campaign_inbox_pacing p
+                                  from (select c.inbox_id) i
+                                  left join campaign_inbox_pacing p on p.inbox_id = i.inbox_id
+                                  left join campaign_inbox_pacing_state s
+                                    on s.inbox_id = i.inbox_id
                                   cross join lateral cq_inbox_limits(
                                     p, p_min_gap_s, p_max_gap_s, p_daily_cap) l
-                                 where p.inbox_id = c.inbox_id),
+                                 where p.inbox_id is not null or s.inbox_id is not null),
                   'splitter', (select jsonb_build_object(
                                         'min_chars_to_split', s.min_chars_to_split,
                                         'delay_between_messages', s.delay_between_messages,

@@ -7,29 +7,64 @@
 -- never generate for the same slot, and looks ahead so a call can wait for a slot that opens
 -- within its budget.
 
+-- Operators' overrides, one row an inbox; a null column means the service's setting
+-- (INBOX_MIN_GAP_S, ...); 0 means off (a min gap of 0 is no gap, whatever the max). Only
+-- operators write it: deleting or editing a row never touches the inbox's pacing state below.
 create table if not exists campaign_inbox_pacing (
   inbox_id uuid primary key,
-  -- Operator overrides; null means the service's setting (INBOX_MIN_GAP_S, ...); 0 means off
-  -- (a min gap of 0 is no gap, whatever the max).
   min_gap_s real check (min_gap_s is null or min_gap_s >= 0),
   max_gap_s real check (max_gap_s is null or max_gap_s >= 0),
   daily_cap int check (daily_cap is null or daily_cap >= 0),
-  -- State, kept by the functions below.
+  timezone text,  -- the zone of the cap's calendar day (else INBOX_TIMEZONE)
+  updated_at timestamptz not null default now()
+);
+alter table campaign_inbox_pacing enable row level security;
+revoke all on campaign_inbox_pacing from public, anon, authenticated;
+
+-- Each inbox's pacing state, kept by the functions below (and by the claim's pick), apart from
+-- the overrides: no foreign key to them, so an override deleted or edited keeps the state.
+create table if not exists campaign_inbox_pacing_state (
+  inbox_id uuid primary key,
   next_slot_at timestamptz,          -- no other first part before this
   last_slot_at timestamptz,
-  sent_day date,                     -- the calendar day sent_today counts, in `timezone`
+  last_slot_message_id uuid,         -- its message: the next slot waits for its delivery
+  sent_day date,                     -- the calendar day sent_today counts, in day_timezone
   sent_today int not null default 0,
+  day_timezone text,                 -- the zone of sent_day
   capped_day date,                   -- the last day the cap was reached: its backlog is not late
   paced boolean not null default false,  -- a gap or a cap was in force at the last slot
   turn_message_id uuid,              -- the message claimed for the next slot
   turn_until timestamptz,            -- that reservation ends here even if its worker died
-  timezone text,                     -- the zone of sent_day: the campaign's that opened it
   updated_at timestamptz not null default now()
 );
--- The message that took the last slot: the next slot waits for its first part's delivery.
-alter table campaign_inbox_pacing add column if not exists last_slot_message_id uuid;
-alter table campaign_inbox_pacing enable row level security;
-revoke all on campaign_inbox_pacing from public, anon, authenticated;
+alter table campaign_inbox_pacing_state enable row level security;
+revoke all on campaign_inbox_pacing_state from public, anon, authenticated;
+
+-- Upgrade, once: the state lived in further columns of campaign_inbox_pacing (its timezone
+-- column too, written by take_inbox_slot: the zone of sent_day). Copied here, then dropped;
+-- timezone stays there, emptied, as the operator's override. Under a lock, so no slot taken
+-- in between is lost.
+do $$
+begin
+  if exists (select 1 from information_schema.columns
+              where table_schema = 'public' and table_name = 'campaign_inbox_pacing'
+                and column_name = 'next_slot_at') then
+    lock table campaign_inbox_pacing in access exclusive mode;
+    insert into campaign_inbox_pacing_state
+      (inbox_id, next_slot_at, last_slot_at, last_slot_message_id, sent_day, sent_today,
+       day_timezone, capped_day, paced, turn_message_id, turn_until, updated_at)
+    select inbox_id, next_slot_at, last_slot_at, last_slot_message_id, sent_day, sent_today,
+           timezone, capped_day, paced, turn_message_id, turn_until, updated_at
+      from campaign_inbox_pacing
+    on conflict (inbox_id) do nothing;
+    update campaign_inbox_pacing set timezone = null where timezone is not null;
+    alter table campaign_inbox_pacing
+      drop column next_slot_at, drop column last_slot_at, drop column last_slot_message_id,
+      drop column sent_day, drop column sent_today, drop column capped_day,
+      drop column paced, drop column turn_message_id, drop column turn_until;
+  end if;
+end
+$$;
 
 -- Fair share between the runs of one inbox: the claim serves the run served least recently.
 create table if not exists campaign_run_turns (
@@ -71,10 +106,10 @@ $$;
 
 
 -- Called just before a message's first part is sent. Lock order: the message, then the
--- inbox's row (plain locks: concurrent callers for one inbox queue up here, and the first to
--- get the row takes the slot). The claim takes pacing rows and messages with skip locked only,
--- so it never waits on a caller of this function, which never waits on a claim after its own
--- row insert: no cycle.
+-- inbox's state row (plain locks: concurrent callers for one inbox queue up here, and the
+-- first to get the row takes the slot). The claim takes state rows and messages with skip
+-- locked only, so it never waits on a caller of this function, which never waits on a claim
+-- after its own row insert: no cycle. The override row is only read, never locked.
 -- Answers {ok, reason, wait_s}: ok; or refused with 'gap' (the slot opens in wait_s),
 -- 'in_flight' (the inbox's last first part is still being sent: ask again in wait_s),
 -- 'daily_cap' (wait_s until the next day), 'lock_lost'.
@@ -93,7 +128,8 @@ declare
   v_parts int;
   v_inbox uuid;
   v_tz text;
-  v_row campaign_inbox_pacing;
+  v_row campaign_inbox_pacing;  -- the operator's overrides (all null: none)
+  v_state campaign_inbox_pacing_state;
   v_limits record;
   v_now timestamptz;
   v_gap double precision := 0;
@@ -122,18 +158,17 @@ begin
     return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
   end if;
 
-  select * into v_row from campaign_inbox_pacing where inbox_id = v_inbox for update;
+  select * into v_row from campaign_inbox_pacing where inbox_id = v_inbox;
+  v_limits := cq_inbox_limits(v_row, p_min_gap_s, p_max_gap_s, p_daily_cap);
+  select * into v_state from campaign_inbox_pacing_state where inbox_id = v_inbox for update;
   if not found then
-    v_limits := cq_inbox_limits(null, p_min_gap_s, p_max_gap_s, p_daily_cap);
     if v_limits.min_gap_s = 0 and v_limits.daily_cap = 0 then
-      -- Nobody paces this inbox (an older caller, or pacing off): no row, so an older
-      -- caller's claim does not start pacing it either.
+      -- Nobody paces this inbox (an older caller, or pacing off): no state is kept.
       return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
     end if;
-    insert into campaign_inbox_pacing (inbox_id) values (v_inbox) on conflict do nothing;
-    select * into v_row from campaign_inbox_pacing where inbox_id = v_inbox for update;
+    insert into campaign_inbox_pacing_state (inbox_id) values (v_inbox) on conflict do nothing;
+    select * into v_state from campaign_inbox_pacing_state where inbox_id = v_inbox for update;
   end if;
-  v_limits := cq_inbox_limits(v_row, p_min_gap_s, p_max_gap_s, p_daily_cap);
   -- Every lock is held: the slot is stamped with the moment it is taken. now() is when the
   -- transaction began, and a wait on a lock would shorten the gap by as much.
   v_now := clock_timestamp();
@@ -141,24 +176,26 @@ begin
   -- The cap's calendar day: the row's, until that day ends in the zone that counts it; the
   -- next one is the day of this message's campaign. So a campaign of another timezone on the
   -- same inbox never starts the count again (the claim reads the day the same way).
-  if v_row.sent_day is null or cq_local_date(v_row.timezone, v_now) > v_row.sent_day then
+  if v_state.sent_day is null
+     or cq_local_date(v_state.day_timezone, v_now) > v_state.sent_day then
     v_tz := cq_valid_timezone(v_tz);
-    v_row.sent_day := (v_now at time zone v_tz)::date;
-    v_row.timezone := v_tz;
-    v_row.sent_today := 0;
+    v_state.sent_day := (v_now at time zone v_tz)::date;
+    v_state.day_timezone := v_tz;
+    v_state.sent_today := 0;
   end if;
 
-  if v_limits.daily_cap > 0 and v_row.sent_today >= v_limits.daily_cap then
-    update campaign_inbox_pacing
-       set sent_day = v_row.sent_day, sent_today = v_row.sent_today, timezone = v_row.timezone,
-           capped_day = v_row.sent_day,
+  if v_limits.daily_cap > 0 and v_state.sent_today >= v_limits.daily_cap then
+    update campaign_inbox_pacing_state
+       set sent_day = v_state.sent_day, sent_today = v_state.sent_today,
+           day_timezone = v_state.day_timezone, capped_day = v_state.sent_day,
            turn_message_id = case when turn_message_id = p_message_id then null
                                   else turn_message_id end,
            turn_until = case when turn_message_id = p_message_id then null else turn_until end,
            updated_at = v_now
      where inbox_id = v_inbox;
     -- until the day ends in the zone that counts it
-    v_ends := (v_row.sent_day + 1)::timestamp at time zone cq_valid_timezone(v_row.timezone);
+    v_ends := (v_state.sent_day + 1)::timestamp
+              at time zone cq_valid_timezone(v_state.day_timezone);
     return jsonb_build_object('ok', false, 'reason', 'daily_cap', 'wait_s',
                               greatest(extract(epoch from v_ends - v_now), 0));
   end if;
@@ -179,38 +216,38 @@ begin
            case when m.status = 'sending' then m.locked_at + v_lease else m.updated_at end
       into v_delivered_at, v_in_flight, v_ended_at
       from campaign_messages m
-     where m.id = v_row.last_slot_message_id and m.id <> p_message_id;
+     where m.id = v_state.last_slot_message_id and m.id <> p_message_id;
     if v_in_flight then
       v_after_last := v_now + interval '0.5 seconds';
     else
       v_after_last := coalesce(v_delivered_at, v_ended_at)
                       + make_interval(secs => v_limits.min_gap_s);
     end if;
-    if v_after_last > greatest(v_row.next_slot_at, v_now) then
-      v_row.next_slot_at := v_after_last;
+    if v_after_last > greatest(v_state.next_slot_at, v_now) then
+      v_state.next_slot_at := v_after_last;
     end if;
-    if v_row.next_slot_at > v_now then  -- 'in_flight': the last first part is being sent
+    if v_state.next_slot_at > v_now then  -- 'in_flight': the last first part is being sent
       return jsonb_build_object(
         'ok', false,
-        'reason', case when v_in_flight and v_row.next_slot_at = v_after_last then 'in_flight'
-                       else 'gap' end,
-        'wait_s', extract(epoch from v_row.next_slot_at - v_now));
+        'reason', case when v_in_flight and v_state.next_slot_at = v_after_last
+                       then 'in_flight' else 'gap' end,
+        'wait_s', extract(epoch from v_state.next_slot_at - v_now));
     end if;
     -- Drawn uniformly from [min, max], plus 50 ms for the jitter of the send's own latency:
     -- the guarantee is on when the first parts reach the send endpoint.
     v_gap := v_limits.min_gap_s + random() * (v_limits.max_gap_s - v_limits.min_gap_s) + 0.05;
   end if;
-  update campaign_inbox_pacing
+  update campaign_inbox_pacing_state
      set next_slot_at = v_now + make_interval(secs => v_gap),
          paced = v_limits.min_gap_s > 0 or v_limits.daily_cap > 0,
          last_slot_at = v_now,
          last_slot_message_id = p_message_id,
-         sent_day = v_row.sent_day,
-         sent_today = v_row.sent_today + 1,
+         sent_day = v_state.sent_day,
+         sent_today = v_state.sent_today + 1,
          capped_day = case when v_limits.daily_cap > 0
-                            and v_row.sent_today + 1 >= v_limits.daily_cap
-                           then v_row.sent_day else capped_day end,
-         timezone = v_row.timezone,
+                            and v_state.sent_today + 1 >= v_limits.daily_cap
+                           then v_state.sent_day else capped_day end,
+         day_timezone = v_state.day_timezone,
          turn_message_id = case when turn_message_id = p_message_id then null
                                 else turn_message_id end,
          turn_until = case when turn_message_id = p_message_id then null else turn_until end,
@@ -234,7 +271,7 @@ as $$
   select coalesce((
     select p.paced and (greatest(p.next_slot_at, p.last_slot_at) >= p_horizon
                         or p.capped_day >= (now() - interval '2 days')::date)
-      from campaign_inbox_pacing p where p.inbox_id = p_inbox_id), false);
+      from campaign_inbox_pacing_state p where p.inbox_id = p_inbox_id), false);
 $$;
 
 

@@ -17,11 +17,12 @@
 -- gap: a message reclaimed from a dead worker may take the slot before the turn's holder.
 --
 -- Cost, flat in the number of messages: one pass over the running runs (a few thousand rows at
--- most) drops those of inboxes inside their gap through a hash of campaign_inbox_pacing; then,
+-- most) drops those of inboxes inside their gap through hashes of campaign_inbox_pacing and
+-- its state; then,
 -- for the inboxes left, least recently served first and no more than the batch can use, each
 -- run's oldest due message is one probe of idx_campaign_messages_atomic_selection. Paused
 -- runs' backlog and the messages of waiting inboxes are never read. No lock is waited for,
--- except a pacing row another claim or take_inbox_slot is inserting: rows are locked with skip
+-- except a state row another claim or take_inbox_slot is inserting: rows are locked with skip
 -- locked, so two claims never block each other for long or deadlock.
 
 create or replace function cq_pick_due_messages(
@@ -79,14 +80,15 @@ begin
                and c.start_time <> c.end_time) w
   ), awake as (
     -- The running runs, less the bulk: those of inboxes inside their gap (a next slot beyond
-    -- the lookahead, and a gap on: the row's min gap, else the caller's, else 20 s, as
-    -- cq_inbox_limits says), and those whose window is closed, dropped before anything else
-    -- is computed. Each run's late bound: its horizon, or none while its inbox's pace holds
-    -- the backlog (cq_inbox_holds_backlog's rule, written out).
+    -- the lookahead, and a gap on: the override's min gap, else the caller's, else 20 s for
+    -- an inbox with an override row, as cq_inbox_limits says), and those whose window is
+    -- closed, dropped before anything else is computed. Each run's late bound: its horizon,
+    -- or none while its inbox's pace holds the backlog (cq_inbox_holds_backlog's rule,
+    -- written out).
     select coalesce(c.inbox_id, $4) as key, r.id as run_id, t.last_claimed_at,
-           case when coalesce(p.paced and (greatest(p.next_slot_at, p.last_slot_at)
+           case when coalesce(s.paced and (greatest(s.next_slot_at, s.last_slot_at)
                                              >= coalesce(wn.horizon, $5)
-                                           or p.capped_day >= ($1 - interval '2 days')::date),
+                                           or s.capped_day >= ($1 - interval '2 days')::date),
                               false)
                 then '-infinity'::timestamptz
                 else coalesce(wn.horizon, $5, '-infinity') end as bound
@@ -95,18 +97,20 @@ begin
       left join windows wn on wn.start_time = c.start_time and wn.end_time = c.end_time
                           and wn.tz = coalesce(c.timezone, '')
       left join campaign_inbox_pacing p on p.inbox_id = c.inbox_id
+      left join campaign_inbox_pacing_state s on s.inbox_id = c.inbox_id
       left join campaign_run_turns t on t.run_id = r.id
      where r.status = 'running' and ($6 is null or r.id = $6)
        and coalesce(wn.open, true)
-       and not coalesce(p.next_slot_at > $2
+       and not coalesce(s.next_slot_at > $2
                         and coalesce(nullif(p.min_gap_s, 'NaN'), nullif($7, 'NaN'),
-                                     20) > 0, false)
+                                     case when p.inbox_id is null then 0 else 20 end) > 0,
+                        false)
   ), limited as (
     -- The limits as cq_inbox_limits has them (a row's override, else the caller's setting,
     -- else for a row the defaults), written out: a function call per inbox costs more than
     -- the rest of this line. Only whether a gap is on, and the cap, matter here.
     select w.key, nullif(w.key, $4) as inbox_id, w.run_ids, w.bounds,
-           p.inbox_id is null as missing,
+           s.inbox_id is null as missing,
            w.key <> $4
              and coalesce(nullif(p.min_gap_s, 'NaN'), nullif($7, 'NaN'),
                           case when p.inbox_id is null then 0 else 20 end) > 0 as gap,
@@ -114,8 +118,8 @@ begin
                 else greatest(coalesce(p.daily_cap, $8,
                                        case when p.inbox_id is null then 0 else 300 end), 0)
            end as cap,
-           greatest(p.last_slot_at, w.claimed_at) as served_at, p.next_slot_at,
-           p.turn_message_id, p.turn_until, p.sent_day, p.sent_today, p.timezone
+           greatest(s.last_slot_at, w.claimed_at) as served_at, s.next_slot_at,
+           s.turn_message_id, s.turn_until, s.sent_day, s.sent_today, s.day_timezone
       -- Each inbox's runs, least recently claimed first; the inbox was served last at its
       -- last slot or its runs' last claim (an inbox nobody paces has no slot), so inboxes
       -- take turns at the head of pass 1.
@@ -124,10 +128,11 @@ begin
                    array_agg(bound order by last_claimed_at nulls first, run_id) as bounds
               from awake group by key) w
       left join campaign_inbox_pacing p on p.inbox_id = w.key
+      left join campaign_inbox_pacing_state s on s.inbox_id = w.key
   ), eligible as (
     select e.*,
            case when e.gap or e.cap = 0 then null
-                when e.sent_day is null or cq_local_date(e.timezone, $1) > e.sent_day
+                when e.sent_day is null or cq_local_date(e.day_timezone, $1) > e.sent_day
                 then e.cap
                 else e.cap - e.sent_today end as room
       from limited e
@@ -139,7 +144,7 @@ begin
                                         from campaign_messages t
                                        where t.id = e.turn_message_id), false))))
        and (e.cap = 0 or e.sent_today is null or e.sent_today < e.cap or e.sent_day is null
-            or cq_local_date(e.timezone, $1) > e.sent_day)
+            or cq_local_date(e.day_timezone, $1) > e.sent_day)
   ), candidates as (
     -- Least recently served inbox first, each one's least recently claimed run that has a
     -- due message, and that run's oldest one; no more inboxes than the batch can use (some
@@ -183,9 +188,10 @@ begin
     using v_now, v_soon, v_cutoff, v_none, p_horizon, p_run_id, p_min_gap_s, p_daily_cap,
           v_left;
 
-  -- A gapped inbox without a row yet gets one, in inbox order (two claims never deadlock).
+  -- A gapped inbox without a state row yet gets one, in inbox order (two claims never
+  -- deadlock).
   if cardinality(v_missing) > 0 then
-    insert into campaign_inbox_pacing (inbox_id)
+    insert into campaign_inbox_pacing_state (inbox_id)
     select u.inbox_id from unnest(v_missing) u(inbox_id) order by u.inbox_id
     on conflict do nothing;
   end if;
@@ -194,13 +200,13 @@ begin
   for i in 1 .. coalesce(array_length(v_inboxes, 1), 0) loop
     exit when v_left < 1;
     if v_gaps[i] then
-      perform 1 from campaign_inbox_pacing p where p.inbox_id = v_inboxes[i]
+      perform 1 from campaign_inbox_pacing_state p where p.inbox_id = v_inboxes[i]
         for update skip locked;
       continue when not found;  -- another claim or a slot is being taken right now
       -- The row is ours now; a new statement sees what committed before we got it (a slot
       -- taken, a turn reserved since the candidates were read), which a recheck of the
       -- locking statement alone would not: its subquery keeps the older snapshot.
-      perform 1 from campaign_inbox_pacing p
+      perform 1 from campaign_inbox_pacing_state p
        where p.inbox_id = v_inboxes[i]
          and (p.next_slot_at is null or p.next_slot_at <= v_soon)
          and (p.turn_message_id is null or p.turn_until < v_now
@@ -209,7 +215,7 @@ begin
                                  from campaign_messages t
                                 where t.id = p.turn_message_id), false))
          and (v_caps[i] = 0 or p.sent_today < v_caps[i] or p.sent_day is null
-              or cq_local_date(p.timezone, v_now) > p.sent_day);
+              or cq_local_date(p.day_timezone, v_now) > p.sent_day);
       continue when not found;
     end if;
     -- Still pending and due: it may have been claimed and failed (retry later) or released
@@ -219,7 +225,7 @@ begin
        for update skip locked;
     continue when not found;
     if v_gaps[i] then
-      update campaign_inbox_pacing
+      update campaign_inbox_pacing_state
          set turn_message_id = v_messages[i],
              turn_until = v_now
                           + make_interval(secs => greatest(coalesce(p_lock_timeout_s, 600), 1)),

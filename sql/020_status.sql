@@ -211,8 +211,9 @@ begin
      where r.id = any(v_counted)
   ), zones as materialized (  -- each time zone checked once, not once per inbox
     select z.name, cq_valid_timezone(z.name) as tz
-      from (select distinct coalesce(g.timezone, pr.timezone) as name
-              from per_run pr left join campaign_inbox_pacing g on g.inbox_id = pr.inbox_id
+      from (select distinct coalesce(g.day_timezone, pr.timezone) as name
+              from per_run pr
+              left join campaign_inbox_pacing_state g on g.inbox_id = pr.inbox_id
              where pr.inbox_id is not null) z
   ), inboxes as materialized (
     select i.inbox_id, i.pending, g.next_slot_at, l.min_gap, l.max_gap, l.cap,
@@ -224,13 +225,14 @@ begin
       from (select pr.inbox_id, min(pr.timezone) as run_tz,
                    sum(pr.pending) filter (where pr.status = 'running') as pending
               from per_run pr where pr.inbox_id is not null group by pr.inbox_id) i
-      left join campaign_inbox_pacing g on g.inbox_id = i.inbox_id
-      left join zones z on z.name is not distinct from coalesce(g.timezone, i.run_tz)
+      left join campaign_inbox_pacing o on o.inbox_id = i.inbox_id
+      left join campaign_inbox_pacing_state g on g.inbox_id = i.inbox_id
+      left join zones z on z.name is not distinct from coalesce(g.day_timezone, i.run_tz)
       cross join lateral (
-        select greatest(coalesce(g.min_gap_s, p_min_gap_s, 20), 0)::numeric as min_gap,
-               greatest(coalesce(g.max_gap_s, p_max_gap_s, 60),
-                        coalesce(g.min_gap_s, p_min_gap_s, 20), 0)::numeric as max_gap,
-               greatest(coalesce(g.daily_cap, p_daily_cap, 300), 0) as cap) l
+        select greatest(coalesce(o.min_gap_s, p_min_gap_s, 20), 0)::numeric as min_gap,
+               greatest(coalesce(o.max_gap_s, p_max_gap_s, 60),
+                        coalesce(o.min_gap_s, p_min_gap_s, 20), 0)::numeric as max_gap,
+               greatest(coalesce(o.daily_cap, p_daily_cap, 300), 0) as cap) l
   ), shares as (
     -- k = sum over the inbox's running runs of least(their remaining, this remaining):
     -- the remaining of the runs with no more than this one, plus this one's for each run

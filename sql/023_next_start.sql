@@ -43,34 +43,35 @@ begin
                where r.status = 'running' and (p_run_id is null or r.id = p_run_id)
                  and c.start_time <> c.end_time) w
     ), runs as (
-      select r.id, p as row, coalesce(wn.horizon, v_horizon) as horizon,
+      select r.id, c.inbox_id, st as state, coalesce(wn.horizon, v_horizon) as horizon,
              coalesce(wn.opens_at, v_now) as opens_at, l.min_gap_s, l.daily_cap
         from campaign_runs r
         join campaign_configs c on c.id = r.config_id
         left join windows wn on wn.start_time = c.start_time and wn.end_time = c.end_time
                             and wn.tz = coalesce(c.timezone, '')
         left join campaign_inbox_pacing p on p.inbox_id = c.inbox_id
+        left join campaign_inbox_pacing_state st on st.inbox_id = c.inbox_id
         cross join lateral cq_inbox_limits(p, p_min_gap_s, p_max_gap_s, p_daily_cap) l
        where r.status = 'running' and (p_run_id is null or r.id = p_run_id)
     ), free as (
       select u.id, u.opens_at,
-             case when cq_inbox_holds_backlog((u.row).inbox_id, u.horizon) then '-infinity'
+             case when cq_inbox_holds_backlog(u.inbox_id, u.horizon) then '-infinity'
                   else coalesce(u.horizon, '-infinity') end as bound,
              case
                -- Capped for its day: free when that day ends in the zone that counts it.
-               when u.daily_cap > 0 and (u.row).sent_today >= u.daily_cap
-                    and cq_local_date((u.row).timezone, v_now) <= (u.row).sent_day
-                 then ((u.row).sent_day + 1)::timestamp
-                      at time zone cq_valid_timezone((u.row).timezone)
-               -- Gapped (a gapped inbox without a row yet is free: the claim adds it).
-               when u.min_gap_s > 0 and (u.row).inbox_id is not null
-                 then greatest(coalesce((u.row).next_slot_at, v_now), v_now)
-                      + case when (u.row).turn_until >= v_now
+               when u.daily_cap > 0 and (u.state).sent_today >= u.daily_cap
+                    and cq_local_date((u.state).day_timezone, v_now) <= (u.state).sent_day
+                 then ((u.state).sent_day + 1)::timestamp
+                      at time zone cq_valid_timezone((u.state).day_timezone)
+               -- Gapped (a gapped inbox without state yet is free: the claim adds it).
+               when u.min_gap_s > 0 and (u.state).inbox_id is not null
+                 then greatest(coalesce((u.state).next_slot_at, v_now), v_now)
+                      + case when (u.state).turn_until >= v_now
                                   and coalesce((select t.status in ('queued', 'generating',
                                                                     'sending')
                                                        and t.locked_at >= v_cutoff
                                                   from campaign_messages t
-                                                 where t.id = (u.row).turn_message_id), false)
+                                                 where t.id = (u.state).turn_message_id), false)
                              then make_interval(secs => u.min_gap_s)
                              else interval '0' end
                       - v_look

@@ -55,7 +55,7 @@ async def test_a_call_that_starts_mid_gap_waits_for_the_slot_and_sends(
     seeded = await seed_campaign(conn, leads=2)
     # The inbox sent a second ago; its next slot opens in 4 s, beyond the claim's look-ahead.
     await conn.execute(
-        """insert into campaign_inbox_pacing (inbox_id, next_slot_at, last_slot_at, paced)
+        """insert into campaign_inbox_pacing_state (inbox_id, next_slot_at, last_slot_at, paced)
            values ($1, now() + interval '4 seconds', now() - interval '1 second', true)""",
         seeded.inbox_id,
     )
@@ -114,10 +114,12 @@ async def test_a_call_ends_early_when_nothing_due_can_start_within_its_budget(
 ) -> None:
     gapped = await seed_campaign(conn, leads=2)
     await conn.execute(
-        """insert into campaign_inbox_pacing (inbox_id, min_gap_s, max_gap_s, next_slot_at,
-                                             last_slot_at, paced)
-           values ($1, 60, 60, now() + interval '50 seconds', now() - interval '10 seconds',
-                   true)""",
+        "insert into campaign_inbox_pacing (inbox_id, min_gap_s, max_gap_s) values ($1, 60, 60)",
+        gapped.inbox_id,
+    )
+    await conn.execute(
+        """insert into campaign_inbox_pacing_state (inbox_id, next_slot_at, last_slot_at, paced)
+           values ($1, now() + interval '50 seconds', now() - interval '10 seconds', true)""",
         gapped.inbox_id,
     )
     now = datetime.now(UTC)  # a window that closed an hour ago, opening in 22 hours

@@ -163,7 +163,8 @@ async def test_pacing_gap_cap_and_fair_share_hold_across_services_and_overlappin
         assert row["error_message"] is None, dict(row)
         assert row["lock_token"] is None, dict(row)
     sent_today = await conn.fetchval(
-        "select sent_today from campaign_inbox_pacing where inbox_id = $1", capped.inbox_id
+        "select sent_today from campaign_inbox_pacing_state where inbox_id = $1",
+        capped.inbox_id,
     )
     assert sent_today == CAP
 

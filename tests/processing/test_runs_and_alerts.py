@@ -209,8 +209,12 @@ async def test_a_slot_past_the_budget_releases_the_message_instead_of_waiting(
     await conn.fetchval("select get_and_lock_campaign_messages(p_batch_size => 1)")
     await conn.execute("update campaign_messages set locked_at = now() - interval '11 minutes'")
     await conn.execute(
-        """insert into campaign_inbox_pacing (inbox_id, min_gap_s, max_gap_s, next_slot_at)
-           values ($1, 40, 60, now() + interval '30 seconds')""",
+        "insert into campaign_inbox_pacing (inbox_id, min_gap_s, max_gap_s) values ($1, 40, 60)",
+        seeded.inbox_id,
+    )
+    await conn.execute(
+        """insert into campaign_inbox_pacing_state (inbox_id, next_slot_at)
+           values ($1, now() + interval '30 seconds')""",
         seeded.inbox_id,
     )
     settings = make_settings(

@@ -56,13 +56,17 @@ async def pace(
     last_slot_ago: timedelta,
     next_slot_in: timedelta,
 ) -> None:
-    """The inbox's row as take_inbox_slot leaves it: a slot taken, the next one set."""
+    """The inbox's own gap, and its state as take_inbox_slot leaves it: a slot taken, the next
+    one set."""
     await conn.execute(
-        """insert into campaign_inbox_pacing (inbox_id, min_gap_s, max_gap_s, last_slot_at,
-                                             next_slot_at, paced)
-           values ($1, $2, $2, now() - $3::interval, now() + $4::interval, true)""",
+        "insert into campaign_inbox_pacing (inbox_id, min_gap_s, max_gap_s) values ($1, $2, $2)",
         inbox_id,
         gap_s,
+    )
+    await conn.execute(
+        """insert into campaign_inbox_pacing_state (inbox_id, last_slot_at, next_slot_at, paced)
+           values ($1, now() - $2::interval, now() + $3::interval, true)""",
+        inbox_id,
         last_slot_ago,
         next_slot_in,
     )

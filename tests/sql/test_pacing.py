@@ -40,22 +40,34 @@ async def take(rpc: PostgresRpc, item: dict[str, Any], **settings: Any) -> dict[
     return result
 
 
-async def pacing_row(conn: asyncpg.Connection, inbox_id: uuid.UUID) -> dict[str, Any] | None:
-    row = await conn.fetchrow("select * from campaign_inbox_pacing where inbox_id = $1", inbox_id)
+async def state_row(conn: asyncpg.Connection, inbox_id: uuid.UUID) -> dict[str, Any] | None:
+    """The inbox's pacing state, as the functions keep it."""
+    row = await conn.fetchrow(
+        "select * from campaign_inbox_pacing_state where inbox_id = $1", inbox_id
+    )
     return None if row is None else dict(row)
 
 
-async def set_pacing(conn: asyncpg.Connection, inbox_id: uuid.UUID, **columns: Any) -> None:
-    """Upserts the inbox's row, as an operator would."""
+async def upsert(conn: asyncpg.Connection, table: str, inbox_id: uuid.UUID, **columns: Any) -> None:
     names = ["inbox_id", *columns]
     updates = ", ".join(f"{n} = excluded.{n}" for n in names)
     await conn.execute(
-        f"""insert into campaign_inbox_pacing ({", ".join(names)})
+        f"""insert into {table} ({", ".join(names)})
             values ({", ".join(f"${i + 1}" for i in range(len(names)))})
             on conflict (inbox_id) do update set {updates}""",
         inbox_id,
         *columns.values(),
     )
+
+
+async def set_pacing(conn: asyncpg.Connection, inbox_id: uuid.UUID, **columns: Any) -> None:
+    """Upserts the inbox's override row, as an operator would."""
+    await upsert(conn, "campaign_inbox_pacing", inbox_id, **columns)
+
+
+async def set_state(conn: asyncpg.Connection, inbox_id: uuid.UUID, **columns: Any) -> None:
+    """Puts the inbox's pacing state where a test needs it (the functions keep it)."""
+    await upsert(conn, "campaign_inbox_pacing_state", inbox_id, **columns)
 
 
 async def second_run(
@@ -98,7 +110,7 @@ async def log_slots(conn: asyncpg.Connection) -> None:
              end if;
              return new;
            end $$;
-           create trigger log_slot after update on campaign_inbox_pacing
+           create trigger log_slot after update on campaign_inbox_pacing_state
              for each row execute function log_slot();"""
     )
 
@@ -127,7 +139,7 @@ async def test_slots_are_at_least_min_gap_apart_each_gap_drawn_in_bounds(
     taken, drawn = [], []
     for item in items:
         taken.append(await take_until_ok(rpc, item, **pacing(0.2, 0.3)))
-        row = await pacing_row(conn, seeded.inbox_id)
+        row = await state_row(conn, seeded.inbox_id)
         assert row is not None
         drawn.append((row["next_slot_at"] - row["last_slot_at"]).total_seconds())
 
@@ -138,7 +150,7 @@ async def test_slots_are_at_least_min_gap_apart_each_gap_drawn_in_bounds(
     assert all(b - a >= 0.2 for a, b in itertools.pairwise(taken)), taken
     assert all(0.2 + 0.05 - 1e-6 <= g <= 0.3 + 0.05 + 1e-6 for g in drawn), drawn
     assert len({round(g, 4) for g in drawn}) > 1  # drawn, not fixed
-    row = await pacing_row(conn, seeded.inbox_id)
+    row = await state_row(conn, seeded.inbox_id)
     assert row is not None
     assert row["sent_today"] == 6
     assert row["paced"] is True
@@ -176,11 +188,12 @@ async def test_a_slot_is_stamped_when_taken_not_when_its_transaction_began(
     seeded = await seed_campaign(conn, leads=1)
     [item] = await claim_unpaced(rpc, 1)
     await set_pacing(conn, seeded.inbox_id, min_gap_s=1.0, max_gap_s=1.0)
-    async with connection(db_dsn) as operator, connection(db_dsn) as sender:
+    await set_state(conn, seeded.inbox_id)
+    async with connection(db_dsn) as other, connection(db_dsn) as sender:
         pid = await sender.fetchval("select pg_backend_pid()")
-        async with operator.transaction():  # an operator's upsert holds the row a moment
-            await operator.execute(
-                "select 1 from campaign_inbox_pacing where inbox_id = $1 for update",
+        async with other.transaction():  # another slot being taken holds the state a moment
+            await other.execute(
+                "select 1 from campaign_inbox_pacing_state where inbox_id = $1 for update",
                 seeded.inbox_id,
             )
             taking = asyncio.create_task(
@@ -195,7 +208,7 @@ async def test_a_slot_is_stamped_when_taken_not_when_its_transaction_began(
         answer = await taking
         left = await conn.fetchval(
             """select extract(epoch from next_slot_at - clock_timestamp())
-                 from campaign_inbox_pacing where inbox_id = $1""",
+                 from campaign_inbox_pacing_state where inbox_id = $1""",
             seeded.inbox_id,
         )
     assert answer["ok"] is True
@@ -227,18 +240,18 @@ async def test_daily_cap_counts_the_campaigns_calendar_day_and_leaves_the_messag
     )
     assert abs(float(refused["wait_s"]) - float(midnight)) < 5
     assert await message_row(conn, items[2]["id"]) == before  # no retry, not released, same lease
-    row = await pacing_row(conn, seeded.inbox_id)
+    row = await state_row(conn, seeded.inbox_id)
     assert row is not None
     local_today = await conn.fetchval("select (now() at time zone $1)::date", zone)
     assert (row["sent_day"], row["sent_today"], row["capped_day"]) == (local_today, 2, local_today)
 
     # The next local day: the count starts again.
     await conn.execute(
-        "update campaign_inbox_pacing set sent_day = sent_day - 1 where inbox_id = $1",
+        "update campaign_inbox_pacing_state set sent_day = sent_day - 1 where inbox_id = $1",
         seeded.inbox_id,
     )
     assert (await take(rpc, items[2], **cap))["ok"] is True
-    row = await pacing_row(conn, seeded.inbox_id)
+    row = await state_row(conn, seeded.inbox_id)
     assert row is not None
     assert (row["sent_day"], row["sent_today"]) == (local_today, 1)
 
@@ -252,7 +265,7 @@ async def test_a_capped_inbox_is_not_claimed_until_its_next_day(
 
     assert await claim(rpc, 5, **pacing(0, cap=1)) == []
     await conn.execute(
-        "update campaign_inbox_pacing set sent_day = sent_day - 1 where inbox_id = $1",
+        "update campaign_inbox_pacing_state set sent_day = sent_day - 1 where inbox_id = $1",
         seeded.inbox_id,
     )
     assert len(await claim(rpc, 5, **pacing(0, cap=1))) == 1  # room for one more today
@@ -304,7 +317,7 @@ async def test_inbox_overrides_win_over_the_service_settings(
     refused = await take(rpc, items[1], **off)
     assert (refused["ok"], refused["reason"]) == (False, "gap")
     assert 0 < float(refused["wait_s"]) <= 0.35 + 0.01
-    row = await pacing_row(conn, seeded.inbox_id)
+    row = await state_row(conn, seeded.inbox_id)
     assert row is not None
     assert (row["next_slot_at"] - row["last_slot_at"]).total_seconds() == pytest.approx(
         0.35, abs=0.001
@@ -313,14 +326,12 @@ async def test_inbox_overrides_win_over_the_service_settings(
     assert (await take(rpc, items[2], **off))["reason"] == "daily_cap"
 
     # Null columns: the service's settings.
-    await conn.execute(
-        """update campaign_inbox_pacing set min_gap_s = null, max_gap_s = null, daily_cap = null,
-                  sent_today = 0, next_slot_at = null, last_slot_message_id = null
-            where inbox_id = $1""",
-        seeded.inbox_id,
+    await set_pacing(conn, seeded.inbox_id, min_gap_s=None, max_gap_s=None, daily_cap=None)
+    await set_state(
+        conn, seeded.inbox_id, sent_today=0, next_slot_at=None, last_slot_message_id=None
     )
     assert (await take(rpc, items[2], **pacing(5, 5, 10)))["ok"] is True
-    row = await pacing_row(conn, seeded.inbox_id)
+    row = await state_row(conn, seeded.inbox_id)
     assert row is not None
     assert (row["next_slot_at"] - row["last_slot_at"]).total_seconds() == pytest.approx(
         5.05, abs=0.001
@@ -336,7 +347,7 @@ async def test_zero_means_no_gap_and_no_cap_and_leaves_no_row(
     for item in items:  # a max gap with a zero min: still no gap (INBOX_MIN_GAP_S=0)
         assert (await take(rpc, item, **pacing(0, 60, 0)))["ok"] is True
 
-    assert await pacing_row(conn, seeded.inbox_id) is None
+    assert await state_row(conn, seeded.inbox_id) is None
     # So an older caller, which paces only inboxes with a row, does not start pacing it.
     assert len(await claim_unpaced(rpc, 5)) == 3
 
@@ -356,10 +367,10 @@ async def test_a_claim_without_pacing_parameters_paces_only_inboxes_with_a_row(
     assert mine["config"]["slot_in_s"] == 0
     assert [m["config"]["slot_in_s"] for m in batch if m is not mine] == [None] * 3
     assert (await take(rpc, mine))["ok"] is True
-    row = await pacing_row(conn, paced.inbox_id)
+    row = await state_row(conn, paced.inbox_id)
     assert row is not None
     assert 20 <= (row["next_slot_at"] - row["last_slot_at"]).total_seconds() <= 60.05
-    assert await pacing_row(conn, free.inbox_id) is None
+    assert await state_row(conn, free.inbox_id) is None
 
 
 async def test_take_inbox_slot_is_fenced_and_paces_first_parts_only(
@@ -373,7 +384,7 @@ async def test_take_inbox_slot_is_fenced_and_paces_first_parts_only(
     assert (await take(rpc, first, **pacing(30)))["ok"] is True
     await conn.execute("update campaign_messages set parts_sent = 1 where id = $1", second["id"])
     assert (await take(rpc, second, **pacing(30)))["ok"] is True  # a resumed message goes on
-    row = await pacing_row(conn, seeded.inbox_id)
+    row = await state_row(conn, seeded.inbox_id)
     assert row is not None
     assert row["sent_today"] == 1
 
@@ -391,7 +402,7 @@ async def test_concurrent_claims_never_pick_two_messages_of_one_gapped_inbox(
 
     claimed = [m for batch in batches for m in batch]
     assert Counter(m["config"]["inbox_id"] for m in claimed) == {str(s.inbox_id): 1 for s in gapped}
-    turns = await conn.fetch("select turn_message_id from campaign_inbox_pacing")
+    turns = await conn.fetch("select turn_message_id from campaign_inbox_pacing_state")
     assert sorted(str(r["turn_message_id"]) for r in turns) == sorted(m["id"] for m in claimed)
 
 
@@ -421,7 +432,7 @@ async def test_a_claim_racing_a_slot_reserves_no_turn_a_gap_away(
         batch = await claiming
 
     assert batch == []  # its slot is 30 s away: nothing to reserve
-    row = await pacing_row(conn, seeded.inbox_id)
+    row = await state_row(conn, seeded.inbox_id)
     assert row is not None
     assert row["turn_message_id"] is None
 
@@ -466,7 +477,7 @@ async def test_the_turn_frees_when_its_message_ends_or_its_lease_expires(
     await end_turn(rpc, conn, how, turn)
 
     [after] = await claim(rpc, 5, **gap, **only)
-    row = await pacing_row(conn, seeded.inbox_id)
+    row = await state_row(conn, seeded.inbox_id)
     assert row is not None
     assert str(row["turn_message_id"]) == after["id"]
 
@@ -526,7 +537,7 @@ async def test_gapped_inboxes_get_one_each_and_only_gapless_ones_fill_the_batch(
     gapless = await seed_campaign(conn, leads=4)
     # Its gap turned off while a slot drawn earlier is still ahead: no gap means no wait.
     await set_pacing(conn, gapless.inbox_id, min_gap_s=0, daily_cap=0)
-    await conn.execute("update campaign_inbox_pacing set next_slot_at = now() + interval '30 s'")
+    await set_state(conn, gapless.inbox_id, next_slot_at=datetime.now(UTC) + timedelta(seconds=30))
 
     batch = await claim(rpc, 5, **pacing(30))
 
@@ -559,11 +570,9 @@ async def test_an_inbox_whose_slot_opens_within_the_lookahead_is_claimed_with_it
     conn: asyncpg.Connection, rpc: PostgresRpc
 ) -> None:
     seeded = await seed_campaign(conn, leads=2)
-    await set_pacing(conn, seeded.inbox_id, paced=True)
-    await conn.execute(
-        """update campaign_inbox_pacing set next_slot_at = now() + interval '2 seconds'
-            where inbox_id = $1""",
-        seeded.inbox_id,
+    await set_pacing(conn, seeded.inbox_id)
+    await set_state(
+        conn, seeded.inbox_id, paced=True, next_slot_at=datetime.now(UTC) + timedelta(seconds=2)
     )
 
     assert await claim(rpc, 5, **pacing(30), p_lookahead_s=0) == []
@@ -578,14 +587,9 @@ async def test_a_served_paced_backlog_is_not_late_but_a_neglected_one_is(
     served = await seed_campaign(conn, leads=3, first_scheduled_at=long_ago)
     neglected = await seed_campaign(conn, leads=3, first_scheduled_at=long_ago)
     never = await seed_campaign(conn, leads=3, first_scheduled_at=long_ago)
-    await set_pacing(conn, served.inbox_id, paced=True)
-    await set_pacing(conn, neglected.inbox_id, paced=True)
-    await conn.execute(
-        """update campaign_inbox_pacing
-              set last_slot_at = case when inbox_id = $1 then now() - interval '1 minute'
-                                      else now() - interval '2 hours' end""",
-        served.inbox_id,
-    )
+    now = datetime.now(UTC)
+    await set_state(conn, served.inbox_id, paced=True, last_slot_at=now - timedelta(minutes=1))
+    await set_state(conn, neglected.inbox_id, paced=True, last_slot_at=now - timedelta(hours=2))
     # The claim's horizon: only the served inbox's old messages are claimable.
     batch = await claim(rpc, 10, **pacing(0.2))
     assert [m["run_id"] for m in batch] == [str(served.run_id)]
@@ -760,7 +764,7 @@ async def first_slotted(
 
 async def slot_taken_by(conn: asyncpg.Connection, item: dict[str, Any]) -> datetime:
     slot: datetime = await conn.fetchval(
-        "select last_slot_at from campaign_inbox_pacing where last_slot_message_id = $1",
+        "select last_slot_at from campaign_inbox_pacing_state where last_slot_message_id = $1",
         uuid.UUID(item["id"]),
     )
     return slot
@@ -790,7 +794,7 @@ async def test_a_first_part_delivered_in_time_adds_no_wait(
 ) -> None:
     seeded, first, second = await first_slotted(conn, rpc, 0.3)
     await first_part_sent(rpc, first)
-    row = await pacing_row(conn, seeded.inbox_id)
+    row = await state_row(conn, seeded.inbox_id)
     assert row is not None
     await asyncio.sleep(max((row["next_slot_at"] - datetime.now(UTC)).total_seconds(), 0) + 0.05)
     assert (await take(rpc, second, **pacing(0.3)))["ok"]
@@ -804,7 +808,8 @@ async def test_a_live_send_holds_its_inbox_however_long_and_a_dead_one_only_its_
     more, and the inbox goes on."""
     seeded, first, second = await first_slotted(conn, rpc, 0.3)
     await conn.execute(
-        """update campaign_inbox_pacing set last_slot_at = last_slot_at - interval '5 min',
+        """update campaign_inbox_pacing_state
+              set last_slot_at = last_slot_at - interval '5 min',
                   next_slot_at = next_slot_at - interval '5 min'
             where inbox_id = $1""",
         seeded.inbox_id,

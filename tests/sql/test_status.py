@@ -229,17 +229,29 @@ async def test_throughput_counts_sends_of_the_last_5_and_60_minutes(
     assert (await status(rpc))["throughput"] == {"sent_5m": 2, "sent_60m": 3}
 
 
+OVERRIDES = ("min_gap_s", "max_gap_s", "daily_cap", "timezone")
+
+
 async def pace(
     conn: asyncpg.Connection, seeded: SeededCampaign, *, next_slot_in_s: float, **row: Any
 ) -> None:
-    columns = ", ".join(row)
-    values = ", ".join(f"${i}" for i in range(3, 3 + len(row)))
+    """The inbox's override row (its columns in `row`) and its pacing state (the others)."""
+    overrides = {k: v for k, v in row.items() if k in OVERRIDES}
+    state = {k: v for k, v in row.items() if k not in OVERRIDES}
+    for table, columns in (
+        ("campaign_inbox_pacing", overrides),
+        ("campaign_inbox_pacing_state", {"next_slot_at": None, **state}),
+    ):
+        names = ", ".join(["inbox_id", *columns])
+        values = ", ".join(f"${i}" for i in range(1, 2 + len(columns)))
+        await conn.execute(
+            f"insert into {table} ({names}) values ({values})", seeded.inbox_id, *columns.values()
+        )
     await conn.execute(
-        f"""insert into campaign_inbox_pacing (inbox_id, next_slot_at{", " if row else ""}{columns})
-            values ($1, now() + make_interval(secs => $2){", " if row else ""}{values})""",
+        "update campaign_inbox_pacing_state set next_slot_at = now() + make_interval(secs => $2)"
+        " where inbox_id = $1",
         seeded.inbox_id,
         next_slot_in_s,
-        *row.values(),
     )
 
 
@@ -289,7 +301,7 @@ async def test_eta_past_the_daily_cap_waits_for_the_next_days(
         daily_cap=10,
         sent_today=8,
         sent_day=today,
-        timezone="America/Sao_Paulo",
+        day_timezone="America/Sao_Paulo",
     )
     to_midnight = await conn.fetchval(
         """select extract(epoch from (((now() at time zone 'America/Sao_Paulo')::date + 1)
@@ -315,7 +327,7 @@ async def test_sends_counted_on_another_day_are_not_todays(
         next_slot_in_s=0,
         sent_today=50,
         sent_day=datetime(2020, 1, 1).date(),
-        timezone="Not/A_Zone",
+        day_timezone="Not/A_Zone",
     )
     [inbox] = (await status(rpc))["inboxes"]
     assert inbox["sent_today"] == 0
