@@ -11,8 +11,10 @@ the settings' gap, one paced by its own campaign_inbox_pacing row with a gap lon
 settings' and than the period (the two cases the old cadence ended calls early on).
 
 Printed per inbox, from the send stub's first parts: sent while calls kept coming, against
-the ideal (window / mean gap, target >= 0.9), and the smallest gap; then the calls: how many
-claimed nothing, their durations.
+the ideal (window / mean gap) and against the gaps the database actually drew (its own probe
+in the bench database; target >= 0.9, checked on the latter: over 20 periods an inbox draws
+only ~30 gaps, whose mean alone moves its count by ~6%), and the smallest gap; then the calls:
+how many claimed nothing, their durations.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ PERIOD_S, BUDGET_S = 60 * SCALE, 50 * SCALE
 MIN_GAP_S, MAX_GAP_S = 20 * SCALE, 60 * SCALE
 OWN_GAP_S = (80 * SCALE, 120 * SCALE)  # one inbox's own row: longer than the period
 LOOKAHEAD_S = 3.0 * SCALE
-INBOXES = 8  # at the settings' gap, plus the one with its own row
+INBOXES = 3  # at the settings' gap, plus the one with its own row: few, so that every inbox
+# is inside its gap when a call starts now and then (the old cadence then ended the call)
 BACKLOG = 60  # more than the run can send at the shortest gap
 RATE_TARGET = 0.9
 
@@ -163,7 +166,7 @@ async def cadence_run(r: Rig, seconds: float) -> bool:
         f"{'inbox':<9} {'gap':<9} {'sent':>4}  {'min gap':>7}  {'ideal':>5}  {'ratio':>5}  "
         f"{'drawn':>6}  {'vs drawn':>8}  check"
     )
-    ratios, against_drawn = [], []
+    ratios, against_drawn, sent_total, ideal_total = [], [], 0, 0.0
     for inbox_id, (label, low, high) in inboxes.items():
         times = [t for t in sent.get(inbox_id, []) if t <= stopped]
         smallest = min((b - a for a, b in pairwise(times)), default=float("nan"))
@@ -172,8 +175,9 @@ async def cadence_run(r: Rig, seconds: float) -> bool:
         ratios.append(ratio)
         mean_drawn = drawn.get(inbox_id, float("nan"))
         against_drawn.append(len(times) / (window / mean_drawn))
+        sent_total, ideal_total = sent_total + len(times), ideal_total + ideal
         checks = []
-        if ratio < RATE_TARGET:
+        if against_drawn[-1] < RATE_TARGET:  # the service's share; the draw's luck is not
             checks.append(f"RATE BELOW {RATE_TARGET}")
         if smallest < low:
             checks.append(f"GAP VIOLATED ({smallest:.3f} < {low:g})")
@@ -188,9 +192,12 @@ async def cadence_run(r: Rig, seconds: float) -> bool:
     print(
         f"\nwindow {window:.1f} s ({calls} periods); ratio = first parts sent in the window / "
         f"(window / mean gap), target >= {RATE_TARGET}: min {min(ratios):.2f}, median "
-        f"{statistics.median(ratios):.2f}; against the gaps drawn (window / mean drawn gap, "
-        f"which takes the draw's luck out): min {min(against_drawn):.2f}, median "
-        f"{statistics.median(against_drawn):.2f};\ncalls that claimed nothing: {empty} of {calls}; "
+        f"{statistics.median(ratios):.2f}, all inboxes together {sent_total / ideal_total:.2f} "
+        f"(one inbox's count over ~{ideal_total / len(ratios):.0f} random gaps varies by ~6%);\n"
+        f"vs drawn = against the gaps the database drew (window / mean drawn gap: the draw's "
+        f"luck taken out, what the service kept of the pace; checked): min "
+        f"{min(against_drawn):.2f}, median {statistics.median(against_drawn):.2f};\n"
+        f"calls that claimed nothing: {empty} of {calls}; "
         f"call duration min {min(durations):.1f} s, median {statistics.median(durations):.1f} s, "
         f"max {max(durations):.1f} s (budget {BUDGET_S:g} s)"
     )
