@@ -74,7 +74,10 @@ def _status(args: argparse.Namespace) -> int:
         pacing = None
         if settings is not None:
             pacing = Pacing(
-                settings.inbox_min_gap_s, settings.inbox_max_gap_s, settings.inbox_daily_cap
+                settings.inbox_min_gap_s,
+                settings.inbox_max_gap_s,
+                settings.inbox_daily_cap,
+                settings.inbox_timezone,
             )
             dsn = settings.database_url.get_secret_value() if settings.database_url else None
         if dsn is not None:

@@ -249,7 +249,8 @@ STATUS_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": (
             "campaign_queue_status: queue {due, scheduled, in_flight, oldest_due_s}, runs "
             "[{run_id, status, total, sent, failed, skipped, pending, ai_tokens, ai_cost_usd, "
-            "started_at, eta_s}], inboxes [{inbox_id, sent_today, daily_cap, next_slot_at}], "
+            "started_at, eta_s}], inboxes [{inbox_id, sent_today, daily_cap, timezone, "
+            "next_slot_at}], "
             "failures [{reason, count}] (last 24 h), throughput {sent_5m, sent_60m}."
         )
     },

@@ -117,7 +117,12 @@ async def build_services(settings: Settings) -> Services:
         Sender(send_http, settings),
         default_model=settings.default_model,
         send_timeout_s=settings.send_timeout_s,
-        pacing=Pacing(settings.inbox_min_gap_s, settings.inbox_max_gap_s, settings.inbox_daily_cap),
+        pacing=Pacing(
+            settings.inbox_min_gap_s,
+            settings.inbox_max_gap_s,
+            settings.inbox_daily_cap,
+            settings.inbox_timezone,
+        ),
     )
     worker = f"{socket.gethostname()}:{os.getpid()}"
     processor = QueueProcessor(store, pipeline, settings, worker)
@@ -305,7 +310,12 @@ async def status(services: ServicesDep, run_id: uuid.UUID | None = None) -> JSON
     """Queue depth and lag, each run's progress, cost and ETA, inboxes' pace, failures by
     reason, throughput (DESIGN section 9); `?run_id=` answers about that run only."""
     settings = services.settings
-    pacing = Pacing(settings.inbox_min_gap_s, settings.inbox_max_gap_s, settings.inbox_daily_cap)
+    pacing = Pacing(
+        settings.inbox_min_gap_s,
+        settings.inbox_max_gap_s,
+        settings.inbox_daily_cap,
+        settings.inbox_timezone,
+    )
     try:
         return JSONResponse(await services.store.queue_status(run_id, pacing))
     except DatabaseError as exc:

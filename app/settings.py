@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     Field,
@@ -83,6 +84,8 @@ class Settings(BaseSettings):
     inbox_min_gap_s: float = Field(default=20.0, ge=0, le=86_400)
     inbox_max_gap_s: float = Field(default=60.0, ge=0, le=86_400)
     inbox_daily_cap: int = Field(default=300, ge=0, le=1_000_000)
+    # The calendar day the cap counts, for inboxes whose row names no timezone of its own.
+    inbox_timezone: str = "America/Sao_Paulo"
 
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = "INFO"
@@ -129,6 +132,18 @@ class Settings(BaseSettings):
         if value < info.data.get("inbox_min_gap_s", 0.0):
             raise ValueError("must be at least INBOX_MIN_GAP_S")
         return value
+
+    @field_validator("inbox_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        name = value.strip()
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                "not a known time zone (an IANA name, e.g. America/Sao_Paulo)"
+            ) from None
+        return name
 
     @field_validator("log_level")
     @classmethod

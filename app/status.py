@@ -157,7 +157,7 @@ def _runs(runs: list[Mapping[str, Any]], at: datetime | None) -> list[str]:
 def _inboxes(inboxes: list[Mapping[str, Any]], at: datetime | None) -> list[str]:
     if not inboxes:
         return ["INBOXES", "  no inbox"]
-    headers = ["inbox", "sent today", "gap", "next slot", "pending"]
+    headers = ["inbox", "sent today", "day's zone", "gap", "next slot", "pending"]
     rows = []
     for inbox in inboxes:
         cap = _number(inbox.get("daily_cap"))
@@ -166,12 +166,13 @@ def _inboxes(inboxes: list[Mapping[str, Any]], at: datetime | None) -> list[str]
             [
                 short_id(inbox.get("inbox_id")),
                 f"{sent_today}/{count(cap)}" if cap else f"{sent_today} (no cap)",
+                _one_line(inbox.get("timezone")) or "-",
                 _gap(_number(inbox.get("min_gap_s")), _number(inbox.get("max_gap_s"))),
                 _until(_time(inbox.get("next_slot_at")), at),
                 count(_number(inbox.get("pending"))),
             ]
         )
-    return [f"INBOXES ({len(inboxes)})", *table(headers, rows, right={1, 2, 3, 4})]
+    return [f"INBOXES ({len(inboxes)})", *table(headers, rows, right={1, 3, 4, 5})]
 
 
 def _failures(failures: list[Mapping[str, Any]]) -> list[str]:

@@ -1,7 +1,8 @@
 -- Pacing per WhatsApp inbox, across every instance (DESIGN section 8).
 -- A number that sends a burst gets banned: the first parts of two different messages of one
 -- inbox go out at least min_gap_s apart (each gap drawn from [min_gap_s, max_gap_s]), and at
--- most daily_cap messages a calendar day (the campaign's timezone). The slot is taken at the
+-- most daily_cap messages a calendar day of the inbox (its row's timezone, else the service's
+-- INBOX_TIMEZONE, whatever the zones of the campaigns sharing it). The slot is taken at the
 -- moment of sending (take_inbox_slot), not at the claim: generation time varies. The claim
 -- only reserves the inbox's next turn for one message (turn_message_id), so two instances
 -- never generate for the same slot, and looks ahead so a call can wait for a slot that opens
@@ -12,9 +13,9 @@
 -- operators write it: deleting or editing a row never touches the inbox's pacing state below.
 create table if not exists campaign_inbox_pacing (
   inbox_id uuid primary key,
-  min_gap_s real check (min_gap_s is null or min_gap_s >= 0),
-  max_gap_s real check (max_gap_s is null or max_gap_s >= 0),
-  daily_cap int check (daily_cap is null or daily_cap >= 0),
+  min_gap_s real,  -- what is refused when written: 025_pacing_overrides.sql
+  max_gap_s real,
+  daily_cap int,
   timezone text,  -- the zone of the cap's calendar day (else INBOX_TIMEZONE)
   updated_at timestamptz not null default now()
 );
@@ -78,8 +79,9 @@ revoke all on campaign_run_turns from public, anon, authenticated;
 -- The limits in force for one inbox (internal: take_inbox_slot and the claim's answer call it;
 -- the claim's pick in 018_fair_claim.sql writes the same rule out): its row's overrides, else
 -- the caller's settings, else (an older caller that passes none) the defaults, but only for an
--- inbox that has a row. A max below the min means the min; NaN counts as unset; gaps are
--- bounded to a day, so no value can make an interval overflow.
+-- inbox that has a row. A max below the min means the min; an override that is no finite
+-- number (NaN, Infinity: a row written before 025_pacing_overrides.sql refused them) and a
+-- NaN setting count as unset; gaps are bounded to a day, so no value can overflow an interval.
 create or replace function cq_inbox_limits(
   p_row campaign_inbox_pacing,
   p_min_gap_s real,
@@ -93,10 +95,14 @@ language sql immutable
 as $$
   select l.min_gap_s, greatest(l.max_gap_s, l.min_gap_s), l.daily_cap
   from (
-    select least(greatest(coalesce(nullif(p_row.min_gap_s, 'NaN'), nullif(p_min_gap_s, 'NaN'),
+    select least(greatest(coalesce(case when p_row.min_gap_s < 'Infinity'
+                                        then p_row.min_gap_s end,
+                                   nullif(p_min_gap_s, 'NaN'),
                                    case when p_row.inbox_id is null then 0 else 20 end),
                           0), 86400)::real as min_gap_s,
-           least(greatest(coalesce(nullif(p_row.max_gap_s, 'NaN'), nullif(p_max_gap_s, 'NaN'),
+           least(greatest(coalesce(case when p_row.max_gap_s < 'Infinity'
+                                        then p_row.max_gap_s end,
+                                   nullif(p_max_gap_s, 'NaN'),
                                    case when p_row.inbox_id is null then 0 else 60 end),
                           0), 86400)::real as max_gap_s,
            greatest(coalesce(p_row.daily_cap, p_daily_cap,
@@ -112,14 +118,20 @@ $$;
 -- after its own row insert: no cycle. The override row is only read, never locked.
 -- Answers {ok, reason, wait_s}: ok; or refused with 'gap' (the slot opens in wait_s),
 -- 'in_flight' (the inbox's last first part is still being sent: ask again in wait_s),
--- 'daily_cap' (wait_s until the next day), 'lock_lost'.
+-- 'daily_cap' (wait_s until the next day), 'lock_lost' (another worker's lease now, or this
+-- one expired: not renewed for p_lock_timeout_s, so another worker may claim the message
+-- again at any moment). Every other answer renews the lease, as renew_campaign_leases does:
+-- the caller counts it as a renewal, so its truth is here.
 create or replace function take_inbox_slot(
   p_message_id uuid,
   p_lock_token uuid,
   p_min_gap_s real default null,
   p_max_gap_s real default null,
   p_daily_cap int default null,
-  p_lock_timeout_s real default null  -- the caller's lease (LOCK_TIMEOUT_S); older callers: 60
+  p_lock_timeout_s real default null,  -- the caller's lease (LOCK_TIMEOUT_S); older callers: 60
+  -- INBOX_TIMEZONE: the zone of the cap's day for an inbox whose row names none (older
+  -- callers, and a zone Postgres does not know: America/Sao_Paulo)
+  p_inbox_timezone text default null
 ) returns jsonb
 language plpgsql security definer set search_path = public
 as $$
@@ -140,18 +152,24 @@ declare
   v_ended_at timestamptz;      -- or when it ended unrecorded
   v_lease constant interval := make_interval(
     secs => least(greatest(coalesce(nullif(p_lock_timeout_s, 'NaN'), 60), 1), 86400));
+  -- The caller's own lease (older callers: the claim's default, LOCK_TIMEOUT_S's).
+  v_own_lease constant interval := make_interval(
+    secs => least(greatest(coalesce(nullif(p_lock_timeout_s, 'NaN'), 600), 1), 86400));
+  v_locked_at timestamptz;
 begin
-  select m.run_id, m.parts_sent into v_run, v_parts from campaign_messages m
+  select m.run_id, m.parts_sent, m.locked_at into v_run, v_parts, v_locked_at
+    from campaign_messages m
    where m.id = p_message_id and m.lock_token = p_lock_token
      and m.status in ('queued', 'generating', 'sending')
    for update;
-  if not found then
+  if not found or v_locked_at < clock_timestamp() - v_own_lease then
     return jsonb_build_object('ok', false, 'reason', 'lock_lost', 'wait_s', null);
   end if;
+  update campaign_messages set locked_at = now(), updated_at = now() where id = p_message_id;
   if v_parts > 0 then  -- only first parts are paced; a resumed message goes on
     return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
   end if;
-  select c.inbox_id, c.timezone into v_inbox, v_tz
+  select c.inbox_id into v_inbox
     from campaign_runs r join campaign_configs c on c.id = r.config_id
    where r.id = v_run;
   if v_inbox is null then
@@ -173,12 +191,13 @@ begin
   -- transaction began, and a wait on a lock would shorten the gap by as much.
   v_now := clock_timestamp();
 
-  -- The cap's calendar day: the row's, until that day ends in the zone that counts it; the
-  -- next one is the day of this message's campaign. So a campaign of another timezone on the
-  -- same inbox never starts the count again (the claim reads the day the same way).
+  -- The cap's calendar day is the inbox's, whatever the campaigns' zones: the state's day
+  -- lasts until it ends in the zone that counts it (day_timezone: so the claim and the status
+  -- read it without the setting); the next one opens in the inbox's zone (a zone changed
+  -- mid-day counts from the next day).
   if v_state.sent_day is null
      or cq_local_date(v_state.day_timezone, v_now) > v_state.sent_day then
-    v_tz := cq_valid_timezone(v_tz);
+    v_tz := cq_inbox_timezone(v_row.timezone, p_inbox_timezone);
     v_state.sent_day := (v_now at time zone v_tz)::date;
     v_state.day_timezone := v_tz;
     v_state.sent_today := 0;

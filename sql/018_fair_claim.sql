@@ -102,7 +102,8 @@ begin
      where r.status = 'running' and ($6 is null or r.id = $6)
        and coalesce(wn.open, true)
        and not coalesce(s.next_slot_at > $2
-                        and coalesce(nullif(p.min_gap_s, 'NaN'), nullif($7, 'NaN'),
+                        and coalesce(case when p.min_gap_s < 'Infinity' then p.min_gap_s end,
+                                     nullif($7, 'NaN'),
                                      case when p.inbox_id is null then 0 else 20 end) > 0,
                         false)
   ), limited as (
@@ -112,7 +113,8 @@ begin
     select w.key, nullif(w.key, $4) as inbox_id, w.run_ids, w.bounds,
            s.inbox_id is null as missing,
            w.key <> $4
-             and coalesce(nullif(p.min_gap_s, 'NaN'), nullif($7, 'NaN'),
+             and coalesce(case when p.min_gap_s < 'Infinity' then p.min_gap_s end,
+                          nullif($7, 'NaN'),
                           case when p.inbox_id is null then 0 else 20 end) > 0 as gap,
            case when w.key = $4 then 0
                 else greatest(coalesce(p.daily_cap, $8,

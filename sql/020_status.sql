@@ -72,9 +72,11 @@ $$;
 --   runs          [{run_id, status, inbox_id, total, sent, failed, skipped, pending,
 --                 in_flight, ai_tokens, ai_cost_usd, started_at, error_message, eta_s}],
 --                 running and paused runs (oldest first), or the one asked for
---   inboxes       [{inbox_id, sent_today, daily_cap, next_slot_at, min_gap_s, max_gap_s,
---                 pending}] for the inboxes of those runs (daily_cap 0: no cap; pending: of
---                 its running runs, the backlog its pace works through)
+--   inboxes       [{inbox_id, sent_today, daily_cap, timezone, next_slot_at, min_gap_s,
+--                 max_gap_s, pending}] for the inboxes of those runs (daily_cap 0: no cap;
+--                 timezone: the zone of the calendar day the cap counts, the day in progress
+--                 or else the next one; pending: of its running runs, the backlog its pace
+--                 works through)
 --   failures      [{reason, count}]: messages failed for good in the last 24 hours, by
 --                 cq_failure_reason, the 20 most frequent (past 500 different texts, the
 --                 rest are counted as one "(other failures: ...)" entry)
@@ -92,7 +94,7 @@ $$;
 --   last message is the k-th of the inbox, k = sum over the inbox's running runs of
 --   least(their n, this n); with g = mean gap (min + max) / 2 and left = cap - sent_today:
 --     k <= left (or no cap): wait for the next slot + (k - 1) * g
---     k >  left: the rest go from the next local midnight (the campaign's timezone), cap a
+--     k >  left: the rest go from the inbox's next midnight (its day's timezone), cap a
 --                day: to_midnight + 86400 * (days - 1) + ((k - left - 1) % cap) * g,
 --                days = ceil((k - left) / cap)
 -- - unpaced inbox: n at the run's pace of the last 60 minutes (or since it started, if that
@@ -103,11 +105,13 @@ create or replace function campaign_queue_status(
   p_run_id uuid default null,
   p_min_gap_s real default null,
   p_max_gap_s real default null,
-  p_daily_cap int default null
+  p_daily_cap int default null,
+  p_inbox_timezone text default null  -- INBOX_TIMEZONE (null: America/Sao_Paulo)
 ) returns jsonb
 language plpgsql security definer set search_path = public
 as $$
 declare
+  v_setting_tz constant text := cq_valid_timezone(p_inbox_timezone);
   -- The clock, not the transaction's start: the counts' minutes are binned by writers that
   -- committed before this call's snapshots, and their margin (cq_due_minute) assumes a reader
   -- whose now is no earlier than theirs by a minute, whatever transaction it runs in.
@@ -209,30 +213,46 @@ begin
                           and m.scheduled_at >= v_minute and m.scheduled_at <= v_now)
                end as due) d
      where r.id = any(v_counted)
-  ), zones as materialized (  -- each time zone checked once, not once per inbox
-    select z.name, cq_valid_timezone(z.name) as tz
-      from (select distinct coalesce(g.day_timezone, pr.timezone) as name
-              from per_run pr
-              left join campaign_inbox_pacing_state g on g.inbox_id = pr.inbox_id
-             where pr.inbox_id is not null) z
-  ), inboxes as materialized (
-    select i.inbox_id, i.pending, g.next_slot_at, l.min_gap, l.max_gap, l.cap,
-           (l.min_gap + l.max_gap) / 2.0 as mean_gap,
-           case when g.sent_day = (v_now at time zone z.tz)::date then g.sent_today else 0 end
-             as sent_today,
-           extract(epoch from (((v_now at time zone z.tz)::date + 1)::timestamp
-                               at time zone z.tz) - v_now) as to_midnight_s
-      from (select pr.inbox_id, min(pr.timezone) as run_tz,
+  ), inbox_rows as materialized (
+    -- Overrides that are no finite number (written before 025_pacing_overrides.sql refused
+    -- them) count as unset.
+    select i.inbox_id, i.pending,
+           case when o.min_gap_s < 'Infinity' then o.min_gap_s end as min_gap_s,
+           case when o.max_gap_s < 'Infinity' then o.max_gap_s end as max_gap_s, o.daily_cap,
+           o.timezone as own_tz, g.sent_day, g.sent_today, g.next_slot_at,
+           coalesce(g.day_timezone, 'America/Sao_Paulo') as day_tz  -- as cq_local_date reads it
+      from (select pr.inbox_id,
                    sum(pr.pending) filter (where pr.status = 'running') as pending
               from per_run pr where pr.inbox_id is not null group by pr.inbox_id) i
       left join campaign_inbox_pacing o on o.inbox_id = i.inbox_id
       left join campaign_inbox_pacing_state g on g.inbox_id = i.inbox_id
-      left join zones z on z.name is not distinct from coalesce(g.day_timezone, i.run_tz)
+  ), zones as materialized (  -- each time zone checked once, not once per inbox
+    select z.name, cq_valid_timezone(z.name) as tz, cq_valid_timezone(z.name) = z.name as known
+      from (select distinct unnest(array[x.own_tz, x.day_tz]) as name from inbox_rows x) z
+     where z.name is not null
+  ), inboxes as materialized (
+    select i.inbox_id, i.pending, i.next_slot_at, l.min_gap, l.max_gap, l.cap,
+           (l.min_gap + l.max_gap) / 2.0 as mean_gap, d.tz,
+           case when d.counting then i.sent_today else 0 end as sent_today,
+           extract(epoch from (((v_now at time zone d.tz)::date + 1)::timestamp
+                               at time zone d.tz) - v_now) as to_midnight_s
+      from inbox_rows i
+      left join zones dz on dz.name = i.day_tz
+      left join zones oz on oz.name = i.own_tz
+      -- The zone of the cap's day: the state's while its day lasts (the count is today's),
+      -- else the one take_inbox_slot opens the next day in (the row's, else INBOX_TIMEZONE).
       cross join lateral (
-        select greatest(coalesce(o.min_gap_s, p_min_gap_s, 20), 0)::numeric as min_gap,
-               greatest(coalesce(o.max_gap_s, p_max_gap_s, 60),
-                        coalesce(o.min_gap_s, p_min_gap_s, 20), 0)::numeric as max_gap,
-               greatest(coalesce(o.daily_cap, p_daily_cap, 300), 0) as cap) l
+        select c.counting,
+               case when c.counting then dz.tz
+                    when oz.known then oz.tz
+                    else v_setting_tz end as tz
+          from (select coalesce(i.sent_day >= (v_now at time zone dz.tz)::date, false)
+                         as counting) c) d
+      cross join lateral (
+        select greatest(coalesce(i.min_gap_s, p_min_gap_s, 20), 0)::numeric as min_gap,
+               greatest(coalesce(i.max_gap_s, p_max_gap_s, 60),
+                        coalesce(i.min_gap_s, p_min_gap_s, 20), 0)::numeric as max_gap,
+               greatest(coalesce(i.daily_cap, p_daily_cap, 300), 0) as cap) l
   ), shares as (
     -- k = sum over the inbox's running runs of least(their remaining, this remaining):
     -- the remaining of the runs with no more than this one, plus this one's for each run
@@ -319,6 +339,7 @@ begin
                'inbox_id', ib.inbox_id,
                'sent_today', ib.sent_today,
                'daily_cap', ib.cap,
+               'timezone', ib.tz,
                'next_slot_at', ib.next_slot_at,
                'min_gap_s', ib.min_gap,
                'max_gap_s', ib.max_gap,

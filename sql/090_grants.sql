@@ -5,7 +5,7 @@ declare
 begin
   foreach v_fn in array array[
     'get_and_lock_campaign_messages(integer,timestamptz,integer,text,uuid,real,real,integer,real)',
-    'take_inbox_slot(uuid,uuid,real,real,integer,real)',
+    'take_inbox_slot(uuid,uuid,real,real,integer,real,text)',
     'mark_old_campaign_messages_as_skipped(timestamptz,uuid,integer)',
     'get_lead_contexts(uuid[])',
     'start_campaign_message(uuid,uuid)',
@@ -24,7 +24,7 @@ begin
     'record_provider_outage(text)',
     'campaign_queue_effective_horizon(timestamptz)',
     'resume_reconnected_campaign_runs()',
-    'campaign_queue_status(uuid,real,real,integer)',
+    'campaign_queue_status(uuid,real,real,integer,text)',
     'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated', v_fn);
@@ -40,6 +40,7 @@ begin
     'cq_metric_number(jsonb,text)',
     'cq_failure_reason(text)',
     'cq_valid_timezone(text)',
+    'cq_inbox_timezone(text,text)',
     'cq_due_minute(timestamptz,timestamptz)',
     'cq_count_kind(text)',
     'cq_fold_message_counts()',

@@ -47,6 +47,12 @@ def test_valid_settings_load(env: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert settings.batch_size == 5
     assert settings.port == 8080
+    assert settings.inbox_timezone == "America/Sao_Paulo"
+
+
+def test_the_inbox_timezone_is_a_trimmed_iana_name(env: pytest.MonkeyPatch) -> None:
+    env.setenv("INBOX_TIMEZONE", " Asia/Tokyo\n")
+    assert load_settings().inbox_timezone == "Asia/Tokyo"
 
 
 @pytest.mark.parametrize(
@@ -98,6 +104,16 @@ def test_valid_settings_load(env: pytest.MonkeyPatch) -> None:
             {"BATCH_SIZE": "0", "OPENROUTER_API_KEY": None, "CRON_SECRET": None},
             "invalid settings: BATCH_SIZE: must be >= 1; "
             "missing required settings: OPENROUTER_API_KEY, CRON_SECRET",
+        ),
+        (
+            {"INBOX_TIMEZONE": "Mars/Olympus_Mons"},
+            "invalid settings: INBOX_TIMEZONE: not a known time zone (an IANA name, e.g. "
+            "America/Sao_Paulo)",
+        ),
+        (
+            {"INBOX_TIMEZONE": "../../etc/passwd"},
+            "invalid settings: INBOX_TIMEZONE: not a known time zone (an IANA name, e.g. "
+            "America/Sao_Paulo)",
         ),
         ({"CRON_SECRET": ""}, "missing required settings: CRON_SECRET"),
         ({"CRON_SECRET": None}, "missing required settings: CRON_SECRET"),

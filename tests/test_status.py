@@ -19,6 +19,7 @@ from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
 from app.status import count, duration, render, table, usd
 from tests.service import Service
+from tests.sql.helpers import write_before_the_constraints
 from tests.stubs import CRON_SECRET, SettingsFactory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,6 +66,7 @@ SAMPLE: dict[str, Any] = {
             "inbox_id": "42dd1f46-755b-463e-abfd-1c4c951d72cd",
             "sent_today": 0,
             "daily_cap": 0,
+            "timezone": "America/Sao_Paulo",
             "next_slot_at": None,
             "min_gap_s": 0,
             "max_gap_s": 0,
@@ -74,6 +76,7 @@ SAMPLE: dict[str, Any] = {
             "inbox_id": "5fee64ef-3737-4f27-87ae-ff484b47b2d5",
             "sent_today": 120,
             "daily_cap": 300,
+            "timezone": "Asia/Tokyo",
             "next_slot_at": "2026-11-25T12:00:12+00:00",
             "min_gap_s": 20,
             "max_gap_s": 60,
@@ -164,7 +167,7 @@ def test_the_status_renders_as_aligned_tables() -> None:
     assert running.rstrip().endswith("2d04h")
     assert paused.rstrip().endswith("-")
     assert "cc418787 paused: inbox not connected (status: disconnected)" in text
-    for shown in ("120/300", "20-60s", "in 12s", "0 (no cap)", "off"):
+    for shown in ("120/300", "Asia/Tokyo", "20-60s", "in 12s", "0 (no cap)", "off"):
         assert shown in text
     assert "      9  send: HTTP 400" in text
     assert "moderation (HTTP 403; harassment)" in text
@@ -219,6 +222,7 @@ async def test_get_status_answers_the_databases_status(
     # The service's pacing settings (off in the tests) reach the ETAs and the inboxes.
     [inbox] = body["inboxes"]
     assert (inbox["min_gap_s"], inbox["daily_cap"]) == (0, 0)
+    assert inbox["timezone"] == service.settings.inbox_timezone  # the zone of its day
 
     response = await get_status(service, f"?run_id={one.run_id}")
     [run] = response.json()["runs"]
@@ -331,3 +335,28 @@ async def test_the_cli_refuses_a_bad_run_id_and_a_missing_database(tmp_path: Pat
     assert code == 1
     assert err.splitlines()[-1].startswith("error: ")
     assert "secret-pw" not in err
+
+
+async def test_an_override_written_before_its_constraints_never_breaks_the_status(
+    service: Service, conn: asyncpg.Connection, db_dsn: str, tmp_path: Path
+) -> None:
+    """A NaN and an Infinity in an inbox's overrides (rows the table took before it refused
+    them) made GET /status answer 503 and `python -m app status` exit 1."""
+    seeded = await seed_campaign(conn, leads=2)
+    await write_before_the_constraints(
+        conn, seeded.inbox_id, min_gap_s=float("nan"), max_gap_s=float("inf")
+    )
+
+    response = await get_status(service)
+    code, out, err = await run_cli(["status"], {"DATABASE_URL": db_dsn}, tmp_path)
+
+    assert response.status_code == 200, response.text
+    [inbox] = response.json()["inboxes"]
+    settings = service.settings  # read as unset: the service's settings
+    assert (inbox["min_gap_s"], inbox["max_gap_s"]) == (
+        settings.inbox_min_gap_s,
+        settings.inbox_max_gap_s,
+    )
+    assert code == 0, err
+    assert "INBOXES (1)" in out
+    assert "20-60s" in out  # without the service's settings: the defaults

@@ -230,11 +230,11 @@ class MessagePipeline:
             slot = await self._store.take_inbox_slot(
                 lease, self._pacing, invocation.leases.lock_timeout_s
             )
-            if slot.ok:
-                invocation.leases.renewed(lease, asked_at)
-                return None
-            if slot.reason == "lock_lost":
+            if slot.reason == "lock_lost":  # another worker's, or expired: send nothing
                 return await self._endings.refused(message, invocation, "lock_lost")
+            invocation.leases.renewed(lease, asked_at)  # any other answer renewed the lease
+            if slot.ok:
+                return None
             reason, wait_s = slot.reason or "slot", slot.wait_s or 0.0
             if (
                 reason not in ("gap", "in_flight")

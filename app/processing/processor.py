@@ -58,7 +58,10 @@ class QueueProcessor:
         self._settings = settings
         self._worker = worker
         self._pacing = Pacing(
-            settings.inbox_min_gap_s, settings.inbox_max_gap_s, settings.inbox_daily_cap
+            settings.inbox_min_gap_s,
+            settings.inbox_max_gap_s,
+            settings.inbox_daily_cap,
+            settings.inbox_timezone,
         )
         self._claimer = Claimer(store, settings, worker, self._pacing)
         self._running: dict[int, Invocation] = {}  # by id(): the calls in progress

@@ -29,6 +29,9 @@ class Pacing:
     min_gap_s: float = 0.0
     max_gap_s: float = 0.0
     daily_cap: int = 0
+    # The zone of the cap's calendar day for inboxes without one of their own (INBOX_TIMEZONE);
+    # handed to take_inbox_slot and the status only (the claim reads the zone the state kept).
+    timezone: str = "America/Sao_Paulo"
 
     @property
     def on(self) -> bool:

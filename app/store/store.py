@@ -176,7 +176,7 @@ class Store:
         lock_timeout_s: the service's lease, which tells a live send of the inbox's last first
         part from a worker that died (its first part is waited for only while it lives).
         """
-        args = {**_fence(lease), **pacing.args()}
+        args = {**_fence(lease), **pacing.args(), "p_inbox_timezone": pacing.timezone}
         if lock_timeout_s is not None:
             args["p_lock_timeout_s"] = lock_timeout_s
         data = await self._object("take_inbox_slot", **args)
@@ -277,7 +277,7 @@ class Store:
         """
         args: dict[str, Any] = {"p_run_id": run_id}
         if pacing is not None:
-            args.update(pacing.args())
+            args.update(pacing.args(), p_inbox_timezone=pacing.timezone)
         data = await self._call("campaign_queue_status", **args)
         if not isinstance(data, dict):
             raise DatabaseError(f"expected a JSON object, got {type(data).__name__}")

@@ -157,3 +157,54 @@ async def test_a_message_claimed_again_by_the_same_call_keeps_only_its_new_lease
     assert left > 10.0
     await keeper.renew([old, new])  # a heartbeat with both: the old one is refused
     assert keeper.held == [new]
+
+
+async def test_a_slot_taken_after_the_lease_expired_sends_nothing_a_rival_sends_once(
+    db_dsn: str, conn: asyncpg.Connection, stubs: Stubs, make_settings: SettingsFactory
+) -> None:
+    """The worker's renewals fail while it waits for its inbox's slot (a database in trouble:
+    the test database's renew_campaign_leases raises), so its lease expires before the slot
+    opens. Taking the slot must not count as a renewal then: another worker claims the
+    message again and sends it, and the first part goes out once."""
+    seeded = await seed_campaign(conn, leads=1)
+    message_id = seeded.message_ids[0]
+    await conn.execute(
+        """create or replace function renew_campaign_leases(p_messages jsonb) returns jsonb
+           language plpgsql security definer set search_path = public
+           as $$ begin raise exception 'renewals are failing'; end $$"""
+    )
+    stubs.send.latency = Latency(fixed_ms=1500)  # the first worker's send is still going on
+    pacing = {"inbox_min_gap_s": 0.1, "inbox_max_gap_s": 0.2, "inbox_daily_cap": 0}
+    one = {"batch_size": 1, "max_messages": 1, "time_budget_s": 6}
+
+    async with (
+        service_with(db_dsn, make_settings)(**pacing) as first,
+        service_with(db_dsn, make_settings)(**pacing) as rival,
+    ):
+        # The inbox's slot opens in 2.9 s: within the claim's look-ahead, after a 2 s lease.
+        await conn.execute(
+            """insert into campaign_inbox_pacing_state (inbox_id, next_slot_at, paced)
+               values ($1, clock_timestamp() + interval '2.9 s', true)""",
+            seeded.inbox_id,
+        )
+        waiting = asyncio.create_task(call(first, one))
+        for _ in range(500):  # polls the database, at most 10 s
+            if waiting.done() or await conn.fetchval(
+                "select exists (select 1 from campaign_inbox_pacing_state"
+                " where last_slot_message_id = $1)",
+                message_id,
+            ):
+                break
+            await asyncio.sleep(0.02)
+        # The first worker took the slot, or gave the message up: the rival claims it now.
+        second = await call(rival, one)
+        await waiting
+
+    assert second.json()["processed"] == 1
+    row = await conn.fetchrow(
+        "select status, retry_count from campaign_messages where id = $1", message_id
+    )
+    assert (row["status"], row["retry_count"]) == ("sent", 1)  # claimed again once: a retry
+    assert stubs.send.delivered_keys() == [f"{message_id}:0"]
+    assert stubs.send.duplicate_keys == 0
+    await assert_no_lease_left(conn)

@@ -8,7 +8,10 @@ from typing import Any
 
 import asyncpg
 
+from app.store.migrations import SQL_DIR
 from app.store.postgres import PostgresRpc
+
+OVERRIDES_MIGRATION = SQL_DIR / "025_pacing_overrides.sql"
 
 
 def hour_ago() -> datetime:
@@ -40,3 +43,23 @@ async def make_stale(conn: asyncpg.Connection, message_id: uuid.UUID | str, minu
         message_id,
         minutes,
     )
+
+
+async def write_before_the_constraints(
+    conn: asyncpg.Connection, inbox_id: uuid.UUID, **columns: Any
+) -> None:
+    """An override row the table took before its constraints (a NaN, an Infinity), then the
+    upgrade: the constraints dropped, the row written, the migration applied again."""
+    for name in await conn.fetchval(
+        """select array_agg(conname) from pg_constraint
+            where conrelid = 'campaign_inbox_pacing'::regclass and contype = 'c'"""
+    ):
+        await conn.execute(f'alter table campaign_inbox_pacing drop constraint "{name}"')
+    names = ["inbox_id", *columns]
+    await conn.execute(
+        f"""insert into campaign_inbox_pacing ({", ".join(names)})
+            values ({", ".join(f"${i + 1}" for i in range(len(names)))})""",
+        inbox_id,
+        *columns.values(),
+    )
+    await conn.execute(OVERRIDES_MIGRATION.read_text(encoding="utf-8"))

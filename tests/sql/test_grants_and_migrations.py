@@ -41,6 +41,7 @@ INTERNAL_FUNCTIONS = [
     "cq_metric_number",
     "cq_failure_reason",
     "cq_valid_timezone",
+    "cq_inbox_timezone",
     "cq_requested_leases",
     "cq_due_minute",
     "cq_count_kind",

@@ -206,3 +206,48 @@ async def test_release_skips_malformed_elements_and_never_raises(
     released = await rpc.call("release_campaign_messages", {"p_messages": messages})
     assert released == 1
     assert (await message_row(conn, item["id"]))["status"] == "pending"
+
+
+@pytest.mark.parametrize("answer", ["ok", "gap"])
+async def test_taking_a_slot_renews_the_lease(
+    conn: asyncpg.Connection, rpc: PostgresRpc, answer: str
+) -> None:
+    seeded = await seed_campaign(conn, leads=1)
+    [item] = await claim(rpc, batch=1)
+    if answer == "gap":  # the inbox's slot is a minute away: the worker waits, renewed
+        await conn.execute(
+            """insert into campaign_inbox_pacing_state (inbox_id, next_slot_at)
+               values ($1, now() + interval '1 minute')""",
+            seeded.inbox_id,
+        )
+    await make_stale(conn, item["id"], minutes=1)  # renewed a minute ago: a 2-minute lease
+    slot = {"p_min_gap_s": 30, "p_max_gap_s": 30, "p_daily_cap": 0, "p_lock_timeout_s": 120}
+
+    taken = await rpc.call("take_inbox_slot", {**lease_args(item), **slot})
+
+    assert (taken["reason"] or "ok") == answer
+    # Renewed now: a claim with that lease finds nothing stale.
+    assert await claim(rpc, batch=5, p_lock_timeout_s=30) == []
+
+
+async def test_taking_a_slot_refuses_an_expired_lease(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    """Not renewed for longer than the caller's lease: another worker may claim the message
+    at any moment, so its worker must not send (nor count the answer as a renewal)."""
+    await seed_campaign(conn, leads=1)
+    [item] = await claim(rpc, batch=1)
+    await make_stale(conn, item["id"], minutes=3)
+    before = await message_row(conn, item["id"])
+    slot = {"p_min_gap_s": 0, "p_max_gap_s": 0, "p_daily_cap": 0, "p_lock_timeout_s": 120}
+
+    taken = await rpc.call("take_inbox_slot", {**lease_args(item), **slot})
+
+    assert (taken["ok"], taken["reason"]) == (False, "lock_lost")
+    assert await message_row(conn, item["id"]) == before  # not renewed
+    [again] = await claim(rpc, batch=5, p_lock_timeout_s=120)  # a rival claims it again
+    assert again["id"] == item["id"]
+
+
+def lease_args(item: dict[str, Any]) -> dict[str, Any]:
+    return {"p_message_id": uuid.UUID(item["id"]), "p_lock_token": uuid.UUID(item["lock_token"])}
