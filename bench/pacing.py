@@ -1,7 +1,7 @@
 """Pacing per inbox across service processes (DESIGN section 8), against no pacing.
 
 Run: uv run python -m bench.pacing [--seconds 60] [--processes 3] [--min-gap 1 --max-gap 2]
-                                   [--case both] [--cadence-seconds 90]
+                                   [--case both] [--cadence-seconds 120]
 
 Three service processes (uvicorn, own pool each) on one database; 20 inboxes, each with a
 backlog: 17 at the settings' gap (INBOX_MIN_GAP_S=1, INBOX_MAX_GAP_S=2), one with a daily cap
@@ -567,7 +567,7 @@ if __name__ == "__main__":
         "--case", choices=["overlapping", "cadence", "both"], default="both", help="which case"
     )
     parser.add_argument(
-        "--cadence-seconds", type=float, default=90.0, help="the scheduler-cadence case's length"
+        "--cadence-seconds", type=float, default=120.0, help="the scheduler-cadence case's length"
     )
     parser.add_argument("--timeout", type=float, default=420.0, help="stop after this long")
     options = parser.parse_args()

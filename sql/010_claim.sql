@@ -239,14 +239,21 @@ begin
     return 0;
   end if;
 
+  -- A run's horizon is never after v_horizon (open-window time is a part of all time), so
+  -- the runs without a message due before v_horizon are dropped first, by one probe each.
   for v_run, v_run_horizon in
-    select r.id, h.horizon from campaign_runs r
+    select r.id, h.horizon
+      from (select r.id, r.config_id from campaign_runs r
+             where r.status = 'running' and (p_run_id is null or r.id = p_run_id)
+               and exists (select 1 from campaign_messages m
+                            where m.run_id = r.id and m.status = 'pending'
+                              and m.scheduled_at < v_horizon)
+            offset 0) r
       left join campaign_configs c on c.id = r.config_id
      cross join lateral (select cq_open_horizon(c.start_time, c.end_time, c.timezone, now(),
                                                 v_horizon) as horizon) h
-     where r.status = 'running' and (p_run_id is null or r.id = p_run_id)
        -- A paced inbox held by its gap or cap holds its backlog on purpose (016_pacing.sql).
-       and not cq_inbox_holds_backlog(c.inbox_id, h.horizon)
+     where not cq_inbox_holds_backlog(c.inbox_id, h.horizon)
        and exists (select 1 from campaign_messages m
                     where m.run_id = r.id and m.status = 'pending'
                       and m.scheduled_at < h.horizon)
