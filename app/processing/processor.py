@@ -207,7 +207,8 @@ class QueueProcessor:
                 if not in_flight:
                     if poll_s is None:
                         break
-                    await asyncio.sleep(poll_s)
+                    # In steps, so a shutdown (drain) is seen within one.
+                    await asyncio.sleep(min(poll_s, cadence_rules.PACING_POLL_S))
                     continue
                 done, in_flight = await asyncio.wait(
                     in_flight,

@@ -8,6 +8,9 @@ a slot is put further away than the claim's look-ahead (3 s) where the old caden
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -18,6 +21,7 @@ import httpx
 from app.main import create_app
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
+from app.sandbox.service_process import ServiceProcess
 from app.sandbox.stubs import Latency
 from tests.processing.invariants import assert_no_lease_left
 from tests.stubs import CRON_SECRET, SettingsFactory, Stubs
@@ -139,3 +143,45 @@ async def test_a_call_ends_early_when_nothing_due_can_start_within_its_budget(
     assert (
         await conn.fetchval("select count(*) from campaign_messages where status = 'pending'") == 4
     )
+
+
+async def test_a_shutdown_ends_a_call_waiting_for_a_slot(
+    db_dsn: str, conn: asyncpg.Connection, stubs: Stubs
+) -> None:
+    """SIGTERM while the call sleeps until a slot 20 s away: it answers at once, not then."""
+    seeded = await seed_campaign(conn, leads=1)
+    await conn.execute(
+        """insert into campaign_inbox_pacing_state (inbox_id, next_slot_at, last_slot_at, paced)
+           values ($1, now() + interval '20 seconds', now() - interval '1 second', true)""",
+        seeded.inbox_id,
+    )
+    service = ServiceProcess(
+        {
+            "DATABASE_URL": db_dsn,
+            **stubs.env(),
+            "CRON_SECRET": CRON_SECRET,
+            "INBOX_MIN_GAP_S": "1",
+            "INBOX_MAX_GAP_S": "1",
+            "TIME_BUDGET_S": "40",
+        }
+    )
+    service.start()
+    try:
+        async with httpx.AsyncClient(timeout=60) as http:
+            call = asyncio.create_task(
+                http.post(
+                    service.url + "/process-queue",
+                    headers={"Authorization": f"Bearer {CRON_SECRET}"},
+                )
+            )
+            await asyncio.sleep(2)  # the call claimed nothing and sleeps until the slot
+            os.kill(service.pid, signal.SIGTERM)
+            response = await call
+    finally:
+        service.stop()
+
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert answer["claimed"] == 0, answer
+    assert answer["duration_ms"] < 10_000, answer  # the slot was 20 s away
+    assert (await conn.fetchval("select status from campaign_messages")) == "pending"
