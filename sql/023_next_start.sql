@@ -7,9 +7,10 @@
 --
 -- Seconds from now until the soonest instant the claim would take some due message (0: now),
 -- or null when no running run has a due message the claim could take (late ones are for the
--- skip). Optimistic, never late: a slot whose turn another message holds counts as open one
--- min gap after it; a window that opens counts as open until then. A caller that finds
--- nothing at that instant asks again.
+-- skip). A slot counts p_lookahead_s early (the claim takes it that soon). Optimistic, never
+-- late: a slot whose turn another message holds counts as open one min gap after it; a
+-- window counts as open from its next opening on (when it closes again is not looked at). A
+-- caller that finds nothing at that instant asks again.
 --
 -- Cost: one pass over the running runs (and their inboxes' rows), then, soonest first, one
 -- probe of idx_campaign_messages_atomic_selection per run until a run has a due message.
