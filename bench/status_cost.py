@@ -206,7 +206,8 @@ def function_statements(source: str) -> dict[str, str]:
     """The SQL statements of campaign_queue_status's body, its variables as $n parameters.
 
     $1 v_shown, $2 v_counted (uuid[]), $3 p_run_id (uuid), $4 p_min_gap_s, $5 p_max_gap_s
-    (real), $6 p_daily_cap (int), $7 v_texts (text[]), $8 v_counts (bigint[]); v_now is now().
+    (real), $6 p_daily_cap (int), $7 v_texts (text[]), $8 v_counts (bigint[]); v_now is now(),
+    v_setting_tz the default zone.
     """
     found = {
         "shown": re.search(r"select coalesce\(array_agg.*?;", source, re.S),
@@ -222,6 +223,7 @@ def function_statements(source: str) -> dict[str, str]:
     names = {
         "v_now": "now()",
         "v_minute": "date_bin('1 minute', now(), timestamptz '2000-01-01 00:00:00+00')",
+        "v_setting_tz": "'America/Sao_Paulo'",  # INBOX_TIMEZONE's default: not passed here
         "v_shown": "$1::uuid[]",
         "v_counted": "$2::uuid[]",
         "p_run_id": "$3::uuid",

@@ -128,7 +128,9 @@ create or replace function take_inbox_slot(
   p_min_gap_s real default null,
   p_max_gap_s real default null,
   p_daily_cap int default null,
-  p_lock_timeout_s real default null,  -- the caller's lease (LOCK_TIMEOUT_S); older callers: 60
+  -- The caller's lease (LOCK_TIMEOUT_S). Older callers: 60 s for the last slot's sender, 600
+  -- (the claim's default) for their own.
+  p_lock_timeout_s real default null,
   -- INBOX_TIMEZONE: the zone of the cap's day for an inbox whose row names none (older
   -- callers, and a zone Postgres does not know: America/Sao_Paulo)
   p_inbox_timezone text default null
