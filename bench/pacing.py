@@ -1,6 +1,7 @@
 """Pacing per inbox across service processes (DESIGN section 8), against no pacing.
 
 Run: uv run python -m bench.pacing [--seconds 60] [--processes 3] [--min-gap 1 --max-gap 2]
+                                   [--case both] [--cadence-seconds 120]
 
 Three service processes (uvicorn, own pool each) on one database; 20 inboxes, each with a
 backlog: 17 at the settings' gap (INBOX_MIN_GAP_S=1, INBOX_MAX_GAP_S=2), one with a daily cap
@@ -17,6 +18,9 @@ the shared inbox the runs in the order served; and parts delivered twice (repeat
 Idempotency-Keys, must be zero). Baseline, in the same run: the same workload and calls with
 pacing off (gaps 0, no cap, no rows), showing the burst that pacing prevents.
 Everything on 127.0.0.1; it stops by itself (the whole run is bounded by --timeout).
+
+Then the scheduler-cadence case (bench/pacing_cadence.py): one call per period, never
+overlapping, at a tenth of the production defaults; `--case overlapping|cadence|both`.
 """
 
 from __future__ import annotations
@@ -533,10 +537,18 @@ async def baseline_run(r: Rig, processes: int, seconds: float) -> None:
     )
 
 
-async def main(processes: int, seconds: float, gap: tuple[float, float]) -> int:
+async def main(
+    processes: int, seconds: float, gap: tuple[float, float], case: str, cadence_seconds: float
+) -> int:
+    from bench.pacing_cadence import cadence_run  # it imports the app in this process
+
+    ok = True
     with rig() as r:
-        ok = await paced_run(r, processes, seconds, gap)
-        await baseline_run(r, processes, seconds)
+        if case in ("overlapping", "both"):
+            ok = await paced_run(r, processes, seconds, gap)
+            await baseline_run(r, processes, seconds)
+        if case in ("cadence", "both"):
+            ok = await cadence_run(r, cadence_seconds) and ok
     print(
         f"\ntargets: min gap >= the inbox's min gap; ratio >= {RATE_TARGET}; cap respected, "
         "the rest pending untouched; the small run interleaved; nothing delivered twice: "
@@ -551,12 +563,24 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--min-gap", type=float, default=MIN_GAP_S, help="INBOX_MIN_GAP_S")
     parser.add_argument("--max-gap", type=float, default=MAX_GAP_S, help="INBOX_MAX_GAP_S")
-    parser.add_argument("--timeout", type=float, default=300.0, help="stop after this long")
+    parser.add_argument(
+        "--case", choices=["overlapping", "cadence", "both"], default="both", help="which case"
+    )
+    parser.add_argument(
+        "--cadence-seconds", type=float, default=120.0, help="the scheduler-cadence case's length"
+    )
+    parser.add_argument("--timeout", type=float, default=420.0, help="stop after this long")
     options = parser.parse_args()
     raise SystemExit(
         asyncio.run(
             asyncio.wait_for(
-                main(options.processes, options.seconds, (options.min_gap, options.max_gap)),
+                main(
+                    options.processes,
+                    options.seconds,
+                    (options.min_gap, options.max_gap),
+                    options.case,
+                    options.cadence_seconds,
+                ),
                 timeout=options.timeout,
             )
         )

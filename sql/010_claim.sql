@@ -235,7 +235,9 @@ $$;
 -- Late pending messages -> skipped, in bounded batches (DESIGN section 4): at most p_limit a
 -- call, only running runs (a paused run keeps its pending messages for resume_campaign_run),
 -- only p_run_id's when given. Runs whose last messages it skips complete. Late means due
--- before campaign_queue_effective_horizon(p_one_hour_ago): provider outages do not count.
+-- before the run's horizon: campaign_queue_effective_horizon(p_one_hour_ago) (provider
+-- outages do not count) with its window's closed time not counted either (cq_open_horizon),
+-- unless its inbox's pace holds the backlog (cq_inbox_holds_backlog).
 --
 -- Index-backed whatever the backlog: it walks the running runs in id order
 -- (idx_campaign_runs_running) and reads each one's late messages through
@@ -254,6 +256,7 @@ declare
   v_horizon constant timestamptz := campaign_queue_effective_horizon(p_one_hour_ago);
   v_left int := coalesce(p_limit, 0);
   v_run uuid;
+  v_run_horizon timestamptz;
   v_runs uuid[] := '{}';
   v_n int;
   v_total int := 0;
@@ -262,15 +265,24 @@ begin
     return 0;
   end if;
 
-  for v_run in
-    select r.id from campaign_runs r
-     where r.status = 'running' and (p_run_id is null or r.id = p_run_id)
-       -- A paced inbox being served holds its backlog on purpose (016_pacing.sql).
-       and not cq_inbox_holds_backlog(
-             (select c.inbox_id from campaign_configs c where c.id = r.config_id), v_horizon)
+  -- A run's horizon is never after v_horizon (open-window time is a part of all time), so
+  -- the runs without a message due before v_horizon are dropped first, by one probe each.
+  for v_run, v_run_horizon in
+    select r.id, h.horizon
+      from (select r.id, r.config_id from campaign_runs r
+             where r.status = 'running' and (p_run_id is null or r.id = p_run_id)
+               and exists (select 1 from campaign_messages m
+                            where m.run_id = r.id and m.status = 'pending'
+                              and m.scheduled_at < v_horizon)
+            offset 0) r
+      left join campaign_configs c on c.id = r.config_id
+     cross join lateral (select cq_open_horizon(c.start_time, c.end_time, c.timezone, now(),
+                                                v_horizon) as horizon) h
+       -- A paced inbox held by its gap or cap holds its backlog on purpose (016_pacing.sql).
+     where not cq_inbox_holds_backlog(c.inbox_id, h.horizon)
        and exists (select 1 from campaign_messages m
                     where m.run_id = r.id and m.status = 'pending'
-                      and m.scheduled_at < v_horizon)
+                      and m.scheduled_at < h.horizon)
      order by r.id
   loop
     -- The run row first; it may have been paused since the loop read it.
@@ -279,14 +291,14 @@ begin
 
     with late as (
       select m.id from campaign_messages m
-       where m.run_id = v_run and m.status = 'pending' and m.scheduled_at < v_horizon
+       where m.run_id = v_run and m.status = 'pending' and m.scheduled_at < v_run_horizon
        order by m.scheduled_at
        limit v_left
        for update of m skip locked
     ), skipped as (
       update campaign_messages m
          set status = 'skipped',
-             error_message = 'skipped: scheduled before the horizon ' || v_horizon::text,
+             error_message = 'skipped: scheduled before the horizon ' || v_run_horizon::text,
              updated_at = now()
         from late
        where m.id = late.id

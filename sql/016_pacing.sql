@@ -279,15 +279,18 @@ end;
 $$;
 
 
--- A paced inbox that is being served (a slot taken since the horizon) or that reached its cap
--- lately holds its backlog back on purpose: those messages are not late (DESIGN section 8).
--- Lateness is for messages the scheduler never reached.
+-- A paced inbox holds its backlog back on purpose while its gap or its cap keeps it from
+-- sending: those messages are not late (docs/architecture.md, "Pacing"). The gap held it until
+-- its next slot (a gap longer than the horizon included), so it holds its backlog while that
+-- slot is after the horizon (the caller's horizon already leaves out closed-window time); the
+-- cap holds it until the capped day is over. Lateness is for an inbox that could send and was
+-- not served.
 create or replace function cq_inbox_holds_backlog(p_inbox_id uuid, p_horizon timestamptz)
 returns boolean
 language sql stable security definer set search_path = public
 as $$
   select coalesce((
-    select p.paced and (p.last_slot_at >= p_horizon
+    select p.paced and (greatest(p.next_slot_at, p.last_slot_at) >= p_horizon
                         or p.capped_day >= (now() - interval '2 days')::date)
       from campaign_inbox_pacing_state p where p.inbox_id = p_inbox_id), false);
 $$;

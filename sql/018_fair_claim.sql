@@ -7,6 +7,9 @@
 -- inbox's turn is reserved for the message picked (turn_message_id): two instances never
 -- generate for one slot. Pass 2 fills what is left of the batch from inboxes without a gap,
 -- round-robin over inboxes, and within one over its runs, never past what the cap leaves.
+-- Runs whose send window is closed are left alone (022_send_window.sql). A run's late
+-- messages (due before its horizon: closed-window time not counted, and none while its
+-- inbox's gap or cap holds the backlog) are never picked: the skip ends them.
 --
 -- The turn is held while its message is claimed (queued, generating, sending) under a live
 -- lease, and at most until turn_until: released, failed, skipped, sent, or its worker dead
@@ -51,9 +54,12 @@ declare
   v_messages uuid[];
   v_gaps boolean[];
   v_caps int[];
-  v_holds boolean[];
   v_rooms int[];  -- messages the cap still allows today (null: no cap; gapless inboxes only)
   v_missing uuid[];  -- gapped inboxes without a row yet
+  -- The runs of the gapless candidates for pass 2: candidate's position, run, late bound.
+  v_gapless_ords int[];
+  v_gapless_runs uuid[];
+  v_gapless_bounds timestamptz[];
   v_id uuid;
   i int;
 begin
@@ -62,18 +68,39 @@ begin
   -- $1 now, $2 the lookahead's end, $3 the lease cutoff, $4 the no-inbox key, $5 the horizon,
   -- $6 the run filter, $7 and $8 the caller's min gap and cap, $9 the batch left.
   execute $pick$
-  with awake as (
+  with windows as materialized (
+    -- Each distinct send window of the running runs, once: open now? and the horizon with
+    -- its closed time not counted.
+    select w.start_time, w.end_time, w.tz,
+           cq_window_open(w.start_time, w.end_time, w.tz, $1) as open,
+           cq_open_horizon(w.start_time, w.end_time, w.tz, $1, $5) as horizon
+      from (select distinct c.start_time, c.end_time, coalesce(c.timezone, '') as tz
+              from campaign_runs r join campaign_configs c on c.id = r.config_id
+             where r.status = 'running' and ($6 is null or r.id = $6)
+               and c.start_time <> c.end_time) w
+  ), awake as (
     -- The running runs, less the bulk: those of inboxes inside their gap (a next slot beyond
     -- the lookahead, and a gap on: the override's min gap, else the caller's, else 20 s for
-    -- an inbox with an override row, as cq_inbox_limits says), dropped before anything else
-    -- is computed.
-    select coalesce(c.inbox_id, $4) as key, r.id as run_id, t.last_claimed_at
+    -- an inbox with an override row, as cq_inbox_limits says), and those whose window is
+    -- closed, dropped before anything else is computed. Each run's late bound: its horizon,
+    -- or none while its inbox's pace holds the backlog (cq_inbox_holds_backlog's rule,
+    -- written out).
+    select coalesce(c.inbox_id, $4) as key, r.id as run_id, t.last_claimed_at,
+           case when coalesce(s.paced and (greatest(s.next_slot_at, s.last_slot_at)
+                                             >= coalesce(wn.horizon, $5)
+                                           or s.capped_day >= ($1 - interval '2 days')::date),
+                              false)
+                then '-infinity'::timestamptz
+                else coalesce(wn.horizon, $5, '-infinity') end as bound
       from campaign_runs r
       join campaign_configs c on c.id = r.config_id
+      left join windows wn on wn.start_time = c.start_time and wn.end_time = c.end_time
+                          and wn.tz = coalesce(c.timezone, '')
       left join campaign_inbox_pacing p on p.inbox_id = c.inbox_id
       left join campaign_inbox_pacing_state s on s.inbox_id = c.inbox_id
       left join campaign_run_turns t on t.run_id = r.id
      where r.status = 'running' and ($6 is null or r.id = $6)
+       and coalesce(wn.open, true)
        and not coalesce(s.next_slot_at > $2
                         and coalesce(case when p.min_gap_s < 'Infinity' then p.min_gap_s end,
                                      nullif($7, 'NaN'),
@@ -83,7 +110,8 @@ begin
     -- The limits as cq_inbox_limits has them (a row's override, else the caller's setting,
     -- else for a row the defaults), written out: a function call per inbox costs more than
     -- the rest of this line. Only whether a gap is on, and the cap, matter here.
-    select w.key, nullif(w.key, $4) as inbox_id, w.run_ids, s.inbox_id is null as missing,
+    select w.key, nullif(w.key, $4) as inbox_id, w.run_ids, w.bounds,
+           s.inbox_id is null as missing,
            w.key <> $4
              and coalesce(case when p.min_gap_s < 'Infinity' then p.min_gap_s end,
                           nullif($7, 'NaN'),
@@ -92,16 +120,14 @@ begin
                 else greatest(coalesce(p.daily_cap, $8,
                                        case when p.inbox_id is null then 0 else 300 end), 0)
            end as cap,
-           coalesce(s.paced and (s.last_slot_at >= $5
-                                 or s.capped_day >= ($1 - interval '2 days')::date),
-                    false) as holds,
            greatest(s.last_slot_at, w.claimed_at) as served_at, s.next_slot_at,
            s.turn_message_id, s.turn_until, s.sent_day, s.sent_today, s.day_timezone
       -- Each inbox's runs, least recently claimed first; the inbox was served last at its
       -- last slot or its runs' last claim (an inbox nobody paces has no slot), so inboxes
       -- take turns at the head of pass 1.
       from (select key, max(last_claimed_at) as claimed_at,
-                   array_agg(run_id order by last_claimed_at nulls first, run_id) as run_ids
+                   array_agg(run_id order by last_claimed_at nulls first, run_id) as run_ids,
+                   array_agg(bound order by last_claimed_at nulls first, run_id) as bounds
               from awake group by key) w
       left join campaign_inbox_pacing p on p.inbox_id = w.key
       left join campaign_inbox_pacing_state s on s.inbox_id = w.key
@@ -130,13 +156,12 @@ begin
       from eligible e
       cross join lateral (
         select d.id as message_id
-          from unnest(e.run_ids) with ordinality x(run_id, n)
+          from unnest(e.run_ids, e.bounds) with ordinality x(run_id, bound, n)
           cross join lateral (
             select m.id from campaign_messages m
              where m.run_id = x.run_id and m.status = 'pending' and m.scheduled_at <= $1
                -- An index bound, not a filter: late rows are never walked through.
-               and m.scheduled_at >= case when e.holds then '-infinity'
-                                          else coalesce($5, '-infinity') end
+               and m.scheduled_at >= x.bound
              order by m.scheduled_at
              limit 1) d
          order by x.n
@@ -144,16 +169,24 @@ begin
      order by e.served_at nulls first, e.key
      limit $9 * 2 + 8
   )
-  select coalesce(array_agg(inbox_id order by ord), '{}'),
-         coalesce(array_agg(message_id order by ord), '{}'),
-         coalesce(array_agg(gap order by ord), '{}'),
-         coalesce(array_agg(cap order by ord), '{}'),
-         coalesce(array_agg(holds order by ord), '{}'),
-         coalesce(array_agg(room order by ord), '{}'),
-         coalesce(array_agg(inbox_id order by inbox_id) filter (where gap and missing), '{}')
-    from candidates
+  select a.*, g.*
+    from (select coalesce(array_agg(inbox_id order by ord), '{}'),
+                 coalesce(array_agg(message_id order by ord), '{}'),
+                 coalesce(array_agg(gap order by ord), '{}'),
+                 coalesce(array_agg(cap order by ord), '{}'),
+                 coalesce(array_agg(room order by ord), '{}'),
+                 coalesce(array_agg(inbox_id order by inbox_id)
+                            filter (where gap and missing), '{}')
+            from candidates) a,
+         (select coalesce(array_agg(c.ord::int order by c.ord, x.n), '{}'),
+                 coalesce(array_agg(x.run_id order by c.ord, x.n), '{}'),
+                 coalesce(array_agg(x.bound order by c.ord, x.n), '{}')
+            from candidates c
+            cross join unnest(c.run_ids, c.bounds) with ordinality x(run_id, bound, n)
+           where not c.gap) g
   $pick$
-    into v_inboxes, v_messages, v_gaps, v_caps, v_holds, v_rooms, v_missing
+    into v_inboxes, v_messages, v_gaps, v_caps, v_rooms, v_missing,
+         v_gapless_ords, v_gapless_runs, v_gapless_bounds
     using v_now, v_soon, v_cutoff, v_none, p_horizon, p_run_id, p_min_gap_s, p_daily_cap,
           v_left;
 
@@ -207,31 +240,22 @@ begin
 
   -- Pass 2: inboxes without a gap fill the rest of the batch, round-robin: each inbox's n-th
   -- message before any inbox's (n+1)-th; within an inbox its runs alternate, oldest first.
-  if v_left > 0 and false = any(v_gaps) then
+  if v_left > 0 and cardinality(v_gapless_runs) > 0 then
     for v_id in
       select q.id from (
-        select d.id, d.k, u.room, t.last_claimed_at, r.id as run_id,
+        select d.id, d.k, v_rooms[u.ord] as room, t.last_claimed_at, u.run_id,
                row_number() over (partition by u.ord
-                                  order by d.k, t.last_claimed_at nulls first, r.id) as n
-          from unnest(v_inboxes, v_gaps, v_holds, v_rooms) with ordinality
-                 u(inbox_id, gap, holds, room, ord)
-          cross join lateral (
-            select cf.id from campaign_configs cf where cf.inbox_id = u.inbox_id
-            union all
-            select cf.id from campaign_configs cf where u.inbox_id is null and cf.inbox_id is null
-          ) cf
-          join campaign_runs r on r.config_id = cf.id and r.status = 'running'
-                              and (p_run_id is null or r.id = p_run_id)
-          left join campaign_run_turns t on t.run_id = r.id
+                                  order by d.k, t.last_claimed_at nulls first, u.run_id) as n
+          from unnest(v_gapless_ords, v_gapless_runs, v_gapless_bounds) u(ord, run_id, bound)
+          left join campaign_run_turns t on t.run_id = u.run_id
           cross join lateral (
             select m.id, row_number() over (order by m.scheduled_at) as k
               from (select m.id, m.scheduled_at from campaign_messages m
-                     where m.run_id = r.id and m.status = 'pending' and m.scheduled_at <= v_now
-                       and m.scheduled_at >= case when u.holds then '-infinity'
-                                                  else coalesce(p_horizon, '-infinity') end
+                     where m.run_id = u.run_id and m.status = 'pending'
+                       and m.scheduled_at <= v_now and m.scheduled_at >= u.bound
                      order by m.scheduled_at
                      limit v_left + 1) m) d
-         where not u.gap and d.id <> all(v_picked)
+         where d.id <> all(v_picked)
       ) q
        where q.room is null or q.n < q.room  -- pass 1 took one of the room
        order by q.n, q.last_claimed_at nulls first, q.run_id

@@ -25,7 +25,8 @@ begin
     'campaign_queue_effective_horizon(timestamptz)',
     'resume_reconnected_campaign_runs()',
     'campaign_queue_status(uuid,real,real,integer,text)',
-    'record_campaign_queue_call(text,integer,integer,integer,integer,text,boolean)'
+    'record_campaign_queue_call(text,integer,integer,integer,integer,text,boolean)',
+    'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated', v_fn);
     execute format('grant execute on function %s to service_role', v_fn);
@@ -50,7 +51,10 @@ begin
     'cq_forget_message_counts()',
     'cq_status_retrying(uuid[])',
     'cq_status_circuit(timestamptz)',
-    'cq_status_last_call()'
+    'cq_status_last_call()',
+    'cq_window_open(time,time,text,timestamptz)',
+    'cq_window_opening(time,time,text,timestamptz)',
+    'cq_open_horizon(time,time,text,timestamptz,timestamptz)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);

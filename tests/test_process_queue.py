@@ -276,7 +276,7 @@ async def test_a_disconnected_inbox_pauses_the_run(
     assert service.stubs.openrouter.requests == 0
 
 
-async def test_outside_the_send_window_waits_for_the_next_opening(
+async def test_outside_the_send_window_nothing_is_claimed_until_it_opens(
     service: Service, conn: asyncpg.Connection
 ) -> None:
     now_local = datetime.now(UTC)
@@ -284,18 +284,51 @@ async def test_outside_the_send_window_waits_for_the_next_opening(
     start = (now_local - timedelta(hours=2)).time().replace(microsecond=0)
     end = (now_local - timedelta(hours=1)).time().replace(microsecond=0)
     seeded = await seed_campaign(conn, leads=2, start_time=start, end_time=end, timezone="UTC")
+    before = {m: (await message_row(conn, m))["scheduled_at"] for m in seeded.message_ids}
 
     body = (await service.process()).json()
 
-    assert (body["processed"], body["paused"]) == (0, 2)
-    expected = datetime.combine(now_local.date(), start, tzinfo=UTC)
-    if expected <= now_local:
-        expected += timedelta(days=1)
+    # The claim leaves a run whose window is closed alone: nothing claimed, nothing touched.
+    assert (body["claimed"], body["processed"], body["paused"]) == (0, 0, 0)
     for message_id in seeded.message_ids:
         row = await message_row(conn, message_id)
         assert (row["status"], row["retry_count"]) == ("pending", 0)
-        assert row["scheduled_at"] == expected
+        assert row["scheduled_at"] == before[message_id]
+        assert row["lock_token"] is None
     assert (await run_row(conn, seeded.run_id))["status"] == "running"
+
+
+async def test_a_window_that_closes_while_a_message_waits_holds_it_back_to_the_opening(
+    service: Service, conn: asyncpg.Connection
+) -> None:
+    """The claim takes runs whose window is open; the service checks again just before a
+    message starts (the safety net): here the window closes while the second message waits
+    for the only worker, busy with the first one's parts (4 s apart: the product's delay)."""
+    now = datetime.now(UTC)
+    start = (now - timedelta(hours=1)).time().replace(microsecond=0)
+    end = (now + timedelta(seconds=2)).time().replace(microsecond=0)
+    seeded = await seed_campaign(
+        conn,
+        leads=2,
+        start_time=start,
+        end_time=end,
+        timezone="UTC",
+        split_messages=True,
+        min_chars_to_split=20,
+        delay_between_messages_ms=4000,
+    )
+
+    body = (await service.process({"concurrency": 1, "batch_size": 2})).json()
+
+    assert (body["claimed"], body["processed"], body["paused"]) == (2, 1, 1), body
+    expected = datetime.combine(now.date(), start, tzinfo=UTC)
+    if expected <= now:
+        expected += timedelta(days=1)
+    rows = [await message_row(conn, m) for m in seeded.message_ids]
+    held = [r for r in rows if r["status"] == "pending"]
+    assert len(held) == 1
+    assert held[0]["scheduled_at"] == expected
+    assert held[0]["retry_count"] == 0
 
 
 async def test_inside_an_overnight_window_sends(service: Service, conn: asyncpg.Connection) -> None:

@@ -1,37 +1,46 @@
-"""When a call claims next: at once while the queue has work, then, with pacing on, every
-poll while claims keep finding slots within a gap's reach; never once the queue is dry."""
+"""When a call claims next: at once while claims come back full; after a short claim, when
+the database says a due message could next be taken (each inbox's own gap, cap and turn, each
+run's send window: campaign_queue_next_start), if that is within the call's budget; else never.
+
+So a call that starts while every inbox is inside its gap waits for the first slot instead of
+ending with nothing, and it ends early only when nothing due can start within its budget.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-from app.store.store import Pacing
-
 PACING_LOOKAHEAD_S = 3.0  # a slot opening this soon is claimed now; the worker waits for it
-PACING_POLL_S = 0.5  # how often a paced call looks again for inboxes whose slot opened
-PACING_POLL_MIN_S = 0.05  # ... and a quarter of the gap when the gap is short (bench/pacing.py)
+PACING_POLL_S = 0.5  # the longest pause between two claims the database said could find work
+PACING_POLL_MIN_S = 0.05  # ... the first such pause: it doubles while those claims find nothing
 
 
 @dataclass
 class Cadence:
-    """When the next claim may happen: at once until the queue runs dry, then (pacing on)
-    every PACING_POLL_S while claims keep finding work within a gap's reach."""
+    """When the next claim may happen: at once until a claim comes back short, then at the
+    instant the database named (`expect`), never once it named none within the budget."""
 
-    pacing: Pacing
+    deadline: float  # monotonic: no claim for work that cannot start before it
     drained: bool = False
     stopped: bool = False  # the database failed after a claim: claim no more
-    next_poll_at: float = 0.0
-    last_found_at: float | None = None  # when a claim last found work
+    wake_at: float | None = None  # when a claim may find work again; None: no work is coming
+    misses: int = 0  # claims in a row that found nothing
 
     def found(self, count: int, asked: int) -> None:
-        now = time.monotonic()
         self.drained = count < asked
-        self.next_poll_at = now + max(
-            min(PACING_POLL_S, self.pacing.min_gap_s / 4), PACING_POLL_MIN_S
-        )
-        if count:
-            self.last_found_at = now
+        self.misses = 0 if count else self.misses + 1
+
+    def expect(self, in_s: float | None) -> None:
+        """What the database said after a short claim: seconds until a claim could find work,
+        or None. Work it expects now that a claim just missed (another instance took it, a
+        turn is about to be freed) is looked for again after a pause that doubles while claims
+        keep missing, up to PACING_POLL_S."""
+        if in_s is None:
+            self.wake_at = None
+            return
+        pause = min(PACING_POLL_MIN_S * 2 ** max(self.misses - 1, 0), PACING_POLL_S)
+        self.wake_at = time.monotonic() + max(in_s, pause if self.misses else 0.0)
 
     def poll_in_s(self) -> float | None:
         """None when no further claim will come; else seconds until the next one."""
@@ -39,11 +48,6 @@ class Cadence:
             return None
         if not self.drained:
             return 0.0
-        if not self.pacing.on:
+        if self.wake_at is None or self.wake_at > self.deadline:
             return None
-        now = time.monotonic()
-        if self.last_found_at is None:
-            return None  # nothing due at all: no reason to wait for a slot
-        if now - self.last_found_at > self.pacing.max_gap_s + PACING_LOOKAHEAD_S:
-            return None  # nothing paced found for a whole gap: the queue is dry
-        return max(self.next_poll_at - now, 0.0)
+        return max(self.wake_at - time.monotonic(), 0.0)

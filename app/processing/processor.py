@@ -3,9 +3,10 @@
 The pool is a sliding window: `concurrency` messages in flight, and a slot is refilled the
 moment one frees, so no message waits for the slowest of a chunk. Claims happen only when a
 slot is free and nothing claimed is waiting, so leases are held for work about to start;
-a heartbeat keeps them alive meanwhile (leases.py). With pacing on, a call that finds every
-inbox inside its gap looks again every PACING_POLL_S while its budget lasts, so each inbox
-keeps its pace between scheduler calls. Whatever happens, a call never returns holding a
+a heartbeat keeps them alive meanwhile (leases.py). A claim that comes back short asks the
+database when a due message could next start (cadence.py): the call waits for that while its
+budget lasts, so each inbox keeps its pace between scheduler calls, and ends early only when
+nothing due can start within its budget. Whatever happens, a call never returns holding a
 lease it could have given back: each claimed message is worked, failed alone, or released.
 """
 
@@ -21,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app.models import ProcessQueueResult
-from app.processing.cadence import PACING_LOOKAHEAD_S, Cadence
+from app.processing import cadence as cadence_rules
+from app.processing.cadence import Cadence
 from app.processing.claims import Claimer, Waiting
 from app.processing.endings import Outcome
 from app.processing.invocation import CircuitBreaker, Invocation
@@ -181,7 +183,7 @@ class QueueProcessor:
         waiting: Waiting = deque()
         in_flight: set[asyncio.Task[Outcome]] = set()
         claimed = 0
-        cadence = Cadence(self._pacing)
+        cadence = Cadence(invocation.deadline)
         try:
             while True:
                 while len(in_flight) < request.concurrency and not invocation.should_stop:
@@ -205,7 +207,8 @@ class QueueProcessor:
                 if not in_flight:
                     if poll_s is None:
                         break
-                    await asyncio.sleep(poll_s)
+                    # In steps, so a shutdown (drain) is seen within one.
+                    await asyncio.sleep(min(poll_s, cadence_rules.PACING_POLL_S))
                     continue
                 done, in_flight = await asyncio.wait(
                     in_flight,
@@ -242,10 +245,14 @@ class QueueProcessor:
             size=size,
             horizon=horizon,
             run_id=request.run_id,
-            lookahead_s=min(PACING_LOOKAHEAD_S, max(invocation.deadline - time.monotonic(), 0)),
+            lookahead_s=min(
+                cadence_rules.PACING_LOOKAHEAD_S, max(invocation.deadline - time.monotonic(), 0)
+            ),
             claimed_so_far=claimed_so_far,
         )
         cadence.found(len(batch), size)
+        if cadence.drained:
+            cadence.expect(await self._next_start(request, horizon))
         run_ids.update(m.run_id for m in batch.messages)
         run_ids.update(r.run_id for r in batch.unworkable if r.run_id)
         try:
@@ -261,6 +268,23 @@ class QueueProcessor:
         else:
             waiting.extend(ready)
         return len(batch)
+
+    async def _next_start(self, request: ProcessRequest, horizon: datetime) -> float | None:
+        """Seconds until a claim could find work again; None (the call ends) if unknown."""
+        try:
+            return await self._store.next_start(
+                one_hour_ago=horizon,
+                lock_timeout_s=self._settings.lock_timeout_s,
+                run_id=request.run_id,
+                pacing=self._pacing,
+                lookahead_s=cadence_rules.PACING_LOOKAHEAD_S,
+            )
+        except DatabaseError as exc:
+            log.warning(
+                "could not ask when work is next due; ending the call",
+                extra={"worker": self._worker, "error": str(exc)},
+            )
+            return None
 
     async def _flush_logs(self, invocation: Invocation) -> None:
         """campaign_logs per claim round, so a killed process loses at most one round's."""

@@ -80,6 +80,32 @@ class Store:
                 unworkable.append(_unworkable(item, exc))
         return Claim(messages, unworkable)
 
+    async def next_start(
+        self,
+        *,
+        one_hour_ago: datetime | None,
+        lock_timeout_s: int,
+        run_id: uuid.UUID | None = None,
+        pacing: Pacing | None = None,
+        lookahead_s: float = 0.0,
+    ) -> float | None:
+        """Seconds until a claim could next find a due message (each inbox's own gap, cap
+        and turn, each run's window); None when nothing due is waiting."""
+        function = "campaign_queue_next_start"
+        data = await self._call(
+            function,
+            p_one_hour_ago=one_hour_ago,
+            p_run_id=run_id,
+            **(pacing.args() if pacing else {}),
+            p_lookahead_s=max(lookahead_s, 0.0),
+            p_lock_timeout_s=lock_timeout_s,
+        )
+        if data is None:
+            return None
+        if isinstance(data, bool) or not isinstance(data, int | float):
+            raise DatabaseError(f"{function} answered {type(data).__name__}, not a number")
+        return max(float(data), 0.0)
+
     async def mark_old_as_skipped(
         self, one_hour_ago: datetime, *, run_id: uuid.UUID | None = None, limit: int = 5000
     ) -> int:

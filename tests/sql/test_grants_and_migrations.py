@@ -32,6 +32,7 @@ QUEUE_FUNCTIONS = [
     "take_inbox_slot",
     "campaign_queue_status",
     "record_campaign_queue_call",
+    "campaign_queue_next_start",
 ]
 INTERNAL_FUNCTIONS = [
     "cq_inbox_limits",
@@ -53,6 +54,9 @@ INTERNAL_FUNCTIONS = [
     "cq_status_retrying",
     "cq_status_circuit",
     "cq_status_last_call",
+    "cq_window_open",
+    "cq_window_opening",
+    "cq_open_horizon",
 ]
 
 
