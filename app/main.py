@@ -311,7 +311,7 @@ async def process_queue(request: Request, services: ServicesDep) -> JSONResponse
 
 async def status(services: ServicesDep, run_id: uuid.UUID | None = None) -> JSONResponse:
     """Queue depth and lag, each run's progress, cost and ETA, inboxes' pace, failures by
-    reason, throughput (DESIGN section 9); `?run_id=` answers about that run only."""
+    reason, throughput (docs/architecture.md, "Status"); `?run_id=` answers about that run only."""
     settings = services.settings
     pacing = Pacing(
         settings.inbox_min_gap_s,

@@ -84,7 +84,8 @@ class Settings(BaseSettings):
     retry_max_wait_s: float = Field(default=60.0, ge=0)
     circuit_failure_threshold: int = Field(default=5, ge=1)
 
-    # Pacing per WhatsApp inbox, across every instance (DESIGN section 8): the first parts of
+    # Pacing per WhatsApp inbox, across every instance (docs/architecture.md, "Pacing"): the
+    # first parts of
     # two messages of one inbox go out a gap drawn from [min, max] apart, at most the cap a
     # day. 0 turns the gap or the cap off. Per-inbox overrides: campaign_inbox_pacing.
     inbox_min_gap_s: float = Field(default=20.0, ge=0, le=86_400)

@@ -1,4 +1,4 @@
-"""Pacing per inbox across service processes (DESIGN section 8), against no pacing.
+"""Pacing per inbox across service processes (docs/architecture.md, "Pacing"), against no pacing.
 
 Run: uv run python -m bench.pacing [--seconds 60] [--processes 3] [--min-gap 1 --max-gap 2]
                                    [--case both] [--cadence-seconds 120]

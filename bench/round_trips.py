@@ -7,7 +7,7 @@ one invocation sends `messages` messages of 1, 3 and 5 parts. Per-message calls 
 save, the inbox's slot (pacing) and one mark per part; the claim, the lead contexts (one call
 per claim), the resume of reconnected runs, the skip of late messages, finalize, the provider
 state and the log writes (one per claim round) are shared by the whole batch.
-Target: at most parts + 3 calls per message (DESIGN section 8), plus the shared calls.
+Target: at most parts + 3 calls per message (docs/architecture.md, "Pacing"), plus the shared calls.
 Baseline, measured in the same run: the same messages sent the way the edge function was
 invoked (one claim of 5 messages per invocation), which repeats the shared calls per 5.
 """

@@ -1,4 +1,5 @@
--- Claiming due work: the lease (DESIGN section 4) and the skip of late messages.
+-- Claiming due work: the lease (docs/architecture.md, "SQL functions") and the skip of late
+-- messages.
 -- Message life: pending -> queued (claimed) -> generating -> sending -> sent.
 -- A claim is a lease (lock_token, locked_at); a stale lease is claimable again and spends
 -- a retry.
@@ -232,7 +233,8 @@ end;
 $$;
 
 
--- Late pending messages -> skipped, in bounded batches (DESIGN section 4): at most p_limit a
+-- Late pending messages -> skipped, in bounded batches (docs/architecture.md, "SQL
+-- functions"): at most p_limit a
 -- call, only running runs (a paused run keeps its pending messages for resume_campaign_run),
 -- only p_run_id's when given. Runs whose last messages it skips complete. Late means due
 -- before the run's horizon: campaign_queue_effective_horizon(p_one_hour_ago) (provider

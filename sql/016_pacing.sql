@@ -1,4 +1,4 @@
--- Pacing per WhatsApp inbox, across every instance (DESIGN section 8).
+-- Pacing per WhatsApp inbox, across every instance (docs/architecture.md, "Pacing").
 -- A number that sends a burst gets banned: the first parts of two different messages of one
 -- inbox go out at least min_gap_s apart (each gap drawn from [min_gap_s, max_gap_s]), and at
 -- most daily_cap messages a calendar day of the inbox (its row's timezone, else the service's

@@ -1,4 +1,4 @@
--- Which due messages a claim takes (DESIGN section 8): pacing and fair share.
+-- Which due messages a claim takes (docs/architecture.md, "Pacing"): pacing and fair share.
 --
 -- Pass 1, one message per eligible inbox, least recently served inbox first; within an inbox,
 -- the run served least recently (campaign_run_turns), so a 10-lead run is not held behind a

@@ -1,4 +1,5 @@
--- What the LLM cost (DESIGN sections 6 and 9): OpenRouter answers `usage.cost` in USD with
+-- What the LLM cost (docs/architecture.md, "Outbound calls" and "Status"): OpenRouter
+-- answers `usage.cost` in USD with
 -- every completion; the service saves generation plus split on the message
 -- (save_generated_message's p_ai_cost_usd) and mark_message_part_sent sums it into the run's
 -- metrics (`ai_cost_usd`) next to the tokens. Additive: a column the product does not have.

@@ -1,4 +1,5 @@
--- Operator visibility (DESIGN section 9): campaign_queue_status(p_run_id) answers, in one
+-- Operator visibility (docs/architecture.md, "Status"): campaign_queue_status(p_run_id)
+-- answers, in one
 -- round trip, how deep and late the queue is, how far each campaign is and what it cost, each
 -- inbox's pace today, why messages failed lately and how fast they go out.
 --

@@ -7,7 +7,8 @@ WhatsApp send endpoint are loopback stubs, whatever the environment holds: only 
 keys are set (OPENROUTER_API_KEY; SEND_URL with SUPABASE_SERVICE_ROLE_KEY). A key exported
 for another purpose never sends WhatsApp messages to the demo's made-up numbers.
 
-Each inbox is paced (DESIGN section 8). Against the send stub the gap is short (0.3-0.6 s) so
+Each inbox is paced (docs/architecture.md, "Pacing"). Against the send stub the gap is short
+(0.3-0.6 s) so
 the demo ends in seconds, and a table shows when each message's first part reached the stub,
 inbox by inbox. Against a real send endpoint the pacing is the service's own (INBOX_* from the
 environment, else the defaults): a real number is never sent a burst.

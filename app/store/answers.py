@@ -24,7 +24,8 @@ class Lease:
 
 @dataclass(frozen=True)
 class Pacing:
-    """The service's per-inbox pacing settings, handed to the database (DESIGN section 8)."""
+    """The service's per-inbox pacing settings, handed to the database
+    (docs/architecture.md, "Pacing")."""
 
     min_gap_s: float = 0.0
     max_gap_s: float = 0.0

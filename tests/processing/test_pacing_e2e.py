@@ -1,4 +1,5 @@
-"""Pacing end to end (DESIGN section 8): three services on one database, overlapping calls.
+"""Pacing end to end (docs/architecture.md, "Pacing"): three services on one database,
+overlapping calls.
 
 Four inboxes at a 0.3-0.5 s gap: a plain one, one that splits its messages, one with a daily
 cap of 3 (its campaign_inbox_pacing row), and one shared by a large run created first and a

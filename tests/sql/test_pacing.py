@@ -1,4 +1,5 @@
-"""Pacing per inbox and fair share, in Postgres (DESIGN section 8): take_inbox_slot, the turn
+"""Pacing per inbox and fair share, in Postgres (docs/architecture.md, "Pacing"):
+take_inbox_slot, the turn
 the claim reserves, the claim's spread over inboxes and runs, and lateness under pacing.
 
 Gaps are tiny (0.2-0.3 s) and real time is used, bounded; several connections where order

@@ -1,4 +1,5 @@
-"""campaign_queue_status (DESIGN section 9) and the cost a message carries into its run.
+"""campaign_queue_status (docs/architecture.md, "Status") and the cost a message carries
+into its run.
 
 States are reached through the queue's own functions (claim, save, mark, fail, skip), so a
 run's counters are what the service would leave.
