@@ -61,3 +61,15 @@ begin
   end loop;
 end
 $$;
+
+-- The ledger `python -m app migrate` keeps (app/store/migrations.py creates it before 001, when
+-- the API roles may not exist yet). Supabase grants new tables in public to anon and
+-- authenticated by default: like every table of ours, it is closed to them.
+do $$
+begin
+  if to_regclass('public.campaign_queue_migrations') is not null then
+    alter table campaign_queue_migrations enable row level security;
+    revoke all on campaign_queue_migrations from public, anon, authenticated;
+  end if;
+end
+$$;
