@@ -263,9 +263,12 @@ begin
           from (select coalesce(i.sent_day >= (v_now at time zone dz.tz)::date, false)
                          as counting) c) d
       cross join lateral (
-        select greatest(coalesce(i.min_gap_s, p_min_gap_s, 20), 0)::numeric as min_gap,
-               greatest(coalesce(i.max_gap_s, p_max_gap_s, 60),
-                        coalesce(i.min_gap_s, p_min_gap_s, 20), 0)::numeric as max_gap,
+        -- A day at most, as cq_inbox_limits reads them for the claim and the slot.
+        select least(greatest(coalesce(i.min_gap_s, p_min_gap_s, 20), 0), 86400)::numeric
+                 as min_gap,
+               least(greatest(coalesce(i.max_gap_s, p_max_gap_s, 60),
+                              coalesce(i.min_gap_s, p_min_gap_s, 20), 0), 86400)::numeric
+                 as max_gap,
                greatest(coalesce(i.daily_cap, p_daily_cap, 300), 0) as cap) l
   ), shares as (
     -- k = sum over the inbox's running runs of least(their remaining, this remaining):

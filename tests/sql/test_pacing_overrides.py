@@ -101,3 +101,20 @@ async def test_a_bad_row_written_before_neither_fails_the_upgrade_nor_the_reader
         """select bool_and(convalidated) from pg_constraint
             where conrelid = 'campaign_inbox_pacing'::regclass and contype = 'c'"""
     )
+
+
+async def test_a_huge_finite_gap_is_read_as_the_claim_reads_it_a_day_at_most(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    # A finite gap passes the constraints however large; the claim and take_inbox_slot read it
+    # as a day at most (cq_inbox_limits). The status read it raw: its ETA overflowed bigint
+    # and GET /status answered 503 for every inbox.
+    seeded = await seed_campaign(conn, leads=3)
+    await set_pacing(conn, seeded.inbox_id, min_gap_s=3e38, max_gap_s=3e38)
+
+    status = await rpc.call("campaign_queue_status", pacing(0))
+
+    [inbox] = status["inboxes"]
+    assert (inbox["min_gap_s"], inbox["max_gap_s"]) == (86400, 86400)
+    [run] = status["runs"]
+    assert run["eta_s"] >= 2 * 86400
