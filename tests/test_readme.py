@@ -22,6 +22,7 @@ from app.main import ProcessQueueBody
 from app.models import ProcessQueueResult
 from app.sandbox.seed import seed_campaign
 from app.settings import Settings
+from app.store.migrations import apply_migrations
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -267,6 +268,37 @@ async def test_the_switch_over_names_every_column_trigger_and_table_it_adds(
     assert not missing, f"the switch-over section lacks {missing}"
     for needed in ("cron.unschedule('campaign-process-queue')", "campaign-queue-process"):
         assert needed in section
+
+
+async def test_rolling_back_then_forward_as_the_switch_over_says_brings_our_functions_back(
+    db_dsn: str, conn: asyncpg.Connection
+) -> None:
+    """The rollback drops our two claim functions; `migrate` alone then applies nothing (its
+    ledger holds every file), so the README says what to run before it."""
+    sql_blocks = re.findall(
+        r"```sql\n(.*?)```", _section("Switching over from the edge function"), re.S
+    )
+    [rollback] = [b for b in sql_blocks if "drop function get_and_lock_campaign_messages" in b]
+    [forward] = [b for b in sql_blocks if "campaign_queue_migrations" in b]
+    await conn.execute(rollback)
+    await conn.execute("drop trigger cq_count_updated_messages on campaign_messages")
+
+    await conn.execute(forward)
+    await apply_migrations(db_dsn)
+
+    assert (
+        await conn.fetchval(
+            "select count(*) from pg_proc where proname = any($1::text[])",
+            ["get_and_lock_campaign_messages", "mark_old_campaign_messages_as_skipped"],
+        )
+        == 2
+    )
+    assert (
+        await conn.fetchval(
+            "select count(*) from pg_trigger where tgname = 'cq_count_updated_messages'"
+        )
+        == 1
+    )
 
 
 ARCHITECTURE = (ROOT / "docs" / "architecture.md").read_text()
