@@ -19,6 +19,7 @@ _FIELDS = (
     "counts",
     "error",
     "phone",
+    "inbox_id",  # the failure brake's line
     # the start-up line (app.startup)
     "version",
     "store",

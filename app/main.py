@@ -46,7 +46,7 @@ from app.settings import Settings, SettingsError, load_settings
 from app.shutdown import on_sigterm
 from app.startup import log_start_up, package_version, secrets_of
 from app.store.rpc import DatabaseError, Rpc
-from app.store.store import Pacing, Store
+from app.store.store import FailureBrake, Pacing, Store
 
 __all__ = [
     "ProcessQueueBody",  # importable from here as before (it lives in app.api_models)
@@ -125,6 +125,7 @@ async def build_services(settings: Settings) -> Services:
             settings.inbox_daily_cap,
             settings.inbox_timezone,
         ),
+        brake=FailureBrake(settings.inbox_brake_failures, settings.inbox_brake_hours),
     )
     worker = f"{socket.gethostname()}:{os.getpid()}"
     processor = QueueProcessor(store, pipeline, settings, worker)

@@ -35,6 +35,9 @@ RETRYABLE_CLIENT_STATUSES = frozenset({408, 409, 429})
 
 class OutboundError(Exception):
     retryable: bool = False
+    # Set by the pipeline on an error of the send endpoint (not the model's): its status goes
+    # into the inbox's send record, which the failure brake counts.
+    at_send_endpoint: bool = False
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     # The calendar day the cap counts, for inboxes whose row names no timezone of its own.
     inbox_timezone: str = "America/Sao_Paulo"
 
+    # The failure brake (README "Failure brake"): an inbox whose last 20 sends hold at least
+    # this many failures for good at the send endpoint (400/404: invalid or unknown numbers)
+    # pauses for INBOX_BRAKE_HOURS. 0 failures turns it off.
+    inbox_brake_failures: int = Field(default=5, ge=0, le=20)
+    inbox_brake_hours: float = Field(default=6.0, gt=0, le=720)
+
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = "INFO"
     # /docs, /redoc and /openapi.json: off by default, the service is public on Cloud Run.

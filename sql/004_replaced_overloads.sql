@@ -11,7 +11,7 @@ declare
     ['start_campaign_message(uuid,uuid)', 'jsonb'],
     ['save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric)', 'jsonb'],
     ['mark_message_part_sent(uuid,uuid,integer,text)', 'jsonb'],
-    ['fail_campaign_message(uuid,uuid,text,boolean)', 'jsonb'],
+    ['fail_campaign_message(uuid,uuid,text,boolean,integer,integer,real)', 'jsonb'],
     ['skip_campaign_message(uuid,uuid,text)', 'jsonb'],
     ['release_campaign_messages(jsonb,timestamp with time zone)', 'integer'],
     ['renew_campaign_leases(jsonb)', 'jsonb'],
@@ -44,7 +44,10 @@ declare
     ['record_campaign_queue_call(text,integer,integer,integer,integer,text,boolean)', 'boolean'],
     ['cq_status_retrying(uuid[])', 'jsonb'],
     ['cq_status_circuit(timestamp with time zone)', 'jsonb'],
-    ['cq_status_last_call()', 'jsonb']
+    ['cq_status_last_call()', 'jsonb'],
+    ['cq_brake_error(text)', 'text'],
+    ['cq_record_inbox_send(uuid,integer,text,integer,real)', 'jsonb'],
+    ['lift_inbox_brake(uuid)', 'jsonb']
   ];
   v_fn record;
   v_keep boolean;

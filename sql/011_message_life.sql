@@ -210,6 +210,10 @@ begin
     return jsonb_build_object('ok', true, 'reason', null, 'completed', false);
   end if;
 
+  if p_part_index = 0 then  -- delivered: the inbox's send record (043_failure_brake.sql)
+    perform cq_record_inbox_send(v_msg.run_id, 200);
+  end if;
+
   if p_part_index + 1 < v_total then
     update campaign_messages
        set parts_sent = p_part_index + 1,

@@ -9,8 +9,9 @@
 -- its messages in a new statement, so it sees every end committed while it waited: of two
 -- last messages ending at once, the one that gets the run row second completes the run.
 --
--- Lock order: the message row, then (mark_message_part_sent) its lead and conversation, then
--- the run row last; holding the run row, an ending waits on nothing else (finalize reads the
+-- Lock order: the message row, then its inbox's send record (043_failure_brake.sql: a send
+-- that trips the brake locks the inbox's pacing state next), then (mark_message_part_sent)
+-- its lead and conversation, then the run row last; holding the run row, an ending waits on nothing else (finalize reads the
 -- messages, it locks none). A deadlock would need a transaction holding the run row and
 -- waiting on the message being ended, and none does: requeue_failed_campaign_messages and
 -- resume_campaign_run lock the run, then update its failed or pending messages, and a message
@@ -26,7 +27,13 @@ create or replace function fail_campaign_message(
   p_message_id uuid,
   p_lock_token uuid,
   p_error text,
-  p_retryable boolean default true
+  p_retryable boolean default true,
+  -- The failure brake (043_failure_brake.sql): the send endpoint's HTTP status when it is what
+  -- failed this attempt (null: the model, the database, the network), and the service's
+  -- INBOX_BRAKE_FAILURES and INBOX_BRAKE_HOURS.
+  p_send_status int default null,
+  p_brake_failures int default null,
+  p_brake_hours real default null
 ) returns jsonb
 language plpgsql security definer set search_path = public
 as $$
@@ -35,6 +42,7 @@ declare
   v_next timestamptz;
   v_retries int;
   v_delays constant int[] := array[5, 15, 30];  -- minutes before retry 1, 2 and 3
+  v_brake jsonb;
 begin
   select * into v_msg from campaign_messages
    where id = p_message_id and lock_token = p_lock_token
@@ -43,6 +51,10 @@ begin
   if not found then
     return jsonb_build_object('ok', false, 'reason', 'lock_lost', 'status', null,
                               'retry_count', null, 'next_attempt_at', null);
+  end if;
+  if v_msg.parts_sent = 0 then  -- a part delivered already recorded this attempt's send
+    v_brake := cq_record_inbox_send(v_msg.run_id, p_send_status, p_error, p_brake_failures,
+                                    p_brake_hours);
   end if;
 
   v_retries := greatest(v_msg.retry_count, 0);  -- a negative count (set by hand) counts as 0
@@ -54,7 +66,8 @@ begin
            lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
      where id = p_message_id;
     return jsonb_build_object('ok', true, 'reason', null, 'status', 'pending',
-                              'retry_count', v_retries + 1, 'next_attempt_at', v_next);
+                              'retry_count', v_retries + 1, 'next_attempt_at', v_next,
+                              'brake', v_brake);
   end if;
 
   update campaign_messages
@@ -64,7 +77,8 @@ begin
   update campaign_runs set leads_failed = leads_failed + 1 where id = v_msg.run_id;
   perform finalize_campaign_runs(array[v_msg.run_id]);  -- its last unfinished message?
   return jsonb_build_object('ok', true, 'reason', null, 'status', 'failed',
-                            'retry_count', v_msg.retry_count, 'next_attempt_at', null);
+                            'retry_count', v_msg.retry_count, 'next_attempt_at', null,
+                            'brake', v_brake);
 end;
 $$;
 

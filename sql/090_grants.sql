@@ -11,7 +11,7 @@ begin
     'start_campaign_message(uuid,uuid)',
     'save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric)',
     'mark_message_part_sent(uuid,uuid,integer,text)',
-    'fail_campaign_message(uuid,uuid,text,boolean)',
+    'fail_campaign_message(uuid,uuid,text,boolean,integer,integer,real)',
     'skip_campaign_message(uuid,uuid,text)',
     'release_campaign_messages(jsonb,timestamptz)',
     'renew_campaign_leases(jsonb)',
@@ -26,7 +26,8 @@ begin
     'resume_reconnected_campaign_runs()',
     'campaign_queue_status(uuid,real,real,integer,text)',
     'record_campaign_queue_call(text,integer,integer,integer,integer,text,boolean)',
-    'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer)'
+    'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer)',
+    'lift_inbox_brake(uuid)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated', v_fn);
     execute format('grant execute on function %s to service_role', v_fn);
@@ -54,7 +55,9 @@ begin
     'cq_status_last_call()',
     'cq_window_open(time,time,text,timestamptz)',
     'cq_window_opening(time,time,text,timestamptz)',
-    'cq_open_horizon(time,time,text,timestamptz,timestamptz)'
+    'cq_open_horizon(time,time,text,timestamptz,timestamptz)',
+    'cq_brake_error(text)',
+    'cq_record_inbox_send(uuid,integer,text,integer,real)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);

@@ -116,6 +116,13 @@ def test_the_inbox_timezone_is_a_trimmed_iana_name(env: pytest.MonkeyPatch) -> N
             "invalid settings: INBOX_TIMEZONE: not a known time zone (an IANA name, e.g. "
             "America/Sao_Paulo)",
         ),
+        ({"INBOX_BRAKE_FAILURES": "-1"}, "invalid settings: INBOX_BRAKE_FAILURES: must be >= 0"),
+        ({"INBOX_BRAKE_FAILURES": "21"}, "invalid settings: INBOX_BRAKE_FAILURES: must be <= 20"),
+        ({"INBOX_BRAKE_HOURS": "0"}, "invalid settings: INBOX_BRAKE_HOURS: must be > 0.0"),
+        (
+            {"INBOX_BRAKE_HOURS": "nan"},
+            "invalid settings: INBOX_BRAKE_HOURS: must be a finite number",
+        ),
         ({"CRON_SECRET": ""}, "missing required settings: CRON_SECRET"),
         ({"CRON_SECRET": None}, "missing required settings: CRON_SECRET"),
         ({"DATABASE_URL": "mysql://x"}, f"invalid settings: DATABASE_URL: {NOT_POSTGRES}"),

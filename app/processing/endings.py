@@ -17,7 +17,7 @@ from app.logs import mask_phone
 from app.models import ClaimedMessage
 from app.processing.invocation import Invocation
 from app.store.rpc import DatabaseError
-from app.store.store import Lease, Store
+from app.store.store import FailureBrake, InboxBraked, Lease, Store
 
 log = logging.getLogger("campaign_queue")
 
@@ -39,15 +39,32 @@ class Outcome(StrEnum):
 class Endings:
     """Each ending is one fenced write; MessagePipeline.run stops renewing the lease after it."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, brake: FailureBrake | None = None) -> None:
         self._store = store
+        self._brake = brake or FailureBrake()
 
     async def fail(
-        self, message: ClaimedMessage, invocation: Invocation, error: str, *, retryable: bool
+        self,
+        message: ClaimedMessage,
+        invocation: Invocation,
+        error: str,
+        *,
+        retryable: bool,
+        send_status: int | None = None,
     ) -> Outcome:
-        result = await self._store.fail(Lease.of(message), error, retryable=retryable)
+        """send_status: the send endpoint's HTTP status when it is what failed (the brake's
+        record counts it); None for every other failure."""
+        result = await self._store.fail(
+            Lease.of(message),
+            error,
+            retryable=retryable,
+            send_status=send_status,
+            brake=self._brake,
+        )
         if not result.ok:
             return Outcome.LEASE_LOST
+        if result.braked is not None:
+            self._braked(message, invocation, result.braked)
         retried = result.status == "pending"
         log.log(
             logging.WARNING if retried else logging.ERROR,
@@ -69,6 +86,20 @@ class Endings:
             },
         )
         return Outcome.RETRIED if retried else Outcome.FAILED
+
+    def _braked(self, message: ClaimedMessage, invocation: Invocation, braked: InboxBraked) -> None:
+        """The inbox's failure brake tripped: said once, at warning, without a phone number."""
+        why = f"inbox braked until {braked.until.isoformat()}: {braked.reason}"
+        log.warning(
+            why,
+            extra={
+                "run_id": str(message.run_id),
+                "inbox_id": str(braked.inbox_id),
+                "step": "brake",
+                "error": braked.reason,
+            },
+        )
+        invocation.logs.add(message.run_id, "brake", why, level="warning", message_id=message.id)
 
     async def skip(self, message: ClaimedMessage, invocation: Invocation, reason: str) -> Outcome:
         result = await self._store.skip(Lease.of(message), reason)

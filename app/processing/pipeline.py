@@ -22,7 +22,7 @@ from app.processing.endings import Endings, Outcome, log_fields
 from app.processing.invocation import Invocation
 from app.processing.window import next_opening, utc_now
 from app.store.rpc import DatabaseError
-from app.store.store import Lease, Pacing, Store, UnreadableLead
+from app.store.store import FailureBrake, Lease, Pacing, Store, UnreadableLead
 from app.text import clamp_int32
 
 log = logging.getLogger("campaign_queue")
@@ -61,6 +61,7 @@ class MessagePipeline:
         default_model: str,
         send_timeout_s: float = 10.0,
         pacing: Pacing | None = None,
+        brake: FailureBrake | None = None,
     ) -> None:
         self._store = store
         self._writer = writer
@@ -68,7 +69,7 @@ class MessagePipeline:
         self._default_model = default_model
         self._send_timeout_s = send_timeout_s
         self._pacing = pacing or Pacing()
-        self._endings = Endings(store)
+        self._endings = Endings(store, brake)
 
     async def run(
         self,
@@ -164,7 +165,10 @@ class MessagePipeline:
             # The model or this input (moderation), not the far end: no circuit failure.
             if not isinstance(exc, InvalidMessageError | ModerationError):
                 invocation.circuit.failure(str(exc))
-            return await endings.fail(message, invocation, str(exc), retryable=exc.retryable)
+            send_status = exc.status if exc.at_send_endpoint else None
+            return await endings.fail(
+                message, invocation, str(exc), retryable=exc.retryable, send_status=send_status
+            )
         invocation.circuit.success()
         return outcome
 
@@ -276,12 +280,16 @@ class MessagePipeline:
             if time_left is None:
                 return await self._endings.refused(message, invocation, "lock_lost")
             key = f"{message.id}:{index}"
-            provider_id = await self._sender.send(
-                conversation_id,
-                parts[index],
-                key,
-                deadline=time.monotonic() + time_left,
-            )
+            try:
+                provider_id = await self._sender.send(
+                    conversation_id,
+                    parts[index],
+                    key,
+                    deadline=time.monotonic() + time_left,
+                )
+            except OutboundError as exc:
+                exc.at_send_endpoint = True  # the failure brake counts it
+                raise
             asked_at = time.monotonic()
             marked = await self._store.mark_part_sent(lease, index, provider_id)
             if not marked.ok:

@@ -47,6 +47,28 @@ class Pacing:
 
 
 @dataclass(frozen=True)
+class FailureBrake:
+    """The failure brake's settings, handed to fail_campaign_message with a send endpoint's
+    failure (README "Failure brake"): failures of the last 20 sends that brake the inbox
+    (0: off), and for how long."""
+
+    failures: int = 5
+    hours: float = 6.0
+
+    def args(self) -> dict[str, Any]:
+        return {"p_brake_failures": self.failures, "p_brake_hours": self.hours}
+
+
+@dataclass(frozen=True)
+class InboxBraked:
+    """The failure brake this failure tripped: the inbox waits until `until`."""
+
+    inbox_id: uuid.UUID
+    until: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
 class UnworkableRow:
     """A claimed row the service cannot work (say, a config without an inbox).
 
@@ -109,3 +131,4 @@ class FailAnswer(Answer):
     status: str | None = None  # 'pending' (a retry is scheduled) or 'failed'
     retry_count: int | None = None
     next_attempt_at: datetime | None = None
+    braked: InboxBraked | None = None  # this failure tripped its inbox's failure brake

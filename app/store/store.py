@@ -13,6 +13,8 @@ from app.store.answers import (
     Answer,
     Claim,
     FailAnswer,
+    FailureBrake,
+    InboxBraked,
     LeadContexts,
     Lease,
     Pacing,
@@ -28,6 +30,8 @@ __all__ = [
     "Answer",
     "Claim",
     "FailAnswer",
+    "FailureBrake",
+    "InboxBraked",
     "LeadContexts",
     "Lease",
     "Pacing",
@@ -198,10 +202,21 @@ class Store:
         )
         return PartAnswer(bool(data.get("ok")), data.get("reason"), bool(data.get("completed")))
 
-    async def fail(self, lease: Lease, error: str, *, retryable: bool) -> FailAnswer:
-        data = await self._object(
-            "fail_campaign_message", **_fence(lease), p_error=error, p_retryable=retryable
-        )
+    async def fail(
+        self,
+        lease: Lease,
+        error: str,
+        *,
+        retryable: bool,
+        send_status: int | None = None,
+        brake: FailureBrake | None = None,
+    ) -> FailAnswer:
+        """send_status: the send endpoint's HTTP status when it failed this attempt; it goes
+        into the inbox's send record, which may trip the failure brake (`braked`)."""
+        args: dict[str, Any] = {**_fence(lease), "p_error": error, "p_retryable": retryable}
+        if send_status is not None:
+            args |= {"p_send_status": send_status, **(brake or FailureBrake()).args()}
+        data = await self._object("fail_campaign_message", **args)
         next_at = data.get("next_attempt_at")
         return FailAnswer(
             bool(data.get("ok")),
@@ -209,6 +224,7 @@ class Store:
             data.get("status"),
             data.get("retry_count"),
             datetime.fromisoformat(next_at) if isinstance(next_at, str) else None,
+            _braked(data.get("brake")),
         )
 
     async def skip(self, lease: Lease, reason: str) -> Answer:
@@ -341,3 +357,17 @@ def _as_list(data: Any) -> list[Any]:
     if not isinstance(data, list):
         raise DatabaseError(f"expected a JSON array, got {type(data).__name__}")
     return data
+
+
+def _braked(data: object) -> InboxBraked | None:
+    """The brake a failure tripped, from fail_campaign_message's `brake` (null: none)."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        return InboxBraked(
+            uuid.UUID(str(data["inbox_id"])),
+            datetime.fromisoformat(str(data["brake_until"])),
+            str(data["brake_reason"]),
+        )
+    except (KeyError, ValueError):
+        return None

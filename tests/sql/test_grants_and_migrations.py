@@ -33,6 +33,7 @@ QUEUE_FUNCTIONS = [
     "campaign_queue_status",
     "record_campaign_queue_call",
     "campaign_queue_next_start",
+    "lift_inbox_brake",
 ]
 INTERNAL_FUNCTIONS = [
     "cq_inbox_limits",
@@ -57,6 +58,8 @@ INTERNAL_FUNCTIONS = [
     "cq_window_open",
     "cq_window_opening",
     "cq_open_horizon",
+    "cq_brake_error",
+    "cq_record_inbox_send",
 ]
 
 

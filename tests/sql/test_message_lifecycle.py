@@ -251,6 +251,7 @@ async def test_fail_retries_at_5_15_30_minutes_then_fails(
         "status": "failed",
         "retry_count": 3,
         "next_attempt_at": None,
+        "brake": None,  # no send failed: the failure brake was not tripped
     }
     assert (await message_row(conn, message_id))["status"] == "failed"
     assert (await run_row(conn, seeded.run_id))["leads_failed"] == 1
