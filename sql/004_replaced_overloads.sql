@@ -49,7 +49,6 @@ declare
     ['unsuppress_campaign_contact(uuid,text)', 'jsonb'],
     ['cq_contact_stop_reason(uuid,integer)', 'text'],
     ['cq_contact_phone(text)', 'text'],
-    ['cq_phone_digits(text)', 'text'],
     ['cq_status_skipped(timestamp with time zone,uuid)', 'jsonb']
   ];
   v_fn record;

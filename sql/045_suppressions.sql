@@ -20,22 +20,16 @@ alter table campaign_suppressions enable row level security;
 revoke all on campaign_suppressions from public, anon, authenticated;
 
 
--- The digits of a phone: the contact's key (immutable: used in the index below).
-create or replace function cq_phone_digits(p_phone text)
-returns text
-language sql immutable parallel safe set search_path = public
-as $$
-  select regexp_replace(p_phone, '\D', '', 'g');
-$$;
-
--- Stop-on-reply's lookup: the replied messages of a phone, newest last. A message's reply
--- time is its updated_at (the product sets status 'replied' when the lead answers).
+-- Stop-on-reply's lookup: the replied messages of a phone (its digits), newest last. A
+-- message's reply time is its updated_at (the product sets status 'replied' when the lead
+-- answers). Built-in functions only: whoever inserts a message evaluates the expression.
 do $$
 begin
   if to_regclass('idx_campaign_messages_replied_phone') is null then
     create index idx_campaign_messages_replied_phone
-      on campaign_messages (cq_phone_digits(coalesce(nullif(phone_normalized, ''), phone_number)),
-                            updated_at)
+      on campaign_messages (
+        regexp_replace(coalesce(nullif(phone_normalized, ''), phone_number), '\D', '', 'g'),
+        updated_at)
       where status = 'replied';
   end if;
 end
@@ -56,7 +50,7 @@ begin
     raise exception 'p_phone is not a phone number: only digits, spaces, +, -, ( ) and . are allowed'
       using errcode = '22023';
   end if;
-  v_digits := cq_phone_digits(p_phone);
+  v_digits := regexp_replace(p_phone, '\D', '', 'g');
   if length(v_digits) not between 8 and 15 then
     raise exception 'p_phone is not a phone number: % digits, 8 to 15 expected', length(v_digits)
       using errcode = '22023';
@@ -132,8 +126,8 @@ as $$
                        join campaign_runs rr on rr.id = r.run_id
                        join campaign_configs rc on rc.id = rr.config_id
                       where r.status = 'replied'
-                        and cq_phone_digits(coalesce(nullif(r.phone_normalized, ''),
-                                                     r.phone_number)) = x.phone
+                        and regexp_replace(coalesce(nullif(r.phone_normalized, ''),
+                                                    r.phone_number), '\D', '', 'g') = x.phone
                         and r.updated_at >= now() - make_interval(
                               days => least(coalesce(p_reply_stop_days, 30), 36500))
                         and rc.workspace_id = c.workspace_id)
@@ -143,7 +137,8 @@ as $$
   join campaign_runs ru on ru.id = m.run_id
   join campaign_configs c on c.id = ru.config_id
   cross join lateral (
-    select cq_phone_digits(coalesce(nullif(m.phone_normalized, ''), m.phone_number)) as phone
+    select regexp_replace(coalesce(nullif(m.phone_normalized, ''), m.phone_number), '\D', '',
+                          'g') as phone
   ) x
   where m.id = p_message_id and m.parts_sent = 0 and x.phone <> '';
 $$;

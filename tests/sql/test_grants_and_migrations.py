@@ -33,6 +33,8 @@ QUEUE_FUNCTIONS = [
     "campaign_queue_status",
     "record_campaign_queue_call",
     "campaign_queue_next_start",
+    "suppress_campaign_contact",
+    "unsuppress_campaign_contact",
 ]
 INTERNAL_FUNCTIONS = [
     "cq_inbox_limits",
@@ -57,6 +59,9 @@ INTERNAL_FUNCTIONS = [
     "cq_window_open",
     "cq_window_opening",
     "cq_open_horizon",
+    "cq_contact_phone",
+    "cq_contact_stop_reason",
+    "cq_status_skipped",
 ]
 
 
