@@ -125,6 +125,7 @@ async def build_services(settings: Settings) -> Services:
             settings.inbox_daily_cap,
             settings.inbox_timezone,
         ),
+        reply_stop_days=settings.reply_stop_days,
     )
     worker = f"{socket.gethostname()}:{os.getpid()}"
     processor = QueueProcessor(store, pipeline, settings, worker)

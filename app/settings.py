@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     # The calendar day the cap counts, for inboxes whose row names no timezone of its own.
     inbox_timezone: str = "America/Sao_Paulo"
 
+    # Stop-on-reply (README, "Number health"): a contact whose phone has a replied campaign
+    # message in the workspace within this many days gets no further one. 0: off.
+    reply_stop_days: int = Field(default=30, ge=0, le=36_500)
+
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = "INFO"
     # /docs, /redoc and /openapi.json: off by default, the service is public on Cloud Run.
