@@ -15,6 +15,8 @@ from app.main import create_app
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
 from app.sandbox.stubs import Latency
+from app.status import render
+from app.status_answer import StatusAnswer
 from tests.processing.invariants import assert_ended_runs_completed, assert_no_lease_left
 from tests.service import Service
 from tests.sql.helpers import message_row, run_row
@@ -82,8 +84,13 @@ async def test_opted_out_and_replied_contacts_are_skipped_before_the_llm(
             service.url + "/status", headers={"Authorization": f"Bearer {CRON_SECRET}"}
         )
     ).json()
+    StatusAnswer.model_validate(status)  # the field the OpenAPI document describes
     by_reason = {s["reason"]: s["count"] for s in status["skipped_by_reason"]}
     assert (by_reason["opted out"], by_reason["replied"]) == (1, 1)
+    text = render(status)
+    skipped = text[text.index("SKIPPED, LAST 24 H (by reason)") :]
+    assert "opted out" in skipped
+    assert "replied" in skipped
 
 
 async def test_with_stop_on_reply_off_a_contact_who_replied_is_written_to(
