@@ -122,15 +122,21 @@ as $$
                   where s.workspace_id = c.workspace_id and s.phone_normalized = x.phone)
       then 'opted out'
     when coalesce(p_reply_stop_days, 30) > 0
-         and exists (select 1 from campaign_messages r
-                       join campaign_runs rr on rr.id = r.run_id
-                       join campaign_configs rc on rc.id = rr.config_id
-                      where r.status = 'replied'
-                        and regexp_replace(coalesce(nullif(r.phone_normalized, ''),
-                                                    r.phone_number), '\D', '', 'g') = x.phone
-                        and r.updated_at >= now() - make_interval(
-                              days => least(coalesce(p_reply_stop_days, 30), 36500))
-                        and rc.workspace_id = c.workspace_id)
+         and exists (
+           select 1
+             -- The phone's recent replies first (idx_campaign_messages_replied_phone; the
+             -- fence keeps the planner from walking the workspace's runs instead), then
+             -- their workspace, by primary keys.
+             from (select r.run_id from campaign_messages r
+                    where r.status = 'replied'
+                      and regexp_replace(coalesce(nullif(r.phone_normalized, ''),
+                                                  r.phone_number), '\D', '', 'g') = x.phone
+                      and r.updated_at >= now() - make_interval(
+                            days => least(coalesce(p_reply_stop_days, 30), 36500))
+                   offset 0) r
+             join campaign_runs rr on rr.id = r.run_id
+             join campaign_configs rc on rc.id = rr.config_id
+            where rc.workspace_id = c.workspace_id)
       then 'replied'
   end
   from campaign_messages m
