@@ -282,3 +282,16 @@ async def test_a_contact_not_stopped_takes_its_slot(
 
     assert free["ok"] is True
     assert stopped == {"ok": False, "reason": "opted out", "wait_s": None}
+
+
+async def test_a_message_whose_first_part_went_out_is_not_stopped(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    seeded = await seed_campaign(conn, leads=2)
+    await conn.execute(
+        "update campaign_messages set parts_sent = 1 where id = $1", seeded.message_ids[0]
+    )
+    await suppress(rpc, seeded.workspace_id, "+5511900000001")
+    await suppress(rpc, seeded.workspace_id, "+5511900000002")
+
+    assert await stop_reasons(rpc, seeded) == {str(seeded.message_ids[1]): "opted out"}
