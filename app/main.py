@@ -126,6 +126,7 @@ async def build_services(settings: Settings) -> Services:
             settings.inbox_timezone,
         ),
         brake=FailureBrake(settings.inbox_brake_failures, settings.inbox_brake_hours),
+        reply_stop_days=settings.reply_stop_days,
     )
     worker = f"{socket.gethostname()}:{os.getpid()}"
     processor = QueueProcessor(store, pipeline, settings, worker)

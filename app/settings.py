@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # pauses for INBOX_BRAKE_HOURS. 0 failures turns it off.
     inbox_brake_failures: int = Field(default=5, ge=0, le=20)
     inbox_brake_hours: float = Field(default=6.0, gt=0, le=720)
+    # Stop-on-reply (README, "Number health"): a contact whose phone has a replied campaign
+    # message in the workspace within this many days gets no further one. 0: off.
+    reply_stop_days: int = Field(default=30, ge=0, le=36_500)
 
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = "INFO"

@@ -36,7 +36,7 @@ __all__ = ["count", "duration", "render", "table", "usd"]
 
 def render(status: Mapping[str, Any], run_id: object = None) -> str:
     """The status as text: queue and throughput, the last call, runs, inboxes, messages
-    waiting for a retry, messages failed for good, the provider circuit."""
+    waiting for a retry, messages failed for good, messages skipped, the provider circuit."""
     at = as_time(status.get("at"))
     title = "campaign-queue status"
     if run_id:
@@ -50,6 +50,7 @@ def render(status: Mapping[str, Any], run_id: object = None) -> str:
     lines += ["", *_inboxes(as_rows(status.get("inboxes")), at)]
     lines += ["", *status_failures.retrying(status.get("retrying"), at)]
     lines += ["", *status_failures.failed_for_good(status.get("failures"))]
+    lines += ["", *status_failures.skipped(status.get("skipped_by_reason"))]
     lines += ["", *status_failures.circuit(status.get("circuit"), at)]
     return "\n".join(lines) + "\n"
 

@@ -80,6 +80,14 @@ class StatusRetrying(_Part):
     )
 
 
+class StatusSkipped(_Part):
+    """Messages skipped in the last 24 h with one reason: 'opted out' (the suppression list),
+    'replied' (stop-on-reply, REPLY_STOP_DAYS), 'lead not found', too late, ..."""
+
+    reason: str = Field(description="Why they were skipped.")
+    count: int = Field(description="How many.")
+
+
 class StatusThroughput(_Part):
     """Messages sent in full lately."""
 
@@ -135,6 +143,10 @@ class StatusAnswer(_Part):
     )
     retrying: list[StatusRetrying] = Field(
         description="Messages of those runs waiting for a retry, by reason (20 at most)."
+    )
+    skipped_by_reason: list[StatusSkipped] = Field(
+        description="Messages (of that run, or all) skipped in the last 24 h, by reason (20 at "
+        "most): 'opted out', 'replied' (README, \"Number health\"), 'lead not found', ..."
     )
     throughput: StatusThroughput = Field(description="How fast messages go out.")
     circuit: StatusCircuit = Field(description="The provider circuit's recent openings.")

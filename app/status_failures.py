@@ -71,6 +71,15 @@ def failed_for_good(failures: object) -> list[str]:
     return ["FAILED FOR GOOD, LAST 24 H (by reason)", *table(["count", "reason"], rows, right={0})]
 
 
+def skipped(reasons: object) -> list[str]:
+    """SKIPPED: messages skipped in the last 24 hours, by reason ('opted out', 'replied',
+    'lead not found', too late ...)."""
+    rows = [[count(as_number(s.get("count"))), _reason(s.get("reason"))] for s in as_rows(reasons)]
+    if not rows:
+        return ["SKIPPED, LAST 24 H", "  none"]
+    return ["SKIPPED, LAST 24 H (by reason)", *table(["count", "reason"], rows, right={0})]
+
+
 def circuit(state: object, at: datetime | None) -> list[str]:
     """CIRCUIT: an open provider outage, and the calls' circuit openings of the last 24 h."""
     state = as_mapping(state)

@@ -28,7 +28,7 @@ from app.sandbox.stubs import SEND_PATH, OpenRouterStub, SendStub
 from app.settings import Settings
 from app.store.postgres import PostgresRpc
 from app.store.rpc import Rpc
-from app.store.store import Store, UnreadableLead
+from app.store.store import StoppedContact, Store, UnreadableLead
 
 CRON_SECRET = secrets.token_urlsafe(16)
 
@@ -121,7 +121,7 @@ class TimedPipeline(MessagePipeline):
     async def run(
         self,
         message: ClaimedMessage,
-        lead: LeadContext | UnreadableLead | None,
+        lead: LeadContext | UnreadableLead | StoppedContact | None,
         invocation: Invocation,
     ) -> Outcome:
         started = time.perf_counter()

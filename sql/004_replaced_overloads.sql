@@ -7,7 +7,7 @@ declare
   v_wanted constant text[][] := array[
     ['get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid,real,real,integer,real)', 'jsonb'],
     ['mark_old_campaign_messages_as_skipped(timestamp with time zone,uuid,integer)', 'integer'],
-    ['get_lead_contexts(uuid[])', 'jsonb'],
+    ['get_lead_contexts(uuid[],uuid[],integer)', 'jsonb'],
     ['start_campaign_message(uuid,uuid)', 'jsonb'],
     ['save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric)', 'jsonb'],
     ['mark_message_part_sent(uuid,uuid,integer,text)', 'jsonb'],
@@ -24,7 +24,7 @@ declare
     ['record_provider_outage(text)', 'boolean'],
     ['campaign_queue_effective_horizon(timestamp with time zone)', 'timestamp with time zone'],
     ['resume_reconnected_campaign_runs()', 'jsonb'],
-    ['take_inbox_slot(uuid,uuid,real,real,integer,real,text)', 'jsonb'],
+    ['take_inbox_slot(uuid,uuid,real,real,integer,real,text,integer)', 'jsonb'],
     ['cq_inbox_limits(campaign_inbox_pacing,real,real,integer)', 'record'],
     ['cq_inbox_holds_backlog(uuid,timestamp with time zone)', 'boolean'],
     ['cq_pick_due_messages(integer,timestamp with time zone,uuid,real,real,integer,real,integer)', 'uuid[]'],
@@ -47,7 +47,12 @@ declare
     ['cq_status_last_call()', 'jsonb'],
     ['cq_brake_error(text)', 'text'],
     ['cq_record_inbox_send(uuid,integer,text,integer,real)', 'jsonb'],
-    ['lift_inbox_brake(uuid)', 'jsonb']
+    ['lift_inbox_brake(uuid)', 'jsonb'],
+    ['suppress_campaign_contact(uuid,text,text)', 'jsonb'],
+    ['unsuppress_campaign_contact(uuid,text)', 'jsonb'],
+    ['cq_contact_stop_reason(uuid,integer)', 'text'],
+    ['cq_contact_phone(text)', 'text'],
+    ['cq_status_skipped(timestamp with time zone,uuid)', 'jsonb']
   ];
   v_fn record;
   v_keep boolean;

@@ -4,23 +4,7 @@
 -- A message that ends as the last unfinished one of its running run completes the run, in
 -- the same transaction (lock order: 017_message_end.sql).
 
-create or replace function get_lead_contexts(p_lead_ids uuid[])
-returns jsonb
-language sql stable security definer set search_path = public
-as $$
-  select coalesce(jsonb_object_agg(l.id::text, jsonb_build_object(
-           'id', l.id,
-           'workspace_id', l.workspace_id,
-           'column_id', l.column_id,
-           'client_name', l.client_name,
-           'company', l.company,
-           'deal_value', l.deal_value,
-           'priority', l.priority,
-           'tags', to_jsonb(l.tags),
-           'custom_fields', l.custom_fields)), '{}'::jsonb)
-  from leads l
-  where l.id = any(p_lead_ids);
-$$;
+-- get_lead_contexts: 045_suppressions.sql (it answers the contacts' stop reasons too).
 
 
 create or replace function start_campaign_message(p_message_id uuid, p_lock_token uuid)

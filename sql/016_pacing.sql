@@ -118,9 +118,10 @@ $$;
 -- after its own row insert: no cycle. The override row is only read, never locked.
 -- Answers {ok, reason, wait_s}: ok; or refused with 'gap' (the slot opens in wait_s),
 -- 'in_flight' (the inbox's last first part is still being sent: ask again in wait_s),
--- 'daily_cap' (wait_s until the next day), 'lock_lost' (another worker's lease now, or this
--- one expired: not renewed for p_lock_timeout_s, so another worker may claim the message
--- again at any moment). Every other answer renews the lease, as renew_campaign_leases does:
+-- 'daily_cap' (wait_s until the next day), 'opted out' / 'replied' (the contact may not be
+-- written to: 045_suppressions.sql; the caller skips the message), 'lock_lost' (another
+-- worker's lease now, or this one expired: not renewed for p_lock_timeout_s, so another
+-- worker may claim the message again at any moment). Every other answer renews the lease, as renew_campaign_leases does:
 -- the caller counts it as a renewal, so its truth is here.
 create or replace function take_inbox_slot(
   p_message_id uuid,
@@ -133,7 +134,8 @@ create or replace function take_inbox_slot(
   p_lock_timeout_s real default null,
   -- INBOX_TIMEZONE: the zone of the cap's day for an inbox whose row names none (older
   -- callers, and a zone Postgres does not know: America/Sao_Paulo)
-  p_inbox_timezone text default null
+  p_inbox_timezone text default null,
+  p_reply_stop_days int default null  -- REPLY_STOP_DAYS (null: 30), 045_suppressions.sql
 ) returns jsonb
 language plpgsql security definer set search_path = public
 as $$
@@ -171,6 +173,7 @@ begin
   if v_parts > 0 then  -- only first parts are paced; a resumed message goes on
     return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
   end if;
+  if cq_contact_stop_reason(p_message_id, p_reply_stop_days) is not null then return jsonb_build_object('ok', false, 'reason', cq_contact_stop_reason(p_message_id, p_reply_stop_days), 'wait_s', null); end if;  -- opted out or replied meanwhile (045)
   select c.inbox_id into v_inbox
     from campaign_runs r join campaign_configs c on c.id = r.config_id
    where r.id = v_run;

@@ -88,6 +88,8 @@ $$;
 --                 (cq_status_circuit, 030_calls_and_circuit.sql)
 --   last_call     the call that ended last and what it answered, or null
 --                 (cq_status_last_call, 030)
+--   skipped_by_reason [{reason, count}]: messages skipped in the last 24 hours, by reason
+--                 ('opted out', 'replied', ...; cq_status_skipped, 046_status_skipped.sql)
 -- With p_run_id every section is about that run (and its inbox), but circuit and last_call,
 -- which are about the service.
 --
@@ -372,6 +374,7 @@ begin
     'retrying', v_retrying -> 'reasons',
     'circuit', cq_status_circuit(v_now),
     'last_call', cq_status_last_call(),
+    'skipped_by_reason', cq_status_skipped(v_now, p_run_id),
     'throughput', (
       select jsonb_build_object('sent_5m', coalesce(sum(x.sent_5m), 0),
                                 'sent_60m', coalesce(sum(x.sent_60m), 0))

@@ -5,9 +5,9 @@ declare
 begin
   foreach v_fn in array array[
     'get_and_lock_campaign_messages(integer,timestamptz,integer,text,uuid,real,real,integer,real)',
-    'take_inbox_slot(uuid,uuid,real,real,integer,real,text)',
+    'take_inbox_slot(uuid,uuid,real,real,integer,real,text,integer)',
     'mark_old_campaign_messages_as_skipped(timestamptz,uuid,integer)',
-    'get_lead_contexts(uuid[])',
+    'get_lead_contexts(uuid[],uuid[],integer)',
     'start_campaign_message(uuid,uuid)',
     'save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric)',
     'mark_message_part_sent(uuid,uuid,integer,text)',
@@ -27,7 +27,9 @@ begin
     'campaign_queue_status(uuid,real,real,integer,text)',
     'record_campaign_queue_call(text,integer,integer,integer,integer,text,boolean)',
     'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer)',
-    'lift_inbox_brake(uuid)'
+    'lift_inbox_brake(uuid)',
+    'suppress_campaign_contact(uuid,text,text)',
+    'unsuppress_campaign_contact(uuid,text)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated', v_fn);
     execute format('grant execute on function %s to service_role', v_fn);
@@ -57,7 +59,10 @@ begin
     'cq_window_opening(time,time,text,timestamptz)',
     'cq_open_horizon(time,time,text,timestamptz,timestamptz)',
     'cq_brake_error(text)',
-    'cq_record_inbox_send(uuid,integer,text,integer,real)'
+    'cq_record_inbox_send(uuid,integer,text,integer,real)',
+    'cq_contact_stop_reason(uuid,integer)',
+    'cq_contact_phone(text)',
+    'cq_status_skipped(timestamptz,uuid)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);

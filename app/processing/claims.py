@@ -18,13 +18,15 @@ from app.processing.endings import Outcome
 from app.processing.invocation import Invocation
 from app.settings import Settings
 from app.store.rpc import DatabaseError
-from app.store.store import Claim, Lease, Pacing, Store, UnreadableLead
+from app.store.store import Claim, Lease, Pacing, StoppedContact, Store, UnreadableLead
 
 log = logging.getLogger("campaign_queue")
 
 _RELEASE_TRIES = 3
 
-Waiting = deque[tuple[ClaimedMessage, LeadContext | UnreadableLead | None]]
+# Each claimed message with its lead's context, or why it cannot be written (StoppedContact).
+Context = LeadContext | UnreadableLead | StoppedContact | None
+Waiting = deque[tuple[ClaimedMessage, Context]]
 
 
 class Claimer:
@@ -72,11 +74,16 @@ class Claimer:
     async def with_contexts(
         self, messages: list[ClaimedMessage], invocation: Invocation
     ) -> Waiting | None:
-        """Each message with its lead's context; None (batch released) if the database failed."""
+        """Each message with its lead's context, or StoppedContact when its contact may not be
+        written to (in the same call); None (batch released) if the database failed."""
         if not messages:
             return deque()
         try:
-            contexts = await self._store.lead_contexts([m.lead_id for m in messages])
+            contexts, stops = await self._store.message_contexts(
+                [m.lead_id for m in messages],
+                [m.id for m in messages],
+                reply_stop_days=self._settings.reply_stop_days,
+            )
         except DatabaseError as exc:
             log.error(
                 "lead contexts failed after a claim; releasing the batch",
@@ -84,7 +91,10 @@ class Claimer:
             )
             await self.release(messages, invocation)
             return None
-        return deque((m, contexts.get(m.lead_id)) for m in messages)
+        return deque(
+            (m, StoppedContact(stops[m.id]) if m.id in stops else contexts.get(m.lead_id))
+            for m in messages
+        )
 
     async def fail_unworkable(self, batch: Claim, invocation: Invocation) -> Counter[Outcome]:
         """A row the service cannot read fails alone; its batch-mates are worked."""

@@ -22,13 +22,15 @@ from app.processing.endings import Endings, Outcome, log_fields
 from app.processing.invocation import Invocation
 from app.processing.window import next_opening, utc_now
 from app.store.rpc import DatabaseError
-from app.store.store import FailureBrake, Lease, Pacing, Store, UnreadableLead
+from app.store.store import FailureBrake, Lease, Pacing, StoppedContact, Store, UnreadableLead
 from app.text import clamp_int32
 
 log = logging.getLogger("campaign_queue")
 
 MAX_DELAY_BETWEEN_PARTS_S = 30.0
 SLOT_TRIES = 3
+# take_inbox_slot's answers for a contact who may not be written to any more.
+STOP_REASONS = ("opted out", "replied")
 
 __all__ = ["MessagePipeline", "Outcome"]
 
@@ -62,6 +64,7 @@ class MessagePipeline:
         send_timeout_s: float = 10.0,
         pacing: Pacing | None = None,
         brake: FailureBrake | None = None,
+        reply_stop_days: int | None = None,
     ) -> None:
         self._store = store
         self._writer = writer
@@ -69,12 +72,13 @@ class MessagePipeline:
         self._default_model = default_model
         self._send_timeout_s = send_timeout_s
         self._pacing = pacing or Pacing()
+        self._reply_stop_days = reply_stop_days  # REPLY_STOP_DAYS (None: the database's 30)
         self._endings = Endings(store, brake)
 
     async def run(
         self,
         message: ClaimedMessage,
-        lead: LeadContext | UnreadableLead | None,
+        lead: LeadContext | UnreadableLead | StoppedContact | None,
         invocation: Invocation,
     ) -> Outcome:
         started = time.perf_counter()
@@ -95,7 +99,7 @@ class MessagePipeline:
     async def _run(
         self,
         message: ClaimedMessage,
-        lead: LeadContext | UnreadableLead | None,
+        lead: LeadContext | UnreadableLead | StoppedContact | None,
         invocation: Invocation,
     ) -> Outcome:
         config = message.config
@@ -114,6 +118,8 @@ class MessagePipeline:
             return await endings.skip(message, invocation, "lead not found")
         if isinstance(lead, UnreadableLead):
             return await endings.fail(message, invocation, lead.error, retryable=False)
+        if isinstance(lead, StoppedContact):  # opted out or replied: before any LLM call
+            return await endings.skip(message, invocation, lead.reason)
 
         lease = Lease.of(message)
         asked_at = time.monotonic()
@@ -235,13 +241,15 @@ class MessagePipeline:
         while waited and tries < SLOT_TRIES:
             asked_at = time.monotonic()
             slot = await self._store.take_inbox_slot(
-                lease, self._pacing, invocation.leases.lock_timeout_s
+                lease, self._pacing, invocation.leases.lock_timeout_s, self._reply_stop_days
             )
             if slot.reason == "lock_lost":  # another worker's, or expired: send nothing
                 return await self._endings.refused(message, invocation, "lock_lost")
             invocation.leases.renewed(lease, asked_at)  # any other answer renewed the lease
             if slot.ok:
                 return None
+            if slot.reason in STOP_REASONS:  # a STOP or a reply came in while it was written
+                return await self._endings.skip(message, invocation, slot.reason)
             reason, wait_s = slot.reason or "slot", slot.wait_s or 0.0
             if (
                 reason not in ("gap", "in_flight")

@@ -97,7 +97,17 @@ class UnreadableLead:
     error: str
 
 
+@dataclass(frozen=True)
+class StoppedContact:
+    """A message whose contact may not be written to ('opted out' or 'replied'): it is
+    skipped with `reason` before any LLM call (README, "Number health")."""
+
+    reason: str
+
+
 LeadContexts = dict[uuid.UUID, LeadContext | UnreadableLead]
+# Claimed message id -> why its contact may not be written to.
+StopReasons = dict[uuid.UUID, str]
 
 
 @dataclass(frozen=True)

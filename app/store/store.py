@@ -21,6 +21,8 @@ from app.store.answers import (
     PartAnswer,
     SaveAnswer,
     SlotAnswer,
+    StoppedContact,
+    StopReasons,
     UnreadableLead,
     UnworkableRow,
 )
@@ -38,6 +40,8 @@ __all__ = [
     "PartAnswer",
     "SaveAnswer",
     "SlotAnswer",
+    "StopReasons",
+    "StoppedContact",
     "Store",
     "UnreadableLead",
     "UnworkableRow",
@@ -120,12 +124,35 @@ class Store:
         )
 
     async def lead_contexts(self, lead_ids: list[uuid.UUID]) -> LeadContexts:
-        if not lead_ids:
-            return {}
-        data = answer_object(
-            "get_lead_contexts",
-            await self._call("get_lead_contexts", p_lead_ids=sorted(set(lead_ids), key=str)),
-        )  # an unreadable answer must not read as "every lead is gone"
+        contexts, _ = await self.message_contexts(lead_ids, [], reply_stop_days=None)
+        return contexts
+
+    async def message_contexts(
+        self,
+        lead_ids: list[uuid.UUID],
+        message_ids: list[uuid.UUID],
+        *,
+        reply_stop_days: int | None,
+    ) -> tuple[LeadContexts, StopReasons]:
+        """The leads' contexts and, in the same call, which of the messages may not be sent
+        ('opted out', 'replied'; REPLY_STOP_DAYS, 0: stop-on-reply off)."""
+        if not lead_ids and not message_ids:
+            return {}, {}
+        function = "get_lead_contexts"
+        args: dict[str, Any] = {"p_lead_ids": sorted(set(lead_ids), key=str)}
+        if message_ids:
+            args["p_message_ids"] = sorted(set(message_ids), key=str)
+            args["p_reply_stop_days"] = reply_stop_days
+        # an unreadable answer must not read as "every lead is gone"
+        data = answer_object(function, await self._rpc.call(function, args))
+        stops: StopReasons = {}
+        stop_data = data.pop("stop_reasons", None)
+        if isinstance(stop_data, dict):
+            for key, reason in stop_data.items():
+                try:
+                    stops[uuid.UUID(str(key))] = str(reason)
+                except ValueError:
+                    continue
         contexts: LeadContexts = {}
         for key, value in data.items():
             try:
@@ -136,7 +163,7 @@ class Store:
                 contexts[lead_id] = LeadContext.model_validate(value)
             except ValidationError as exc:
                 contexts[lead_id] = UnreadableLead("lead context unreadable: " + _fields(exc))
-        return contexts
+        return contexts, stops
 
     async def start(self, lease: Lease) -> Answer:
         data = await self._object("start_campaign_message", **_fence(lease))
@@ -173,16 +200,24 @@ class Store:
         )
 
     async def take_inbox_slot(
-        self, lease: Lease, pacing: Pacing, lock_timeout_s: float | None = None
+        self,
+        lease: Lease,
+        pacing: Pacing,
+        lock_timeout_s: float | None = None,
+        reply_stop_days: int | None = None,
     ) -> SlotAnswer:
         """The inbox's slot for this message's first part, or how long until there is one.
 
         lock_timeout_s: the service's lease, which tells a live send of the inbox's last first
         part from a worker that died (its first part is waited for only while it lives).
+        reply_stop_days: REPLY_STOP_DAYS, for the contact's re-check (answers 'opted out' or
+        'replied' when it may not be written to any more).
         """
         args = {**_fence(lease), **pacing.args(), "p_inbox_timezone": pacing.timezone}
         if lock_timeout_s is not None:
             args["p_lock_timeout_s"] = lock_timeout_s
+        if reply_stop_days is not None:
+            args["p_reply_stop_days"] = reply_stop_days
         data = await self._object("take_inbox_slot", **args)
         wait = data.get("wait_s")
         return SlotAnswer(

@@ -61,7 +61,9 @@ async def test_a_row_that_cannot_be_worked_fails_alone(
 
 async def _break_lead_contexts(conn: asyncpg.Connection) -> None:
     await conn.execute(
-        """create or replace function get_lead_contexts(p_lead_ids uuid[]) returns jsonb
+        """create or replace function get_lead_contexts(
+             p_lead_ids uuid[], p_message_ids uuid[] default null,
+             p_reply_stop_days int default 30) returns jsonb
            language plpgsql security definer set search_path = public as $$
            begin raise exception 'lead contexts are down'; end $$"""
     )
@@ -103,7 +105,9 @@ async def test_a_lead_context_that_cannot_be_read_fails_that_message_alone(
     seeded = await seed_campaign(conn, leads=3)
     bad = seeded.lead_ids[1]
     await conn.execute(
-        """create or replace function get_lead_contexts(p_lead_ids uuid[]) returns jsonb
+        """create or replace function get_lead_contexts(
+             p_lead_ids uuid[], p_message_ids uuid[] default null,
+             p_reply_stop_days int default 30) returns jsonb
            language sql security definer set search_path = public as $$
              select jsonb_object_agg(l.id::text,
                       case when l.id = $1 then jsonb_build_object('id', 'not-a-uuid')

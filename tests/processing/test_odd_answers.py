@@ -133,7 +133,9 @@ async def test_lead_contexts_the_service_cannot_read_release_the_batch_not_skip_
 ) -> None:
     seeded = await seed_campaign(conn, leads=3)
     await conn.execute(
-        """create or replace function get_lead_contexts(p_lead_ids uuid[]) returns jsonb
+        """create or replace function get_lead_contexts(
+             p_lead_ids uuid[], p_message_ids uuid[] default null,
+             p_reply_stop_days int default 30) returns jsonb
            language sql security definer set search_path = public
            as $$ select to_jsonb('<html>bad gateway</html>'::text) $$"""
     )

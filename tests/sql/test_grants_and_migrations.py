@@ -34,6 +34,8 @@ QUEUE_FUNCTIONS = [
     "record_campaign_queue_call",
     "campaign_queue_next_start",
     "lift_inbox_brake",
+    "suppress_campaign_contact",
+    "unsuppress_campaign_contact",
 ]
 INTERNAL_FUNCTIONS = [
     "cq_inbox_limits",
@@ -60,6 +62,9 @@ INTERNAL_FUNCTIONS = [
     "cq_open_horizon",
     "cq_brake_error",
     "cq_record_inbox_send",
+    "cq_contact_phone",
+    "cq_contact_stop_reason",
+    "cq_status_skipped",
 ]
 
 
