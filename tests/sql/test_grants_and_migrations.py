@@ -57,6 +57,9 @@ INTERNAL_FUNCTIONS = [
     "cq_window_open",
     "cq_window_opening",
     "cq_open_horizon",
+    "cq_warmup_cap",
+    "cq_hourly_hold_until",
+    "cq_inbox_hold",
 ]
 
 
@@ -142,7 +145,7 @@ async def test_an_existing_product_function_is_never_replaced(pg_server_dsn: str
             )
             assert [r["s"] for r in signatures] == [
                 "get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid,"
-                "real,real,integer,real)"
+                "real,real,integer,real,integer,integer,integer)"
             ]
         finally:
             await conn.close()
