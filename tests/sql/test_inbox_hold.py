@@ -109,7 +109,8 @@ async def test_warmup_counts_days_on_which_the_service_never_ran(
     await set_day_0(conn, seeded.inbox_id, today - timedelta(days=3))
     await conn.execute(
         """update campaign_inbox_pacing_state
-              set sent_day = $2, sent_today = 1, day_timezone = $3, last_slot_at = now() - '3 days'::interval
+              set sent_day = $2, sent_today = 1, day_timezone = $3,
+                  last_slot_at = now() - '3 days'::interval
             where inbox_id = $1""",
         seeded.inbox_id,
         today - timedelta(days=3),
@@ -142,7 +143,8 @@ async def test_the_claim_and_next_start_wait_for_the_warmups_next_day(
     assert await claim(rpc, 3, **warming) == []
     wait_s = await next_start(rpc, **warming)
     to_midnight = await seconds_to_midnight(conn, INBOX_ZONE)
-    assert wait_s is not None and abs(wait_s - to_midnight) < 5
+    assert wait_s is not None
+    assert abs(wait_s - to_midnight) < 5
 
     # The same inbox past its warm-up (or without one): its cap of 50 lets it through.
     done = {**pacing(0, cap=50), **health(warmup_days=0)}
@@ -168,11 +170,13 @@ async def test_the_hourly_cap_holds_within_a_rolling_hour(
     assert 3590 < float(held["wait_s"]) <= 3600
     assert await claim(rpc, 5, **settings) == []
     wait_s = await next_start(rpc, **settings)
-    assert wait_s is not None and 3590 < wait_s <= 3600
+    assert wait_s is not None
+    assert 3590 < wait_s <= 3600
 
     # 61 minutes pass for the first slot: it leaves the rolling hour, the second does not.
     await conn.execute(
-        """update campaign_inbox_pacing_state set hour_slots[1] = hour_slots[1] - '61 minutes'::interval
+        """update campaign_inbox_pacing_state
+              set hour_slots[1] = hour_slots[1] - '61 minutes'::interval
             where inbox_id = $1""",
         seeded.inbox_id,
     )
@@ -181,7 +185,8 @@ async def test_the_hourly_cap_holds_within_a_rolling_hour(
     assert (held["ok"], held["reason"]) == (False, "hourly_cap")
     assert 3590 < float(held["wait_s"]) <= 3600  # an hour after the second slot
     state = await state_row(conn, seeded.inbox_id)
-    assert state is not None and len(state["hour_slots"]) == 2  # bounded by the cap
+    assert state is not None
+    assert len(state["hour_slots"]) == 2  # bounded by the cap
 
     await conn.execute(
         """update campaign_inbox_pacing_state
@@ -234,7 +239,8 @@ async def test_a_braked_inbox_waits_untouched_and_goes_again_when_the_brake_ends
     assert (row["status"], row["retry_count"], row["parts_sent"]) == ("queued", 0, 0)
     assert await claim(rpc, 5, **settings) == []
     wait_s = await next_start(rpc, **settings)
-    assert wait_s is not None and 3590 < wait_s <= 3600
+    assert wait_s is not None
+    assert 3590 < wait_s <= 3600
     assert await skip_late(rpc) == 0
     status = await rpc.call("campaign_queue_status", {**settings, **health()})
     [inbox] = status["inboxes"]
