@@ -5,6 +5,7 @@ back stay pending untouched (no retry spent, none skipped), and a braked inbox i
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -18,6 +19,8 @@ from app.main import create_app
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
 from app.settings import Settings
+from app.status import render
+from app.status_answer import StatusAnswer
 from tests.service import Service
 from tests.stubs import CRON_SECRET, Stubs
 
@@ -46,6 +49,15 @@ async def statuses(conn: asyncpg.Connection) -> Counter[str]:
     return Counter(r["status"] for r in rows)
 
 
+async def status_of(service: Service) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {CRON_SECRET}"}
+    response = await service.http.get(service.url + "/status", headers=headers)
+    assert response.status_code == 200, response.text
+    StatusAnswer.model_validate(response.json())  # the answer its documentation describes
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
 async def both_process(services: list[Service]) -> int:
     answers = await asyncio.gather(*(s.process({"batch_size": 5}) for s in services))
     return sum(a.json()["processed"] for a in answers)
@@ -62,6 +74,10 @@ async def test_the_hourly_cap_holds_across_two_instances(
 
     assert await statuses(conn) == Counter({"sent": 3, "pending": 5})
     assert await conn.fetchval("select max(retry_count) from campaign_messages") == 0
+    status = await status_of(services[1])
+    [inbox] = status["inboxes"]
+    assert (inbox["sent_last_hour"], inbox["hourly_cap"], inbox["held"]) == (3, 3, "hourly_cap")
+    assert re.search(r"held: hourly_cap, ends in (59m|1h)", render(status))
     # An hour passes for the three slots: three more go.
     await conn.execute(
         """update campaign_inbox_pacing_state
@@ -86,10 +102,10 @@ async def test_the_warmups_cap_holds_across_two_instances(
 
     assert await statuses(conn) == Counter({"sent": 2, "pending": 6})
     assert await conn.fetchval("select max(retry_count) from campaign_messages") == 0
-    headers = {"Authorization": f"Bearer {CRON_SECRET}"}
-    status = (await services[0].http.get(services[0].url + "/status", headers=headers)).json()
+    status = await status_of(services[0])
     [inbox] = status["inboxes"]
     assert (inbox["warmup_day"], inbox["today_cap"], inbox["held"]) == (0, 2, "daily_cap")
+    assert "day 0" in render(status)
 
 
 async def test_a_braked_inbox_is_not_worked_until_its_brake_ends(
@@ -106,6 +122,10 @@ async def test_a_braked_inbox_is_not_worked_until_its_brake_ends(
     assert await both_process(services) == 0
     assert await statuses(conn) == Counter({"pending": 4})
     assert services[0].stubs.openrouter.requests == 0
+    status = await status_of(services[0])
+    [inbox] = status["inboxes"]
+    assert (inbox["held"], inbox["brake_reason"]) == ("brake", "failed sends")
+    assert "held: brake (failed sends), ends in " in render(status), render(status)
 
     await conn.execute(
         "update campaign_inbox_pacing_state set brake_until = now() where inbox_id = $1",
