@@ -118,20 +118,28 @@ create or replace function cq_inbox_hold(
 language plpgsql stable set search_path = public
 as $$
 declare
+  v_cap int := greatest(coalesce(p_daily_cap, 0), 0);
   v_days int := greatest(coalesce(p_row.warmup_days, p_warmup_days, 0), 0);
   v_start int := greatest(coalesce(p_row.warmup_start_cap, p_warmup_start_cap, 20), 1);
-  v_today date := cq_local_date(p_state.day_timezone, p_now);
-  v_day int := greatest(v_today - coalesce(p_state.first_sent_day, v_today), 0);
+  v_today date;
+  v_day int := 0;
   v_end timestamptz;
 begin
   hourly_cap := greatest(coalesce(p_row.hourly_cap, p_hourly_cap, 0), 0);
-  day_cap := cq_warmup_cap(greatest(coalesce(p_daily_cap, 0), 0), v_days, v_start, v_day);
-  if v_days > 0 and coalesce(p_daily_cap, 0) > 0 and v_day < v_days then
-    warmup_day := v_day;
-  end if;
   if hourly_cap > 0 then
     sent_last_hour := (select count(*) from unnest(p_state.hour_slots) t(at)
                         where t.at > p_now - interval '1 hour');
+  end if;
+  -- The local day only when it matters (a warm-up, or a count at the cap): it costs a zone
+  -- check, and next_start and the status call this once per run or inbox.
+  if v_cap > 0 and p_state.inbox_id is not null
+     and (v_days > 0 or p_state.sent_today >= v_cap) then
+    v_today := cq_local_date(p_state.day_timezone, p_now);
+    v_day := greatest(v_today - coalesce(p_state.first_sent_day, v_today), 0);
+  end if;
+  day_cap := cq_warmup_cap(v_cap, v_days, v_start, v_day);
+  if v_days > 0 and v_cap > 0 and v_day < v_days then
+    warmup_day := v_day;
   end if;
   if p_state.inbox_id is null then
     return;
@@ -140,7 +148,7 @@ begin
     reason := 'brake';
     until := p_state.brake_until;
   end if;
-  if day_cap > 0 and p_state.sent_day >= v_today and p_state.sent_today >= day_cap then
+  if day_cap > 0 and p_state.sent_today >= day_cap and p_state.sent_day >= v_today then
     v_end := (p_state.sent_day + 1)::timestamp  -- the day's end, in its zone
              at time zone cq_valid_timezone(p_state.day_timezone);
     if until is null or v_end > until then

@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 
 from app.sandbox.seed import seed_campaign
 from app.store.postgres import PostgresRpc
@@ -305,3 +306,29 @@ async def test_a_daily_capped_backlog_is_not_late_until_an_hour_after_its_day_en
         other.inbox_id,
     )
     assert await skip_late(rpc) == 2  # free for two hours and not served: late
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+async def test_invalid_warmup_and_hourly_overrides_are_refused_naming_the_rule(
+    conn: asyncpg.Connection,
+) -> None:
+    seeded = await seed_campaign(conn, leads=1)
+    await set_pacing(conn, seeded.inbox_id, daily_cap=100, warmup_days=7, warmup_start_cap=20)
+    refused = {
+        "warmup_days: null or a whole number of days from 0 to 3650": {"warmup_days": -1},
+        "warmup_start_cap: null or a whole number >= 1": {"warmup_start_cap": 0},
+        "warmup_start_cap: not above daily_cap": {"warmup_start_cap": 101},
+        "hourly_cap: null or a whole number from 0 to 3600": {"hourly_cap": -5},
+    }
+    for rule, columns in refused.items():
+        with pytest.raises(asyncpg.CheckViolationError) as error:
+            await set_pacing(conn, seeded.inbox_id, **columns)
+        assert error.value.constraint_name == rule
+
+    row = await conn.fetchrow(
+        "select daily_cap, warmup_days, warmup_start_cap, hourly_cap from campaign_inbox_pacing"
+    )
+    assert tuple(row) == (100, 7, 20, None)  # nothing changed
+    await set_pacing(conn, seeded.inbox_id, warmup_start_cap=100, hourly_cap=3600)  # the bounds
