@@ -120,9 +120,9 @@ $$;
 -- 'in_flight' (the inbox's last first part is still being sent: ask again in wait_s),
 -- 'daily_cap' (wait_s until the next day; during a warm-up, the warm-up's cap), 'hourly_cap'
 -- (wait_s until a slot leaves the rolling hour), 'brake' (wait_s until brake_until): the
--- inbox's hold (cq_inbox_hold, 040_inbox_hold.sql), 'lock_lost' (another worker's lease now, or this
--- one expired: not renewed for p_lock_timeout_s, so another worker may claim the message
--- again at any moment). Every other answer renews the lease, as renew_campaign_leases does:
+-- inbox's hold (cq_inbox_hold, 040_inbox_hold.sql), 'lock_lost' (another worker's lease
+-- now, or this one expired: not renewed for p_lock_timeout_s, so another worker may claim
+-- the message again at any moment). Every other answer renews the lease, as renew_campaign_leases does:
 -- the caller counts it as a renewal, so its truth is here.
 create or replace function take_inbox_slot(
   p_message_id uuid,

@@ -4,9 +4,9 @@
 -- the run served least recently (campaign_run_turns), so a 10-lead run is not held behind a
 -- 10,000-lead one on the same number. An inbox is eligible when it is not held (under its
 -- daily cap, the warm-up's during a warm-up, under its hourly cap, not braked: cq_inbox_hold's
--- rule in 040_inbox_hold.sql, written out here) and, if it has a gap, its next slot opens within p_lookahead_s and nobody holds its turn. A gapped
--- inbox's turn is reserved for the message picked (turn_message_id): two instances never
--- generate for one slot. Pass 2 fills what is left of the batch from inboxes without a gap,
+-- rule in 040_inbox_hold.sql, written out here) and, if it has a gap, its next slot opens
+-- within p_lookahead_s and nobody holds its turn. A gapped inbox's turn is reserved for the
+-- message picked (turn_message_id): two instances never generate for one slot. Pass 2 fills what is left of the batch from inboxes without a gap,
 -- round-robin over inboxes, and within one over its runs, never past what the cap leaves.
 -- Runs whose send window is closed are left alone (022_send_window.sql). A run's late
 -- messages (due before its horizon: closed-window time not counted, and none while its
