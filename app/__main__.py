@@ -104,6 +104,9 @@ def _status(args: argparse.Namespace) -> int:
             database.inbox_max_gap_s,
             database.inbox_daily_cap,
             database.inbox_timezone,
+            warmup_days=database.inbox_warmup_days,
+            warmup_start_cap=database.inbox_warmup_start_cap,
+            hourly_cap=database.inbox_hourly_cap,
         )
     except SettingsError:
         try:

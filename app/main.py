@@ -124,6 +124,9 @@ async def build_services(settings: Settings) -> Services:
             settings.inbox_max_gap_s,
             settings.inbox_daily_cap,
             settings.inbox_timezone,
+            warmup_days=settings.inbox_warmup_days,
+            warmup_start_cap=settings.inbox_warmup_start_cap,
+            hourly_cap=settings.inbox_hourly_cap,
         ),
         brake=FailureBrake(settings.inbox_brake_failures, settings.inbox_brake_hours),
         reply_stop_days=settings.reply_stop_days,
@@ -320,6 +323,9 @@ async def status(services: ServicesDep, run_id: uuid.UUID | None = None) -> JSON
         settings.inbox_max_gap_s,
         settings.inbox_daily_cap,
         settings.inbox_timezone,
+        warmup_days=settings.inbox_warmup_days,
+        warmup_start_cap=settings.inbox_warmup_start_cap,
+        hourly_cap=settings.inbox_hourly_cap,
     )
     try:
         return JSONResponse(await services.store.queue_status(run_id, pacing))

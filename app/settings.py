@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     inbox_daily_cap: int = Field(default=300, ge=0, le=1_000_000)
     # The calendar day the cap counts, for inboxes whose row names no timezone of its own.
     inbox_timezone: str = "America/Sao_Paulo"
+    # Number health: warm-up and the hourly cap (README, "Number health"), off by default (on
+    # for numbers already in use they would throttle a running business overnight). The
+    # warm-up's cap grows from the start cap on day 0 to INBOX_DAILY_CAP on day
+    # INBOX_WARMUP_DAYS; at most INBOX_HOURLY_CAP first parts an inbox in any 60 minutes.
+    inbox_warmup_days: int = Field(default=0, ge=0, le=3650)
+    inbox_warmup_start_cap: int = Field(default=20, ge=1, le=1_000_000)
+    inbox_hourly_cap: int = Field(default=0, ge=0, le=3600)
 
     # The failure brake (README "Failure brake"): an inbox whose last 20 sends hold at least
     # this many failures for good at the send endpoint (400/404: invalid or unknown numbers)

@@ -118,19 +118,37 @@ def _runs(runs: list[Mapping[str, Any]], at: datetime | None) -> list[str]:
 def _inboxes(inboxes: list[Mapping[str, Any]], at: datetime | None) -> list[str]:
     if not inboxes:
         return ["INBOXES", "  no inbox"]
-    headers = ["inbox", "sent today", "day's zone", "gap", "next slot", "pending"]
+    headers = ["inbox", "sent today", "warm-up", "last hour", "day's zone", "gap", "next slot"]
+    headers.append("pending")
     rows = []
     for inbox in inboxes:
-        cap = as_number(inbox.get("daily_cap"))
+        cap = as_number(inbox.get("today_cap"))
+        if cap is None:  # an older database: no warm-up
+            cap = as_number(inbox.get("daily_cap"))
         sent_today = count(as_number(inbox.get("sent_today")))
+        warmup_day = as_number(inbox.get("warmup_day"))
+        hourly_cap = as_number(inbox.get("hourly_cap"))
+        last_hour = count(as_number(inbox.get("sent_last_hour")))
         rows.append(
             [
                 short_id(inbox.get("inbox_id")),
                 f"{sent_today}/{count(cap)}" if cap else f"{sent_today} (no cap)",
+                f"day {count(warmup_day)}" if warmup_day is not None else "-",
+                f"{last_hour}/{count(hourly_cap)}" if hourly_cap else "-",
                 one_line(inbox.get("timezone")) or "-",
                 gap_range(as_number(inbox.get("min_gap_s")), as_number(inbox.get("max_gap_s"))),
                 until(as_time(inbox.get("next_slot_at")), at),
                 count(as_number(inbox.get("pending"))),
             ]
         )
-    return [f"INBOXES ({len(inboxes)})", *table(headers, rows, right={1, 3, 4, 5})]
+    lines = [f"INBOXES ({len(inboxes)})", *table(headers, rows, right={1, 3, 5, 6, 7})]
+    for inbox in inboxes:  # what holds an inbox now (README, "Number health")
+        held = inbox.get("held")
+        if not held:
+            continue
+        why = f" ({one_line(inbox['brake_reason'])})" if inbox.get("brake_reason") else ""
+        ends = until(as_time(inbox.get("held_until")), at)
+        lines.append(
+            f"  {short_id(inbox.get('inbox_id'))} held: {one_line(held)}{why}, ends {ends}"
+        )
+    return lines

@@ -61,6 +61,31 @@ class StatusInbox(_Part):
         "INBOX_TIMEZONE.",
     )
     next_slot_at: datetime | None = Field(description="When its next message may go.")
+    # Number health (README, "Number health"): the warm-up, the hourly cap, the brake.
+    warmup_day: int | None = Field(
+        default=None,
+        description="Its warm-up's day today (0: the local day of its first message sent); "
+        "null: no warm-up in force, or past it.",
+    )
+    today_cap: int | None = Field(
+        default=None, description="Today's cap: the warm-up's, else daily_cap; 0: none."
+    )
+    hourly_cap: int | None = Field(default=None, description="Its hourly cap; 0: none.")
+    sent_last_hour: int | None = Field(
+        default=None, description="First parts in the last 60 minutes; null: no hourly cap."
+    )
+    held: str | None = Field(
+        default=None,
+        description="What holds its first parts now: 'daily_cap' (the warm-up's cap during a "
+        "warm-up), 'hourly_cap' or 'brake'; null: nothing.",
+    )
+    held_until: datetime | None = Field(default=None, description="When that hold ends.")
+    brake_reason: str | None = Field(
+        default=None, description="Why it is braked (while it is); null: not braked."
+    )
+    brake_until: datetime | None = Field(
+        default=None, description="When its brake ends (while it is braked)."
+    )
 
 
 class StatusFailure(_Part):

@@ -65,6 +65,8 @@ TABLES = [
 ]
 SERVICE_PACING = {"p_min_gap_s": 20.0, "p_max_gap_s": 60.0, "p_daily_cap": 300}
 PACING_OFF = {"p_min_gap_s": 0.0, "p_max_gap_s": 0.0, "p_daily_cap": 0}
+# Number health on (README, "Number health"): a 14-day warm-up from 20 a day, 30 an hour.
+HEALTH_ON = {"p_warmup_days": 14, "p_warmup_start_cap": 20, "p_hourly_cap": 30}
 LOAD_ALLOWANCE_S = 180  # loading 1M rows twice on a slow, shared machine
 
 
@@ -376,6 +378,11 @@ async def paced_case(admin_dsn: str, rows: int, claims: int, deadline: float) ->
             p_batch_size => $1, p_one_hour_ago => $2, p_lock_timeout_s => 600,
             p_worker => 'bench', p_min_gap_s => $3, p_max_gap_s => $4, p_daily_cap => $5,
             p_lookahead_s => 3)"""
+        health_sql = """select get_and_lock_campaign_messages(
+            p_batch_size => $1, p_one_hour_ago => $2, p_lock_timeout_s => 600,
+            p_worker => 'bench', p_min_gap_s => $3, p_max_gap_s => $4, p_daily_cap => $5,
+            p_lookahead_s => 3, p_warmup_days => $6, p_warmup_start_cap => $7,
+            p_hourly_cap => $8)"""
         section_4_sql = (
             "select get_and_lock_campaign_messages(p_batch_size => $1, p_one_hour_ago => $2)"
         )
@@ -425,10 +432,14 @@ async def paced_case(admin_dsn: str, rows: int, claims: int, deadline: float) ->
             "baseline: pacing off (0/0/0)", "every inbox eligible", paced_sql,
             settings(PACING_OFF),
         )  # fmt: skip
+        health = Series(
+            "claim, warm-up and hourly cap on", "14 days from 20, 30 an hour", health_sql,
+            lambda i: (*settings(SERVICE_PACING)(i), *HEALTH_ON.values()),
+        )  # fmt: skip
         await run_series(
             conn, [Series("warm-up", "", paced_sql, settings(SERVICE_PACING))], 10, deadline
         )
-        await run_series(conn, [service, floor, older, unpaced], claims, deadline)
+        await run_series(conn, [service, floor, older, unpaced, health], claims, deadline)
     finally:
         await conn.close()
         await drop_database(admin_dsn, "claim_cost_paced")
@@ -439,6 +450,7 @@ async def paced_case(admin_dsn: str, rows: int, claims: int, deadline: float) ->
         floor.line(),
         older.line(),
         unpaced.line(),
+        health.line(),
     ]
 
 

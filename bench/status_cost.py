@@ -233,7 +233,8 @@ def function_statements(source: str) -> dict[str, str]:
 
     $1 v_shown, $2 v_counted (uuid[]), $3 p_run_id (uuid), $4 p_min_gap_s, $5 p_max_gap_s
     (real), $6 p_daily_cap (int), $7 v_texts (text[]), $8 v_counts (bigint[]), $9 v_retrying
-    (jsonb, when the function has it); v_now is now(), v_setting_tz the default zone.
+    (jsonb, when the function has it); v_now is now(), v_setting_tz the default zone, the
+    warm-up's and hourly cap's settings null (off).
     """
     found = {
         "shown": re.search(r"select coalesce\(array_agg.*?;", source, re.S),
@@ -259,6 +260,10 @@ def function_statements(source: str) -> dict[str, str]:
         "v_texts": "$7::text[]",
         "v_counts": "$8::bigint[]",
         "v_retrying": "$9::jsonb",
+        # Number health's settings (warm-up, hourly cap): their defaults, off
+        "p_warmup_days": "null::int",
+        "p_warmup_start_cap": "null::int",
+        "p_hourly_cap": "null::int",
     }
     statements = {}
     for key, match in found.items():

@@ -17,7 +17,11 @@ create or replace function get_and_lock_campaign_messages(
   p_daily_cap int default null,
   -- A paced inbox whose next slot opens within this many seconds is claimable now: the
   -- worker waits for the slot (its lease renewed), so a call keeps each inbox at its pace.
-  p_lookahead_s real default 0
+  p_lookahead_s real default 0,
+  -- INBOX_WARMUP_DAYS, INBOX_WARMUP_START_CAP, INBOX_HOURLY_CAP (040_inbox_hold.sql)
+  p_warmup_days int default null,
+  p_warmup_start_cap int default null,
+  p_hourly_cap int default null
 ) returns jsonb
 language plpgsql security definer set search_path = public
 as $$
@@ -156,7 +160,8 @@ begin
   if v_left > 0 then
     -- Into a variable first: in a where clause the function could run once per row.
     v_picked := cq_pick_due_messages(v_left, v_horizon, p_run_id, p_min_gap_s, p_max_gap_s,
-                                     p_daily_cap, p_lookahead_s, p_lock_timeout_s);
+                                     p_daily_cap, p_lookahead_s, p_lock_timeout_s,
+                                     p_warmup_days, p_warmup_start_cap, p_hourly_cap);
     with claimed as (
       update campaign_messages m
          set status = 'queued', lock_token = gen_random_uuid(), locked_at = now(),

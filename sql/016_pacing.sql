@@ -118,10 +118,13 @@ $$;
 -- after its own row insert: no cycle. The override row is only read, never locked.
 -- Answers {ok, reason, wait_s}: ok; or refused with 'gap' (the slot opens in wait_s),
 -- 'in_flight' (the inbox's last first part is still being sent: ask again in wait_s),
--- 'daily_cap' (wait_s until the next day), 'opted out' / 'replied' (the contact may not be
--- written to: 045_suppressions.sql; the caller skips the message), 'lock_lost' (another
--- worker's lease now, or this one expired: not renewed for p_lock_timeout_s, so another
--- worker may claim the message again at any moment). Every other answer renews the lease, as renew_campaign_leases does:
+-- 'daily_cap' (wait_s until the next day; during a warm-up, the warm-up's cap), 'hourly_cap'
+-- (wait_s until a slot leaves the rolling hour), 'brake' (wait_s until brake_until): the
+-- inbox's hold (cq_inbox_hold, 040_inbox_hold.sql), 'opted out' / 'replied' (the contact may
+-- not be written to: 045_suppressions.sql; the caller skips the message), 'lock_lost'
+-- (another worker's lease now, or this one expired: not renewed for p_lock_timeout_s, so
+-- another worker may claim the message again at any moment). Every other answer renews the
+-- lease, as renew_campaign_leases does:
 -- the caller counts it as a renewal, so its truth is here.
 create or replace function take_inbox_slot(
   p_message_id uuid,
@@ -135,7 +138,11 @@ create or replace function take_inbox_slot(
   -- INBOX_TIMEZONE: the zone of the cap's day for an inbox whose row names none (older
   -- callers, and a zone Postgres does not know: America/Sao_Paulo)
   p_inbox_timezone text default null,
-  p_reply_stop_days int default null  -- REPLY_STOP_DAYS (null: 30), 045_suppressions.sql
+  p_reply_stop_days int default null,  -- REPLY_STOP_DAYS (null: 30), 045_suppressions.sql
+  -- INBOX_WARMUP_DAYS, INBOX_WARMUP_START_CAP, INBOX_HOURLY_CAP (older callers: off)
+  p_warmup_days int default null,
+  p_warmup_start_cap int default null,
+  p_hourly_cap int default null
 ) returns jsonb
 language plpgsql security definer set search_path = public
 as $$
@@ -147,9 +154,10 @@ declare
   v_row campaign_inbox_pacing;  -- the operator's overrides (all null: none)
   v_state campaign_inbox_pacing_state;
   v_limits record;
+  v_hold record;
+  v_hourly_cap int;
   v_now timestamptz;
   v_gap double precision := 0;
-  v_ends timestamptz;
   v_after_last timestamptz;  -- the soonest the next first part may go, from the last one's:
   v_delivered_at timestamptz;  -- its delivery, recorded
   v_in_flight boolean;         -- or its send still going on
@@ -183,9 +191,10 @@ begin
 
   select * into v_row from campaign_inbox_pacing where inbox_id = v_inbox;
   v_limits := cq_inbox_limits(v_row, p_min_gap_s, p_max_gap_s, p_daily_cap);
+  v_hourly_cap := greatest(coalesce(v_row.hourly_cap, p_hourly_cap, 0), 0);
   select * into v_state from campaign_inbox_pacing_state where inbox_id = v_inbox for update;
   if not found then
-    if v_limits.min_gap_s = 0 and v_limits.daily_cap = 0 then
+    if v_limits.min_gap_s = 0 and v_limits.daily_cap = 0 and v_hourly_cap = 0 then
       -- Nobody paces this inbox (an older caller, or pacing off): no state is kept.
       return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
     end if;
@@ -208,20 +217,24 @@ begin
     v_state.sent_today := 0;
   end if;
 
-  if v_limits.daily_cap > 0 and v_state.sent_today >= v_limits.daily_cap then
+  -- Held: over today's cap (the warm-up's), over the hourly cap, or braked.
+  v_hold := cq_inbox_hold(v_state, v_row, v_limits.daily_cap, p_warmup_days,
+                          p_warmup_start_cap, p_hourly_cap, v_now);
+  if v_hold.until is not null then
     update campaign_inbox_pacing_state
        set sent_day = v_state.sent_day, sent_today = v_state.sent_today,
-           day_timezone = v_state.day_timezone, capped_day = v_state.sent_day,
+           day_timezone = v_state.day_timezone,
+           capped_day = case when v_hold.reason = 'daily_cap' then v_state.sent_day
+                             else capped_day end,
+           capped_until = case when v_hold.reason = 'daily_cap' then v_hold.until
+                               else capped_until end,
            turn_message_id = case when turn_message_id = p_message_id then null
                                   else turn_message_id end,
            turn_until = case when turn_message_id = p_message_id then null else turn_until end,
            updated_at = v_now
      where inbox_id = v_inbox;
-    -- until the day ends in the zone that counts it
-    v_ends := (v_state.sent_day + 1)::timestamp
-              at time zone cq_valid_timezone(v_state.day_timezone);
-    return jsonb_build_object('ok', false, 'reason', 'daily_cap', 'wait_s',
-                              greatest(extract(epoch from v_ends - v_now), 0));
+    return jsonb_build_object('ok', false, 'reason', v_hold.reason, 'wait_s',
+                              greatest(extract(epoch from v_hold.until - v_now), 0));
   end if;
 
   -- A min gap of 0 is no gap (whatever the max): the claim does not reserve turns for such an
@@ -263,14 +276,24 @@ begin
   end if;
   update campaign_inbox_pacing_state
      set next_slot_at = v_now + make_interval(secs => v_gap),
-         paced = v_limits.min_gap_s > 0 or v_limits.daily_cap > 0,
+         paced = v_limits.min_gap_s > 0 or v_limits.daily_cap > 0 or v_hourly_cap > 0,
          last_slot_at = v_now,
          last_slot_message_id = p_message_id,
          sent_day = v_state.sent_day,
          sent_today = v_state.sent_today + 1,
-         capped_day = case when v_limits.daily_cap > 0
-                            and v_state.sent_today + 1 >= v_limits.daily_cap
+         capped_day = case when v_hold.day_cap > 0 and v_state.sent_today + 1 >= v_hold.day_cap
                            then v_state.sent_day else capped_day end,
+         capped_until = case when v_hold.day_cap > 0
+                              and v_state.sent_today + 1 >= v_hold.day_cap
+                             then (v_state.sent_day + 1)::timestamp
+                                  at time zone cq_valid_timezone(v_state.day_timezone)
+                             else capped_until end,
+         first_sent_day = coalesce(first_sent_day, v_state.sent_day),
+         -- the last hourly_cap slots, this one included
+         hour_slots = case when v_hourly_cap > 0
+                           then hour_slots[greatest(cardinality(hour_slots) - v_hourly_cap + 2, 1)
+                                           : cardinality(hour_slots)] || v_now
+                           else '{}' end,
          day_timezone = v_state.day_timezone,
          turn_message_id = case when turn_message_id = p_message_id then null
                                 else turn_message_id end,
@@ -282,21 +305,7 @@ end;
 $$;
 
 
--- A paced inbox holds its backlog back on purpose while its gap or its cap keeps it from
--- sending: those messages are not late (docs/architecture.md, "Pacing"). The gap held it until
--- its next slot (a gap longer than the horizon included), so it holds its backlog while that
--- slot is after the horizon (the caller's horizon already leaves out closed-window time); the
--- cap holds it until the capped day is over. Lateness is for an inbox that could send and was
--- not served.
-create or replace function cq_inbox_holds_backlog(p_inbox_id uuid, p_horizon timestamptz)
-returns boolean
-language sql stable security definer set search_path = public
-as $$
-  select coalesce((
-    select p.paced and (greatest(p.next_slot_at, p.last_slot_at) >= p_horizon
-                        or p.capped_day >= (now() - interval '2 days')::date)
-      from campaign_inbox_pacing_state p where p.inbox_id = p_inbox_id), false);
-$$;
+-- The late rule, cq_inbox_holds_backlog, is in 040_inbox_hold.sql (it reads that file's columns).
 
 
 -- A time zone Postgres knows, else the product's default (null, blank or unknown zones).

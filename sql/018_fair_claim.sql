@@ -2,10 +2,11 @@
 --
 -- Pass 1, one message per eligible inbox, least recently served inbox first; within an inbox,
 -- the run served least recently (campaign_run_turns), so a 10-lead run is not held behind a
--- 10,000-lead one on the same number. An inbox is eligible when it is under its daily cap and,
--- if it has a gap, its next slot opens within p_lookahead_s and nobody holds its turn. A gapped
--- inbox's turn is reserved for the message picked (turn_message_id): two instances never
--- generate for one slot. Pass 2 fills what is left of the batch from inboxes without a gap,
+-- 10,000-lead one on the same number. An inbox is eligible when it is not held (under its
+-- daily cap, the warm-up's during a warm-up, under its hourly cap, not braked: cq_inbox_hold's
+-- rule in 040_inbox_hold.sql, written out here) and, if it has a gap, its next slot opens
+-- within p_lookahead_s and nobody holds its turn. A gapped inbox's turn is reserved for the
+-- message picked (turn_message_id): two instances never generate for one slot. Pass 2 fills what is left of the batch from inboxes without a gap,
 -- round-robin over inboxes, and within one over its runs, never past what the cap leaves.
 -- Runs whose send window is closed are left alone (022_send_window.sql). A run's late
 -- messages (due before its horizon: closed-window time not counted, and none while its
@@ -33,7 +34,10 @@ create or replace function cq_pick_due_messages(
   p_max_gap_s real,
   p_daily_cap int,
   p_lookahead_s real,
-  p_lock_timeout_s int
+  p_lock_timeout_s int,
+  p_warmup_days int default null,
+  p_warmup_start_cap int default null,
+  p_hourly_cap int default null
 ) returns uuid[]
 language plpgsql security definer set search_path = public
 as $$
@@ -53,7 +57,8 @@ declare
   v_inboxes uuid[];
   v_messages uuid[];
   v_gaps boolean[];
-  v_caps int[];
+  v_caps int[];  -- today's cap: the warm-up's (0: none)
+  v_hourly int[];  -- hourly caps (0: none)
   v_rooms int[];  -- messages the cap still allows today (null: no cap; gapless inboxes only)
   v_missing uuid[];  -- gapped inboxes without a row yet
   -- The runs of the gapless candidates for pass 2: candidate's position, run, late bound.
@@ -66,7 +71,8 @@ begin
   -- Dynamic SQL, so it is planned for each call with the values at hand: a cached generic
   -- plan of it (plpgsql's choice after five calls) costs several times as much.
   -- $1 now, $2 the lookahead's end, $3 the lease cutoff, $4 the no-inbox key, $5 the horizon,
-  -- $6 the run filter, $7 and $8 the caller's min gap and cap, $9 the batch left.
+  -- $6 the run filter, $7 and $8 the caller's min gap and cap, $9 the batch left, $10 to $12
+  -- the caller's warm-up days, warm-up start cap and hourly cap.
   execute $pick$
   with windows as materialized (
     -- Each distinct send window of the running runs, once: open now? and the horizon with
@@ -82,14 +88,18 @@ begin
     -- The running runs, less the bulk: those of inboxes inside their gap (a next slot beyond
     -- the lookahead, and a gap on: the override's min gap, else the caller's, else 20 s for
     -- an inbox with an override row, as cq_inbox_limits says), and those whose window is
-    -- closed, dropped before anything else is computed. Each run's late bound: its horizon,
-    -- or none while its inbox's pace holds the backlog (cq_inbox_holds_backlog's rule,
-    -- written out).
+    -- closed, and braked ones, dropped before anything else is computed. Each run's late
+    -- bound: its horizon, or none while its inbox's pace holds the backlog
+    -- (cq_inbox_holds_backlog's rule, written out).
     select coalesce(c.inbox_id, $4) as key, r.id as run_id, t.last_claimed_at,
-           case when coalesce(s.paced and (greatest(s.next_slot_at, s.last_slot_at)
-                                             >= coalesce(wn.horizon, $5)
-                                           or s.capped_day >= ($1 - interval '2 days')::date),
-                              false)
+           case when coalesce(s.brake_until >= coalesce(wn.horizon, $5), false)
+                     or coalesce(s.paced
+                                 and (greatest(s.next_slot_at, s.last_slot_at)
+                                        >= coalesce(wn.horizon, $5)
+                                      or coalesce(s.capped_until >= coalesce(wn.horizon, $5),
+                                                  s.capped_day
+                                                    >= ($1 - interval '2 days')::date)),
+                                 false)
                 then '-infinity'::timestamptz
                 else coalesce(wn.horizon, $5, '-infinity') end as bound
       from campaign_runs r
@@ -101,6 +111,7 @@ begin
       left join campaign_run_turns t on t.run_id = r.id
      where r.status = 'running' and ($6 is null or r.id = $6)
        and coalesce(wn.open, true)
+       and not coalesce(s.brake_until > $1, false)
        and not coalesce(s.next_slot_at > $2
                         and coalesce(case when p.min_gap_s < 'Infinity' then p.min_gap_s end,
                                      nullif($7, 'NaN'),
@@ -109,7 +120,7 @@ begin
   ), limited as (
     -- The limits as cq_inbox_limits has them (a row's override, else the caller's setting,
     -- else for a row the defaults), written out: a function call per inbox costs more than
-    -- the rest of this line. Only whether a gap is on, and the cap, matter here.
+    -- the rest of this line. Only whether a gap is on, the caps and the warm-up matter here.
     select w.key, nullif(w.key, $4) as inbox_id, w.run_ids, w.bounds,
            s.inbox_id is null as missing,
            w.key <> $4
@@ -120,8 +131,13 @@ begin
                 else greatest(coalesce(p.daily_cap, $8,
                                        case when p.inbox_id is null then 0 else 300 end), 0)
            end as cap,
+           case when w.key = $4 then 0
+                else greatest(coalesce(p.hourly_cap, $12, 0), 0) end as hourly,
+           greatest(coalesce(p.warmup_days, $10, 0), 0) as warmup_days,
+           greatest(coalesce(p.warmup_start_cap, $11, 20), 1) as warmup_start_cap,
            greatest(s.last_slot_at, w.claimed_at) as served_at, s.next_slot_at,
-           s.turn_message_id, s.turn_until, s.sent_day, s.sent_today, s.day_timezone
+           s.turn_message_id, s.turn_until, s.sent_day, s.sent_today, s.day_timezone,
+           s.first_sent_day, s.hour_slots
       -- Each inbox's runs, least recently claimed first; the inbox was served last at its
       -- last slot or its runs' last claim (an inbox nobody paces has no slot), so inboxes
       -- take turns at the head of pass 1.
@@ -131,13 +147,28 @@ begin
               from awake group by key) w
       left join campaign_inbox_pacing p on p.inbox_id = w.key
       left join campaign_inbox_pacing_state s on s.inbox_id = w.key
+  ), capped as (
+    -- Today's cap (the warm-up's), counted from the state's day: a later day is checked
+    -- below, where it resets the count.
+    select e.*,
+           cq_warmup_cap(e.cap, e.warmup_days, e.warmup_start_cap,
+                         coalesce(e.sent_day - e.first_sent_day, 0)) as day_cap
+      from limited e
   ), eligible as (
     select e.*,
-           case when e.gap or e.cap = 0 then null
-                when e.sent_day is null or cq_local_date(e.day_timezone, $1) > e.sent_day
-                then e.cap
-                else e.cap - e.sent_today end as room
-      from limited e
+           case when e.gap or (e.cap = 0 and e.hourly = 0) then null
+                else least(
+                  case when e.cap = 0 then null
+                       when e.sent_day is null or cq_local_date(e.day_timezone, $1) > e.sent_day
+                       then cq_warmup_cap(e.cap, e.warmup_days, e.warmup_start_cap,
+                                          coalesce(cq_local_date(e.day_timezone, $1)
+                                                   - e.first_sent_day, 0))
+                       else e.day_cap - e.sent_today end,
+                  case when e.hourly > 0
+                       then e.hourly - (select count(*)::int from unnest(e.hour_slots) h(at)
+                                         where h.at > $1 - interval '1 hour') end)
+           end as room
+      from capped e
      where (not e.gap
             or ((e.next_slot_at is null or e.next_slot_at <= $2)
                 and (e.turn_message_id is null or e.turn_until < $1
@@ -145,8 +176,10 @@ begin
                                              and t.locked_at >= $3
                                         from campaign_messages t
                                        where t.id = e.turn_message_id), false))))
-       and (e.cap = 0 or e.sent_today is null or e.sent_today < e.cap or e.sent_day is null
-            or cq_local_date(e.day_timezone, $1) > e.sent_day)
+       and (e.day_cap = 0 or e.sent_today is null or e.sent_today < e.day_cap
+            or e.sent_day is null or cq_local_date(e.day_timezone, $1) > e.sent_day)
+       and (e.hourly = 0 or cq_hourly_hold_until(e.hour_slots, e.hourly) is null
+            or cq_hourly_hold_until(e.hour_slots, e.hourly) <= $1)
   ), candidates as (
     -- Least recently served inbox first, each one's least recently claimed run that has a
     -- due message, and that run's oldest one; no more inboxes than the batch can use (some
@@ -173,7 +206,8 @@ begin
     from (select coalesce(array_agg(inbox_id order by ord), '{}'),
                  coalesce(array_agg(message_id order by ord), '{}'),
                  coalesce(array_agg(gap order by ord), '{}'),
-                 coalesce(array_agg(cap order by ord), '{}'),
+                 coalesce(array_agg(day_cap order by ord), '{}'),
+                 coalesce(array_agg(hourly order by ord), '{}'),
                  coalesce(array_agg(room order by ord), '{}'),
                  coalesce(array_agg(inbox_id order by inbox_id)
                             filter (where gap and missing), '{}')
@@ -185,10 +219,10 @@ begin
             cross join unnest(c.run_ids, c.bounds) with ordinality x(run_id, bound, n)
            where not c.gap) g
   $pick$
-    into v_inboxes, v_messages, v_gaps, v_caps, v_rooms, v_missing,
+    into v_inboxes, v_messages, v_gaps, v_caps, v_hourly, v_rooms, v_missing,
          v_gapless_ords, v_gapless_runs, v_gapless_bounds
     using v_now, v_soon, v_cutoff, v_none, p_horizon, p_run_id, p_min_gap_s, p_daily_cap,
-          v_left;
+          v_left, p_warmup_days, p_warmup_start_cap, p_hourly_cap;
 
   -- A gapped inbox without a state row yet gets one, in inbox order (two claims never
   -- deadlock).
@@ -217,7 +251,9 @@ begin
                                  from campaign_messages t
                                 where t.id = p.turn_message_id), false))
          and (v_caps[i] = 0 or p.sent_today < v_caps[i] or p.sent_day is null
-              or cq_local_date(p.day_timezone, v_now) > p.sent_day);
+              or cq_local_date(p.day_timezone, v_now) > p.sent_day)
+         and not coalesce(p.brake_until > v_now, false)
+         and coalesce(cq_hourly_hold_until(p.hour_slots, v_hourly[i]) <= v_now, true);
       continue when not found;
     end if;
     -- Still pending and due: it may have been claimed and failed (retry later) or released

@@ -74,7 +74,9 @@ $$;
 --                 pending, in_flight, ai_tokens, ai_cost_usd, started_at, error_message,
 --                 eta_s}], running and paused runs (oldest first), or the one asked for
 --   inboxes       [{inbox_id, sent_today, daily_cap, timezone, next_slot_at, min_gap_s,
---                 max_gap_s, pending}] for the inboxes of those runs (daily_cap 0: no cap;
+--                 max_gap_s, pending, warmup_day, today_cap, hourly_cap, sent_last_hour,
+--                 held, held_until, brake_reason, brake_until}] for the inboxes of those
+--                 runs (the hold's fields: cq_inbox_hold, 040_inbox_hold.sql; daily_cap 0: no cap;
 --                 timezone: the zone of the calendar day the cap counts, the day in progress
 --                 or else the next one; pending: of its running runs, the backlog its pace
 --                 works through)
@@ -119,7 +121,11 @@ create or replace function campaign_queue_status(
   p_min_gap_s real default null,
   p_max_gap_s real default null,
   p_daily_cap int default null,
-  p_inbox_timezone text default null  -- INBOX_TIMEZONE (null: America/Sao_Paulo)
+  p_inbox_timezone text default null,  -- INBOX_TIMEZONE (null: America/Sao_Paulo)
+  -- INBOX_WARMUP_DAYS, INBOX_WARMUP_START_CAP, INBOX_HOURLY_CAP (040_inbox_hold.sql)
+  p_warmup_days int default null,
+  p_warmup_start_cap int default null,
+  p_hourly_cap int default null
 ) returns jsonb
 language plpgsql security definer set search_path = public
 as $$
@@ -363,9 +369,21 @@ begin
                'next_slot_at', ib.next_slot_at,
                'min_gap_s', ib.min_gap,
                'max_gap_s', ib.max_gap,
-               'pending', coalesce(ib.pending, 0))
+               'pending', coalesce(ib.pending, 0),
+               'warmup_day', h.warmup_day,
+               'today_cap', h.day_cap,
+               'hourly_cap', h.hourly_cap,
+               'sent_last_hour', h.sent_last_hour,
+               'held', h.reason,
+               'held_until', h.until,
+               'brake_reason', case when g.brake_until > v_now then g.brake_reason end,
+               'brake_until', case when g.brake_until > v_now then g.brake_until end)
              order by ib.inbox_id)
         from inboxes ib
+        left join campaign_inbox_pacing o on o.inbox_id = ib.inbox_id
+        left join campaign_inbox_pacing_state g on g.inbox_id = ib.inbox_id
+        cross join lateral cq_inbox_hold(g, o, ib.cap, p_warmup_days, p_warmup_start_cap,
+                                         p_hourly_cap, v_now) h
        where ib.inbox_id in (select pr.inbox_id from per_run pr where pr.shown)), '[]'::jsonb),
     'failures', coalesce((
       select jsonb_agg(jsonb_build_object('reason', f.reason, 'count', f.n)

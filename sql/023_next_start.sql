@@ -3,7 +3,8 @@
 -- ends. So a call that starts while every inbox is inside its gap waits for the first slot
 -- instead of ending with nothing, and a call ends early only when nothing due can start
 -- within its budget. Judged from each inbox's own limits (its campaign_inbox_pacing row, else
--- the caller's settings, as cq_inbox_limits says), its turn, its cap, and each run's window.
+-- the caller's settings, as cq_inbox_limits says), its turn, its hold (its daily cap, the
+-- warm-up's, its hourly cap, its brake: cq_inbox_hold), and each run's window.
 --
 -- Seconds from now until the soonest instant the claim would take some due message (0: now),
 -- or null when no running run has a due message the claim could take (late ones are for the
@@ -21,7 +22,11 @@ create or replace function campaign_queue_next_start(
   p_max_gap_s real default null,
   p_daily_cap int default null,
   p_lookahead_s real default 0,  -- the claim takes a slot opening this soon (its lookahead)
-  p_lock_timeout_s int default 600
+  p_lock_timeout_s int default 600,
+  -- INBOX_WARMUP_DAYS, INBOX_WARMUP_START_CAP, INBOX_HOURLY_CAP (040_inbox_hold.sql)
+  p_warmup_days int default null,
+  p_warmup_start_cap int default null,
+  p_hourly_cap int default null
 ) returns double precision
 language plpgsql stable security definer set search_path = public
 as $$
@@ -45,7 +50,7 @@ begin
                  and c.start_time <> c.end_time) w
     ), runs as (
       select r.id, c.inbox_id, st as state, coalesce(wn.horizon, v_horizon) as horizon,
-             coalesce(wn.opens_at, v_now) as opens_at, l.min_gap_s, l.daily_cap
+             coalesce(wn.opens_at, v_now) as opens_at, l.min_gap_s, h.until as held_until
         from campaign_runs r
         join campaign_configs c on c.id = r.config_id
         left join windows wn on wn.start_time = c.start_time and wn.end_time = c.end_time
@@ -53,17 +58,16 @@ begin
         left join campaign_inbox_pacing p on p.inbox_id = c.inbox_id
         left join campaign_inbox_pacing_state st on st.inbox_id = c.inbox_id
         cross join lateral cq_inbox_limits(p, p_min_gap_s, p_max_gap_s, p_daily_cap) l
+        cross join lateral cq_inbox_hold(st, p, l.daily_cap, p_warmup_days, p_warmup_start_cap,
+                                         p_hourly_cap, v_now) h
        where r.status = 'running' and (p_run_id is null or r.id = p_run_id)
     ), free as (
       select u.id, u.opens_at,
              case when cq_inbox_holds_backlog(u.inbox_id, u.horizon) then '-infinity'
                   else coalesce(u.horizon, '-infinity') end as bound,
              case
-               -- Capped for its day: free when that day ends in the zone that counts it.
-               when u.daily_cap > 0 and (u.state).sent_today >= u.daily_cap
-                    and cq_local_date((u.state).day_timezone, v_now) <= (u.state).sent_day
-                 then ((u.state).sent_day + 1)::timestamp
-                      at time zone cq_valid_timezone((u.state).day_timezone)
+               -- Held (over its daily or hourly cap, braked): free when the hold ends.
+               when u.held_until is not null then u.held_until
                -- Gapped (a gapped inbox without state yet is free: the claim adds it).
                when u.min_gap_s > 0 and (u.state).inbox_id is not null
                  then greatest(coalesce((u.state).next_slot_at, v_now), v_now)

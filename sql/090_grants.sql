@@ -4,8 +4,8 @@ declare
   v_fn text;
 begin
   foreach v_fn in array array[
-    'get_and_lock_campaign_messages(integer,timestamptz,integer,text,uuid,real,real,integer,real)',
-    'take_inbox_slot(uuid,uuid,real,real,integer,real,text,integer)',
+    'get_and_lock_campaign_messages(integer,timestamptz,integer,text,uuid,real,real,integer,real,integer,integer,integer)',
+    'take_inbox_slot(uuid,uuid,real,real,integer,real,text,integer,integer,integer,integer)',
     'mark_old_campaign_messages_as_skipped(timestamptz,uuid,integer)',
     'get_lead_contexts(uuid[],uuid[],integer)',
     'start_campaign_message(uuid,uuid)',
@@ -24,9 +24,9 @@ begin
     'record_provider_outage(text)',
     'campaign_queue_effective_horizon(timestamptz)',
     'resume_reconnected_campaign_runs()',
-    'campaign_queue_status(uuid,real,real,integer,text)',
+    'campaign_queue_status(uuid,real,real,integer,text,integer,integer,integer)',
     'record_campaign_queue_call(text,integer,integer,integer,integer,text,boolean)',
-    'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer)',
+    'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer,integer,integer,integer)',
     'lift_inbox_brake(uuid)',
     'suppress_campaign_contact(uuid,text,text)',
     'unsuppress_campaign_contact(uuid,text)'
@@ -38,7 +38,10 @@ begin
   foreach v_fn in array array[
     'cq_inbox_limits(campaign_inbox_pacing,real,real,integer)',
     'cq_inbox_holds_backlog(uuid,timestamptz)',
-    'cq_pick_due_messages(integer,timestamptz,uuid,real,real,integer,real,integer)',
+    'cq_pick_due_messages(integer,timestamptz,uuid,real,real,integer,real,integer,integer,integer,integer)',
+    'cq_inbox_hold(campaign_inbox_pacing_state,campaign_inbox_pacing,integer,integer,integer,integer,timestamptz)',
+    'cq_warmup_cap(integer,integer,integer,integer)',
+    'cq_hourly_hold_until(timestamptz[],integer)',
     'cq_local_date(text,timestamptz)',
     'cq_requested_leases(jsonb)',
     'cq_metric_number(jsonb,text)',

@@ -62,6 +62,9 @@ class QueueProcessor:
             settings.inbox_max_gap_s,
             settings.inbox_daily_cap,
             settings.inbox_timezone,
+            warmup_days=settings.inbox_warmup_days,
+            warmup_start_cap=settings.inbox_warmup_start_cap,
+            hourly_cap=settings.inbox_hourly_cap,
         )
         self._claimer = Claimer(store, settings, worker, self._pacing)
         self._running: dict[int, Invocation] = {}  # by id(): the calls in progress

@@ -33,16 +33,24 @@ class Pacing:
     # The zone of the cap's calendar day for inboxes without one of their own (INBOX_TIMEZONE);
     # handed to take_inbox_slot and the status only (the claim reads the zone the state kept).
     timezone: str = "America/Sao_Paulo"
+    # Number health (README, "Number health"): the warm-up's days (0: none) and day 0's cap,
+    # the hourly cap (0: none).
+    warmup_days: int = 0
+    warmup_start_cap: int = 20
+    hourly_cap: int = 0
 
     @property
     def on(self) -> bool:
-        return self.min_gap_s > 0 or self.daily_cap > 0
+        return self.min_gap_s > 0 or self.daily_cap > 0 or self.hourly_cap > 0
 
     def args(self) -> dict[str, Any]:
         return {
             "p_min_gap_s": self.min_gap_s,
             "p_max_gap_s": max(self.max_gap_s, self.min_gap_s),
             "p_daily_cap": self.daily_cap,
+            "p_warmup_days": self.warmup_days,
+            "p_warmup_start_cap": self.warmup_start_cap,
+            "p_hourly_cap": self.hourly_cap,
         }
 
 
@@ -132,7 +140,8 @@ class PartAnswer(Answer):
 @dataclass(frozen=True)
 class SlotAnswer(Answer):
     # refused: seconds until the slot (gap), until asking again while the inbox's last first
-    # part is being sent (in_flight), or until the next day (daily_cap)
+    # part is being sent (in_flight), until the next day (daily_cap), until a first part leaves
+    # the rolling hour (hourly_cap), until the brake ends (brake)
     wait_s: float | None = None
 
 

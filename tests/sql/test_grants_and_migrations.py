@@ -65,6 +65,9 @@ INTERNAL_FUNCTIONS = [
     "cq_contact_phone",
     "cq_contact_stop_reason",
     "cq_status_skipped",
+    "cq_warmup_cap",
+    "cq_hourly_hold_until",
+    "cq_inbox_hold",
 ]
 
 
@@ -150,7 +153,7 @@ async def test_an_existing_product_function_is_never_replaced(pg_server_dsn: str
             )
             assert [r["s"] for r in signatures] == [
                 "get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid,"
-                "real,real,integer,real)"
+                "real,real,integer,real,integer,integer,integer)"
             ]
         finally:
             await conn.close()

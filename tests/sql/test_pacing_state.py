@@ -97,6 +97,9 @@ async def test_an_upgrade_keeps_the_state_the_override_table_held(
         "daily_cap",
         "timezone",
         "updated_at",
+        "warmup_days",  # 040_inbox_hold.sql's
+        "warmup_start_cap",
+        "hourly_cap",
     }
     assert (override["daily_cap"], override["timezone"]) == (10, None)
     refused = await take(rpc, first, **pacing(1))
