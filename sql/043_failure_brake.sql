@@ -123,7 +123,9 @@ $$;
 
 
 -- The operator's lift (README "Failure brake"): the brake ends now and the record starts
--- over, so the sends that tripped it do not trip it again at the next failure. An inbox with
+-- over, so the sends that tripped it do not trip it again at the next failure. brake_until
+-- becomes now, not null: the backlog the brake held stays not late for the skip horizon after
+-- the hold's end (cq_inbox_hold, 040), as when a brake runs out by itself. An inbox with
 -- neither a pacing state nor a record is refused with an error naming it (a mistyped id).
 create or replace function lift_inbox_brake(p_inbox_id uuid)
 returns jsonb
@@ -144,9 +146,9 @@ begin
                     'not sent yet)', p_inbox_id
       using errcode = 'P0002', hint = 'p_inbox_id is the inbox_id of campaign_configs';
   end if;
-  if v_state.inbox_id is not null and v_state.brake_until is not null then
+  if v_state.inbox_id is not null and v_state.brake_until > now() then
     update campaign_inbox_pacing_state
-       set brake_until = null, brake_reason = null, updated_at = now()
+       set brake_until = now(), brake_reason = null, updated_at = now()
      where inbox_id = p_inbox_id;
   end if;
   return jsonb_build_object('ok', true, 'inbox_id', p_inbox_id,
