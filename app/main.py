@@ -125,6 +125,7 @@ async def build_services(settings: Settings) -> Services:
             settings.inbox_daily_cap,
             settings.inbox_timezone,
         ),
+        repetition_guard=settings.repetition_guard,
     )
     worker = f"{socket.gethostname()}:{os.getpid()}"
     processor = QueueProcessor(store, pipeline, settings, worker)

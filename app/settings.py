@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     # The calendar day the cap counts, for inboxes whose row names no timezone of its own.
     inbox_timezone: str = "America/Sao_Paulo"
 
+    # Repetition guard (README, "Number health"): a first part whose normalized text its inbox
+    # sent in the last 24 hours is written once more, told to vary; else retried later.
+    repetition_guard: bool = True
+
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = "INFO"
     # /docs, /redoc and /openapi.json: off by default, the service is public on Cloud Run.

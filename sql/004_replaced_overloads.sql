@@ -9,7 +9,7 @@ declare
     ['mark_old_campaign_messages_as_skipped(timestamp with time zone,uuid,integer)', 'integer'],
     ['get_lead_contexts(uuid[])', 'jsonb'],
     ['start_campaign_message(uuid,uuid)', 'jsonb'],
-    ['save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric)', 'jsonb'],
+    ['save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric,text)', 'jsonb'],
     ['mark_message_part_sent(uuid,uuid,integer,text)', 'jsonb'],
     ['fail_campaign_message(uuid,uuid,text,boolean)', 'jsonb'],
     ['skip_campaign_message(uuid,uuid,text)', 'jsonb'],
@@ -44,7 +44,10 @@ declare
     ['record_campaign_queue_call(text,integer,integer,integer,integer,text,boolean)', 'boolean'],
     ['cq_status_retrying(uuid[])', 'jsonb'],
     ['cq_status_circuit(timestamp with time zone)', 'jsonb'],
-    ['cq_status_last_call()', 'jsonb']
+    ['cq_status_last_call()', 'jsonb'],
+    ['cq_text_sent_recently(uuid,text,uuid)', 'boolean'],
+    ['cq_record_sent_text(uuid,uuid)', 'boolean'],
+    ['cq_forget_sent_texts(integer)', 'integer']
   ];
   v_fn record;
   v_keep boolean;

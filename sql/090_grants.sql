@@ -9,7 +9,7 @@ begin
     'mark_old_campaign_messages_as_skipped(timestamptz,uuid,integer)',
     'get_lead_contexts(uuid[])',
     'start_campaign_message(uuid,uuid)',
-    'save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric)',
+    'save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric,text)',
     'mark_message_part_sent(uuid,uuid,integer,text)',
     'fail_campaign_message(uuid,uuid,text,boolean)',
     'skip_campaign_message(uuid,uuid,text)',
@@ -54,7 +54,10 @@ begin
     'cq_status_last_call()',
     'cq_window_open(time,time,text,timestamptz)',
     'cq_window_opening(time,time,text,timestamptz)',
-    'cq_open_horizon(time,time,text,timestamptz,timestamptz)'
+    'cq_open_horizon(time,time,text,timestamptz,timestamptz)',
+    'cq_text_sent_recently(uuid,text,uuid)',
+    'cq_record_sent_text(uuid,uuid)',
+    'cq_forget_sent_texts(integer)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);

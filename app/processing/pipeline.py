@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
 
 from app.ai.openrouter import Generation, ModerationError
 from app.ai.prompts import system_prompt, user_prompt
+from app.ai.repetition import text_hash
 from app.ai.split import SplitAsker, split_message
 from app.ai.validation import InvalidMessageError, validate_message
 from app.models import ClaimedMessage, LeadContext
@@ -22,7 +24,7 @@ from app.processing.endings import Endings, Outcome, log_fields
 from app.processing.invocation import Invocation
 from app.processing.window import next_opening, utc_now
 from app.store.rpc import DatabaseError
-from app.store.store import Lease, Pacing, Store, UnreadableLead
+from app.store.store import Lease, Pacing, SaveAnswer, Store, UnreadableLead
 from app.text import clamp_int32
 
 log = logging.getLogger("campaign_queue")
@@ -45,6 +47,35 @@ class Writer(SplitAsker, Protocol):
     ) -> Generation: ...
 
 
+@dataclass(frozen=True)
+class Written:
+    """A message's text and parts, and what writing them cost (None: reused, not written)."""
+
+    text: str
+    parts: list[str]
+    tokens: int | None = None
+    generation_ms: int | None = None
+    split_ms: int | None = None
+    cost_usd: float | None = None
+
+    def after(self, earlier: Written) -> Written:
+        """This text, with the cost of an earlier one written for the same message added."""
+        return replace(
+            self,
+            tokens=_plus(self.tokens, earlier.tokens),
+            generation_ms=_plus(self.generation_ms, earlier.generation_ms),
+            split_ms=_plus(self.split_ms, earlier.split_ms),
+            cost_usd=_plus(self.cost_usd, earlier.cost_usd),
+        )
+
+
+N = TypeVar("N", int, float)
+
+
+def _plus(a: N | None, b: N | None) -> N | None:
+    return b if a is None else a if b is None else a + b
+
+
 class MessageSender(Protocol):
     async def send(
         self, conversation_id: str, text: str, idempotency_key: str, deadline: float | None = None
@@ -61,6 +92,7 @@ class MessagePipeline:
         default_model: str,
         send_timeout_s: float = 10.0,
         pacing: Pacing | None = None,
+        repetition_guard: bool = True,
     ) -> None:
         self._store = store
         self._writer = writer
@@ -68,6 +100,7 @@ class MessagePipeline:
         self._default_model = default_model
         self._send_timeout_s = send_timeout_s
         self._pacing = pacing or Pacing()
+        self._repetition_guard = repetition_guard
         self._endings = Endings(store)
 
     async def run(
@@ -124,27 +157,21 @@ class MessagePipeline:
         try:
             if message.has_generated_parts:  # resuming: reuse the text and parts already sent
                 parts = list(message.message_parts or [])
-                text = message.generated_message or "\n".join(parts)
-                tokens = generation_ms = split_ms = None
-                cost_usd = None
+                written = Written(message.generated_message or "\n".join(parts), parts)
             else:
-                text, parts, tokens, generation_ms, split_ms, cost_usd = await self._write(
-                    message, lead, invocation
-                )
-            asked_at = time.monotonic()
-            saved = await self._store.save_generated(
-                lease,
-                text=text,
-                parts=parts,
-                ai_tokens_used=clamp_int32(tokens),
-                ai_generation_time_ms=clamp_int32(generation_ms),
-                split_time_ms=clamp_int32(split_ms),
-                ai_cost_usd=cost_usd,
-            )
+                written = await self._write(message, lead, invocation)
+            hash_ = self._text_hash(message, lead, written.text)
+            saved = await self._save(lease, written, hash_, invocation)
+            if saved.reason == "repeated" and not message.has_generated_parts:
+                # The inbox sent this text to someone else today: written once more, told to
+                # vary it; the first attempt's tokens and cost are counted with the second's.
+                written = (await self._write(message, lead, invocation, vary=True)).after(written)
+                hash_ = self._text_hash(message, lead, written.text)
+                saved = await self._save(lease, written, hash_, invocation)
             if not saved.ok or saved.conversation_id is None:
                 return await endings.refused(message, invocation, saved.reason, saved.inbox_status)
-            invocation.leases.renewed(lease, asked_at)
-            not_sent = await self._take_slot(message, invocation)
+            parts = written.parts
+            not_sent = await self._take_slot(message, invocation, guarded=hash_ is not None)
             if not_sent is not None:
                 return not_sent
             outcome = await self._send_parts(message, parts, str(saved.conversation_id), invocation)
@@ -168,16 +195,46 @@ class MessagePipeline:
         invocation.circuit.success()
         return outcome
 
+    def _text_hash(self, message: ClaimedMessage, lead: LeadContext, text: str) -> str | None:
+        """The repetition guard's hash, for a first part only: a message partly delivered
+        goes on with its text, whatever the inbox sent since."""
+        if not self._repetition_guard or message.parts_sent > 0:
+            return None
+        return text_hash(text, name=lead.client_name, company=lead.company)
+
+    async def _save(
+        self, lease: Lease, written: Written, hash_: str | None, invocation: Invocation
+    ) -> SaveAnswer:
+        asked_at = time.monotonic()
+        saved = await self._store.save_generated(
+            lease,
+            text=written.text,
+            parts=written.parts,
+            ai_tokens_used=clamp_int32(written.tokens),
+            ai_generation_time_ms=clamp_int32(written.generation_ms),
+            split_time_ms=clamp_int32(written.split_ms),
+            ai_cost_usd=written.cost_usd,
+            text_hash=hash_,
+        )
+        if saved.ok:
+            invocation.leases.renewed(lease, asked_at)
+        return saved
+
     async def _write(
-        self, message: ClaimedMessage, lead: LeadContext, invocation: Invocation
-    ) -> tuple[str, list[str], int, int, int | None, float | None]:
+        self,
+        message: ClaimedMessage,
+        lead: LeadContext,
+        invocation: Invocation,
+        *,
+        vary: bool = False,
+    ) -> Written:
         config = message.config
         model = config.model or self._default_model
         session_id = str(message.run_id)  # a run's calls share a provider and its prompt cache
         generation = await self._writer.generate(
             model=model,
             system=system_prompt(config.ai_instructions),
-            user=user_prompt(lead),
+            user=user_prompt(lead, vary=vary),
             deadline=invocation.deadline,
             session_id=session_id,
         )
@@ -206,9 +263,11 @@ class MessagePipeline:
                     lead_id=message.lead_id,
                     message_id=message.id,
                 )
-        return text, parts, tokens, generation.elapsed_ms, split_ms, cost_usd
+        return Written(text, parts, tokens, generation.elapsed_ms, split_ms, cost_usd)
 
-    async def _take_slot(self, message: ClaimedMessage, invocation: Invocation) -> Outcome | None:
+    async def _take_slot(
+        self, message: ClaimedMessage, invocation: Invocation, *, guarded: bool = False
+    ) -> Outcome | None:
         """The inbox's slot for the first part (pacing): None to send now, else how it ended.
 
         The claim said when the slot opens; the wait holds a lease the heartbeat renews. A
@@ -218,8 +277,8 @@ class MessagePipeline:
         """
         if message.parts_sent > 0:  # only first parts are paced
             return None
-        if not self._pacing.on and message.config.slot_in_s is None:
-            return None  # pacing off, and no row of this inbox's own: nothing to take
+        if not self._pacing.on and message.config.slot_in_s is None and not guarded:
+            return None  # pacing and the repetition guard off, no row of the inbox's own
         lease = Lease.of(message)
         early_s = (message.config.slot_in_s or 0.0) - (time.monotonic() - message.claimed_at)
         reason = "slot"
@@ -238,6 +297,8 @@ class MessagePipeline:
             invocation.leases.renewed(lease, asked_at)  # any other answer renewed the lease
             if slot.ok:
                 return None
+            if slot.reason == "repeated":  # another instance took a slot with this text first
+                return await self._endings.refused(message, invocation, "repeated")
             reason, wait_s = slot.reason or "slot", slot.wait_s or 0.0
             if (
                 reason not in ("gap", "in_flight")
