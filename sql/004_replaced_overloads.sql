@@ -45,8 +45,8 @@ declare
     ['cq_status_retrying(uuid[])', 'jsonb'],
     ['cq_status_circuit(timestamp with time zone)', 'jsonb'],
     ['cq_status_last_call()', 'jsonb'],
-    ['cq_text_sent_recently(uuid,text,uuid)', 'boolean'],
-    ['cq_record_sent_text(uuid,uuid)', 'boolean'],
+    ['cq_claim_text(uuid,text,uuid)', 'boolean'],
+    ['cq_claim_text_at_slot(uuid,uuid)', 'boolean'],
     ['cq_forget_sent_texts(integer)', 'integer']
   ];
   v_fn record;

@@ -111,9 +111,6 @@ begin
   -- that are not a list of texts cannot be resumed: which text the lead got is unknown, so
   -- nothing more is sent rather than half of another message.
   v_resuming := v_msg.parts_sent > 0;
-  if not v_resuming and cq_text_sent_recently(v_cfg.inbox_id, p_text_hash, p_message_id) then
-    return jsonb_build_object('ok', false, 'reason', 'repeated', 'conversation_id', null);
-  end if;
   if not v_resuming and (p_generated_message is null or btrim(p_generated_message) = ''
                          or length(p_generated_message) > c_max_chars) then
     return jsonb_build_object('ok', false, 'reason', 'invalid_message', 'conversation_id', null);
@@ -129,6 +126,11 @@ begin
   end if;
   if not v_parts_ok then
     return jsonb_build_object('ok', false, 'reason', 'invalid_parts', 'conversation_id', null);
+  end if;
+  -- The repetition guard (047_repetition_guard.sql): not a text another message of the inbox
+  -- sent or claimed in the last 24 hours.
+  if not v_resuming and cq_claim_text(v_cfg.inbox_id, p_text_hash, p_message_id) then
+    return jsonb_build_object('ok', false, 'reason', 'repeated', 'conversation_id', null);
   end if;
 
   v_conversation := v_msg.conversation_id;

@@ -55,8 +55,8 @@ begin
     'cq_window_open(time,time,text,timestamptz)',
     'cq_window_opening(time,time,text,timestamptz)',
     'cq_open_horizon(time,time,text,timestamptz,timestamptz)',
-    'cq_text_sent_recently(uuid,text,uuid)',
-    'cq_record_sent_text(uuid,uuid)',
+    'cq_claim_text(uuid,text,uuid)',
+    'cq_claim_text_at_slot(uuid,uuid)',
     'cq_forget_sent_texts(integer)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',

@@ -171,7 +171,7 @@ class MessagePipeline:
             if not saved.ok or saved.conversation_id is None:
                 return await endings.refused(message, invocation, saved.reason, saved.inbox_status)
             parts = written.parts
-            not_sent = await self._take_slot(message, invocation, guarded=hash_ is not None)
+            not_sent = await self._take_slot(message, invocation)
             if not_sent is not None:
                 return not_sent
             outcome = await self._send_parts(message, parts, str(saved.conversation_id), invocation)
@@ -265,9 +265,7 @@ class MessagePipeline:
                 )
         return Written(text, parts, tokens, generation.elapsed_ms, split_ms, cost_usd)
 
-    async def _take_slot(
-        self, message: ClaimedMessage, invocation: Invocation, *, guarded: bool = False
-    ) -> Outcome | None:
+    async def _take_slot(self, message: ClaimedMessage, invocation: Invocation) -> Outcome | None:
         """The inbox's slot for the first part (pacing): None to send now, else how it ended.
 
         The claim said when the slot opens; the wait holds a lease the heartbeat renews. A
@@ -277,8 +275,8 @@ class MessagePipeline:
         """
         if message.parts_sent > 0:  # only first parts are paced
             return None
-        if not self._pacing.on and message.config.slot_in_s is None and not guarded:
-            return None  # pacing and the repetition guard off, no row of the inbox's own
+        if not self._pacing.on and message.config.slot_in_s is None:
+            return None  # pacing off, and no row of this inbox's own: nothing to take
         lease = Lease.of(message)
         early_s = (message.config.slot_in_s or 0.0) - (time.monotonic() - message.claimed_at)
         reason = "slot"
@@ -297,7 +295,7 @@ class MessagePipeline:
             invocation.leases.renewed(lease, asked_at)  # any other answer renewed the lease
             if slot.ok:
                 return None
-            if slot.reason == "repeated":  # another instance took a slot with this text first
+            if slot.reason == "repeated":  # its claim on the text lapsed and another took it
                 return await self._endings.refused(message, invocation, "repeated")
             reason, wait_s = slot.reason or "slot", slot.wait_s or 0.0
             if (

@@ -57,8 +57,8 @@ INTERNAL_FUNCTIONS = [
     "cq_window_open",
     "cq_window_opening",
     "cq_open_horizon",
-    "cq_text_sent_recently",
-    "cq_record_sent_text",
+    "cq_claim_text",
+    "cq_claim_text_at_slot",
     "cq_forget_sent_texts",
 ]
 
