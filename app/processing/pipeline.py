@@ -162,9 +162,10 @@ class MessagePipeline:
                 written = await self._write(message, lead, invocation)
             hash_ = self._text_hash(message, lead, written.text)
             saved = await self._save(lease, written, hash_, invocation)
-            if saved.reason == "repeated" and not message.has_generated_parts:
-                # The inbox sent this text to someone else today: written once more, told to
-                # vary it; the first attempt's tokens and cost are counted with the second's.
+            if saved.reason == "repeated":
+                # The inbox sent this text to someone else today (or, for a text saved by an
+                # earlier attempt and held back, since its own claim lapsed): written once
+                # more, told to vary it; the first attempt's tokens and cost count with it.
                 written = (await self._write(message, lead, invocation, vary=True)).after(written)
                 hash_ = self._text_hash(message, lead, written.text)
                 saved = await self._save(lease, written, hash_, invocation)

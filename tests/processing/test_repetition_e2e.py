@@ -8,6 +8,7 @@ from datetime import timedelta
 import asyncpg
 
 from app.ai.prompts import VARY_INSTRUCTION
+from app.ai.repetition import text_hash
 from app.sandbox.seed import seed_campaign
 from tests.processing.invariants import assert_no_lease_left
 from tests.service import Service
@@ -94,3 +95,42 @@ async def test_one_call_writing_the_same_text_for_two_leads_at_once_sends_it_onc
         ("sent", 0, None),
     ]
     await assert_no_lease_left(conn)
+
+
+async def test_a_saved_text_held_back_past_its_claim_is_written_again_when_taken(
+    service: Service, conn: asyncpg.Connection
+) -> None:
+    """A text saved by an earlier attempt and held back (say, by the daily cap) while another
+    message of the inbox took the same text: the attempt writes it again, told to vary."""
+    seeded = await seed_campaign(conn, leads=2)
+    lead = await conn.fetchrow(
+        "select client_name, company from leads where id = $1", seeded.lead_ids[1]
+    )
+    held_hash = text_hash(SAME, name=lead["client_name"], company=lead["company"])
+    await conn.execute(
+        """update campaign_messages set generated_message = $2, message_parts = $3,
+                  text_hash = $4 where id = $1""",
+        seeded.message_ids[1],
+        SAME,
+        [SAME],
+        held_hash,
+    )
+    await conn.execute(
+        """insert into campaign_inbox_sent_texts (inbox_id, text_hash, message_id, sent_at)
+           values ($1, $2, $3, now() - interval '1 hour')""",
+        seeded.inbox_id,
+        held_hash,
+        seeded.message_ids[0],
+    )
+    await conn.execute("delete from campaign_messages where id = $1", seeded.message_ids[0])
+
+    answer = (await service.process()).json()
+
+    assert answer["processed"] == 1
+    [prompt] = service.stubs.openrouter.prompts
+    assert VARY_INSTRUCTION in prompt
+    [delivery] = service.stubs.send.deliveries
+    assert delivery["text"] != SAME
+    row = await message_row(conn, seeded.message_ids[1])
+    assert (row["status"], row["generated_message"]) == ("sent", delivery["text"])
+    assert row["text_hash"] != held_hash
