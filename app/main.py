@@ -130,6 +130,7 @@ async def build_services(settings: Settings) -> Services:
         ),
         brake=FailureBrake(settings.inbox_brake_failures, settings.inbox_brake_hours),
         reply_stop_days=settings.reply_stop_days,
+        repetition_guard=settings.repetition_guard,
     )
     worker = f"{socket.gethostname()}:{os.getpid()}"
     processor = QueueProcessor(store, pipeline, settings, worker)

@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     # message in the workspace within this many days gets no further one. 0: off.
     reply_stop_days: int = Field(default=30, ge=0, le=36_500)
 
+    # Repetition guard (README, "Number health"): a first part whose normalized text its inbox
+    # sent in the last 24 hours is written once more, told to vary; else retried later.
+    repetition_guard: bool = True
+
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = "INFO"
     # /docs, /redoc and /openapi.json: off by default, the service is public on Cloud Run.

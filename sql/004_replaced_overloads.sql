@@ -9,7 +9,7 @@ declare
     ['mark_old_campaign_messages_as_skipped(timestamp with time zone,uuid,integer)', 'integer'],
     ['get_lead_contexts(uuid[],uuid[],integer)', 'jsonb'],
     ['start_campaign_message(uuid,uuid)', 'jsonb'],
-    ['save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric)', 'jsonb'],
+    ['save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric,text)', 'jsonb'],
     ['mark_message_part_sent(uuid,uuid,integer,text)', 'jsonb'],
     ['fail_campaign_message(uuid,uuid,text,boolean,integer,integer,real)', 'jsonb'],
     ['skip_campaign_message(uuid,uuid,text)', 'jsonb'],
@@ -56,7 +56,10 @@ declare
     ['unsuppress_campaign_contact(uuid,text)', 'jsonb'],
     ['cq_contact_stop_reason(uuid,integer)', 'text'],
     ['cq_contact_phone(text)', 'text'],
-    ['cq_status_skipped(timestamp with time zone,uuid)', 'jsonb']
+    ['cq_status_skipped(timestamp with time zone,uuid)', 'jsonb'],
+    ['cq_claim_text(uuid,text,uuid)', 'boolean'],
+    ['cq_claim_text_at_slot(uuid,uuid)', 'boolean'],
+    ['cq_forget_sent_texts(integer)', 'integer']
   ];
   v_fn record;
   v_keep boolean;

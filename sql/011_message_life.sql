@@ -41,7 +41,9 @@ create or replace function save_generated_message(
   p_ai_tokens_used int,
   p_ai_generation_time_ms int,
   p_split_time_ms int,
-  p_ai_cost_usd numeric default null
+  p_ai_cost_usd numeric default null,
+  -- the text's normalized hash (047_repetition_guard.sql); null: the guard is off
+  p_text_hash text default null
 ) returns jsonb
 language plpgsql security definer set search_path = public
 as $$
@@ -109,6 +111,11 @@ begin
   if not v_parts_ok then
     return jsonb_build_object('ok', false, 'reason', 'invalid_parts', 'conversation_id', null);
   end if;
+  -- The repetition guard (047_repetition_guard.sql): not a text another message of the inbox
+  -- sent or claimed in the last 24 hours.
+  if not v_resuming and cq_claim_text(v_cfg.inbox_id, p_text_hash, p_message_id) then
+    return jsonb_build_object('ok', false, 'reason', 'repeated', 'conversation_id', null);
+  end if;
 
   v_conversation := v_msg.conversation_id;
   if v_conversation is null then
@@ -135,6 +142,7 @@ begin
          generated_message = case when v_resuming then generated_message
                                   else btrim(p_generated_message) end,
          message_parts = case when v_resuming then message_parts else p_parts end,
+         text_hash = case when v_resuming then text_hash else p_text_hash end,
          conversation_id = v_conversation,
          -- a negative count or duration is clamped to 0; null keeps what was saved before
          ai_tokens_used = coalesce(greatest(p_ai_tokens_used, 0), ai_tokens_used),

@@ -177,7 +177,8 @@ begin
                                             and r.status in ('running', 'paused'))
                        for update skip locked);
   get diagnostics v_forgotten = row_count;
-  return jsonb_build_object('folded', cq_fold_message_counts(), 'turns_forgotten', v_forgotten);
+  return jsonb_build_object('folded', cq_fold_message_counts(), 'turns_forgotten', v_forgotten,
+                            'sent_texts_forgotten', cq_forget_sent_texts());  -- 047
 end;
 $$;
 

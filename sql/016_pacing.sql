@@ -188,6 +188,7 @@ begin
   if v_inbox is null then
     return jsonb_build_object('ok', true, 'reason', null, 'wait_s', null);
   end if;
+  if cq_claim_text_at_slot(p_message_id, v_inbox) then return jsonb_build_object('ok', false, 'reason', 'repeated', 'wait_s', null); end if;  -- 047_repetition_guard.sql
 
   select * into v_row from campaign_inbox_pacing where inbox_id = v_inbox;
   v_limits := cq_inbox_limits(v_row, p_min_gap_s, p_max_gap_s, p_daily_cap);

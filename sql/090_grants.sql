@@ -9,7 +9,7 @@ begin
     'mark_old_campaign_messages_as_skipped(timestamptz,uuid,integer)',
     'get_lead_contexts(uuid[],uuid[],integer)',
     'start_campaign_message(uuid,uuid)',
-    'save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric)',
+    'save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric,text)',
     'mark_message_part_sent(uuid,uuid,integer,text)',
     'fail_campaign_message(uuid,uuid,text,boolean,integer,integer,real)',
     'skip_campaign_message(uuid,uuid,text)',
@@ -65,7 +65,10 @@ begin
     'cq_record_inbox_send(uuid,integer,text,integer,real)',
     'cq_contact_stop_reason(uuid,integer)',
     'cq_contact_phone(text)',
-    'cq_status_skipped(timestamptz,uuid)'
+    'cq_status_skipped(timestamptz,uuid)',
+    'cq_claim_text(uuid,text,uuid)',
+    'cq_claim_text_at_slot(uuid,uuid)',
+    'cq_forget_sent_texts(integer)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);

@@ -11,6 +11,12 @@ DEFAULT_INSTRUCTIONS = (
     "You write short, friendly, personal WhatsApp sales messages. Write one message to the "
     "lead below, in the lead's language, without placeholders."
 )
+# The repetition guard's second try (app/ai/repetition.py): the first text was one the inbox
+# sent to someone else today.
+VARY_INSTRUCTION = (
+    "This inbox already sent a message like your usual one today. Write this one differently: "
+    "another opening, other words and another structure, same meaning and language."
+)
 MAX_FIELD_CHARS = 300
 MAX_CUSTOM_FIELDS_CHARS = 2000
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -21,8 +27,16 @@ def system_prompt(ai_instructions: str | None) -> str:
     return text or DEFAULT_INSTRUCTIONS
 
 
-def user_prompt(lead: LeadContext | None) -> str:
-    """The lead's context as plain lines; missing fields are left out, long ones truncated."""
+def user_prompt(lead: LeadContext | None, *, vary: bool = False) -> str:
+    """The lead's context as plain lines; missing fields are left out, long ones truncated.
+
+    vary: the inbox already sent the text written before, so ask for a different one.
+    """
+    prompt = _lead_prompt(lead)
+    return f"{prompt}\n\n{VARY_INSTRUCTION}" if vary else prompt
+
+
+def _lead_prompt(lead: LeadContext | None) -> str:
     if lead is None:
         return "Write the campaign message. No details about this lead are known."
     lines = ["Write the campaign message for this lead."]

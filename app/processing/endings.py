@@ -164,6 +164,8 @@ class Endings:
             return await self.pause_for_inbox(message, invocation, inbox_status)
         if reason == "lead_not_found":
             return await self.skip(message, invocation, "lead not found")
+        if reason == "repeated":  # the repetition guard: written again at the next attempt
+            return await self.fail(message, invocation, "repeated text", retryable=True)
         return await self.fail(
             message, invocation, f"rejected by the database: {reason}", retryable=True
         )

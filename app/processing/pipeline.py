@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Protocol, TypeVar
 
 from app.ai.openrouter import Generation, ModerationError
 from app.ai.prompts import system_prompt, user_prompt
+from app.ai.repetition import text_hash
 from app.ai.split import SplitAsker, split_message
 from app.ai.validation import InvalidMessageError, validate_message
 from app.models import ClaimedMessage, LeadContext
@@ -22,7 +24,15 @@ from app.processing.endings import Endings, Outcome, log_fields
 from app.processing.invocation import Invocation
 from app.processing.window import next_opening, utc_now
 from app.store.rpc import DatabaseError
-from app.store.store import FailureBrake, Lease, Pacing, StoppedContact, Store, UnreadableLead
+from app.store.store import (
+    FailureBrake,
+    Lease,
+    Pacing,
+    SaveAnswer,
+    StoppedContact,
+    Store,
+    UnreadableLead,
+)
 from app.text import clamp_int32
 
 log = logging.getLogger("campaign_queue")
@@ -47,6 +57,35 @@ class Writer(SplitAsker, Protocol):
     ) -> Generation: ...
 
 
+@dataclass(frozen=True)
+class Written:
+    """A message's text and parts, and what writing them cost (None: reused, not written)."""
+
+    text: str
+    parts: list[str]
+    tokens: int | None = None
+    generation_ms: int | None = None
+    split_ms: int | None = None
+    cost_usd: float | None = None
+
+    def after(self, earlier: Written) -> Written:
+        """This text, with the cost of an earlier one written for the same message added."""
+        return replace(
+            self,
+            tokens=_plus(self.tokens, earlier.tokens),
+            generation_ms=_plus(self.generation_ms, earlier.generation_ms),
+            split_ms=_plus(self.split_ms, earlier.split_ms),
+            cost_usd=_plus(self.cost_usd, earlier.cost_usd),
+        )
+
+
+N = TypeVar("N", int, float)
+
+
+def _plus(a: N | None, b: N | None) -> N | None:
+    return b if a is None else a if b is None else a + b
+
+
 class MessageSender(Protocol):
     async def send(
         self, conversation_id: str, text: str, idempotency_key: str, deadline: float | None = None
@@ -65,6 +104,7 @@ class MessagePipeline:
         pacing: Pacing | None = None,
         brake: FailureBrake | None = None,
         reply_stop_days: int | None = None,
+        repetition_guard: bool = True,
     ) -> None:
         self._store = store
         self._writer = writer
@@ -73,6 +113,7 @@ class MessagePipeline:
         self._send_timeout_s = send_timeout_s
         self._pacing = pacing or Pacing()
         self._reply_stop_days = reply_stop_days  # REPLY_STOP_DAYS (None: the database's 30)
+        self._repetition_guard = repetition_guard
         self._endings = Endings(store, brake)
 
     async def run(
@@ -131,26 +172,21 @@ class MessagePipeline:
         try:
             if message.has_generated_parts:  # resuming: reuse the text and parts already sent
                 parts = list(message.message_parts or [])
-                text = message.generated_message or "\n".join(parts)
-                tokens = generation_ms = split_ms = None
-                cost_usd = None
+                written = Written(message.generated_message or "\n".join(parts), parts)
             else:
-                text, parts, tokens, generation_ms, split_ms, cost_usd = await self._write(
-                    message, lead, invocation
-                )
-            asked_at = time.monotonic()
-            saved = await self._store.save_generated(
-                lease,
-                text=text,
-                parts=parts,
-                ai_tokens_used=clamp_int32(tokens),
-                ai_generation_time_ms=clamp_int32(generation_ms),
-                split_time_ms=clamp_int32(split_ms),
-                ai_cost_usd=cost_usd,
-            )
+                written = await self._write(message, lead, invocation)
+            hash_ = self._text_hash(message, lead, written.text)
+            saved = await self._save(lease, written, hash_, invocation)
+            if saved.reason == "repeated":
+                # The inbox sent this text to someone else today (or, for a text saved by an
+                # earlier attempt and held back, since its own claim lapsed): written once
+                # more, told to vary it; the first attempt's tokens and cost count with it.
+                written = (await self._write(message, lead, invocation, vary=True)).after(written)
+                hash_ = self._text_hash(message, lead, written.text)
+                saved = await self._save(lease, written, hash_, invocation)
             if not saved.ok or saved.conversation_id is None:
                 return await endings.refused(message, invocation, saved.reason, saved.inbox_status)
-            invocation.leases.renewed(lease, asked_at)
+            parts = written.parts
             not_sent = await self._take_slot(message, invocation)
             if not_sent is not None:
                 return not_sent
@@ -178,16 +214,46 @@ class MessagePipeline:
         invocation.circuit.success()
         return outcome
 
+    def _text_hash(self, message: ClaimedMessage, lead: LeadContext, text: str) -> str | None:
+        """The repetition guard's hash, for a first part only: a message partly delivered
+        goes on with its text, whatever the inbox sent since."""
+        if not self._repetition_guard or message.parts_sent > 0:
+            return None
+        return text_hash(text, name=lead.client_name, company=lead.company)
+
+    async def _save(
+        self, lease: Lease, written: Written, hash_: str | None, invocation: Invocation
+    ) -> SaveAnswer:
+        asked_at = time.monotonic()
+        saved = await self._store.save_generated(
+            lease,
+            text=written.text,
+            parts=written.parts,
+            ai_tokens_used=clamp_int32(written.tokens),
+            ai_generation_time_ms=clamp_int32(written.generation_ms),
+            split_time_ms=clamp_int32(written.split_ms),
+            ai_cost_usd=written.cost_usd,
+            text_hash=hash_,
+        )
+        if saved.ok:
+            invocation.leases.renewed(lease, asked_at)
+        return saved
+
     async def _write(
-        self, message: ClaimedMessage, lead: LeadContext, invocation: Invocation
-    ) -> tuple[str, list[str], int, int, int | None, float | None]:
+        self,
+        message: ClaimedMessage,
+        lead: LeadContext,
+        invocation: Invocation,
+        *,
+        vary: bool = False,
+    ) -> Written:
         config = message.config
         model = config.model or self._default_model
         session_id = str(message.run_id)  # a run's calls share a provider and its prompt cache
         generation = await self._writer.generate(
             model=model,
             system=system_prompt(config.ai_instructions),
-            user=user_prompt(lead),
+            user=user_prompt(lead, vary=vary),
             deadline=invocation.deadline,
             session_id=session_id,
         )
@@ -216,7 +282,7 @@ class MessagePipeline:
                     lead_id=message.lead_id,
                     message_id=message.id,
                 )
-        return text, parts, tokens, generation.elapsed_ms, split_ms, cost_usd
+        return Written(text, parts, tokens, generation.elapsed_ms, split_ms, cost_usd)
 
     async def _take_slot(self, message: ClaimedMessage, invocation: Invocation) -> Outcome | None:
         """The inbox's slot for the first part (pacing): None to send now, else how it ended.
@@ -250,6 +316,8 @@ class MessagePipeline:
                 return None
             if slot.reason in STOP_REASONS:  # a STOP or a reply came in while it was written
                 return await self._endings.skip(message, invocation, slot.reason)
+            if slot.reason == "repeated":  # its claim on the text lapsed and another took it
+                return await self._endings.refused(message, invocation, "repeated")
             reason, wait_s = slot.reason or "slot", slot.wait_s or 0.0
             if (
                 reason not in ("gap", "in_flight")

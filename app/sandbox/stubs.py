@@ -12,6 +12,7 @@ Every OpenRouter answer carries `usage.cost` (USD, from the tokens at gpt-4o-min
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import re
@@ -25,6 +26,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from app.ai.prompts import VARY_INSTRUCTION
 
 SEND_PATH = "/functions/v1/internal-send-ai-message"
 
@@ -190,6 +193,12 @@ class OpenRouterStub(_Stub):
         self.splits = 0
         self.models: list[str] = []
         self.costs: list[float] = []  # usage.cost of every answer with content, in order
+        # The user prompt of every generation (not splits), in order.
+        self.prompts: list[str] = []
+        # Set: every generation answers this text, as a model that repeats itself; one told to
+        # vary it (the repetition guard's second try) writes its own text unless ignores_vary.
+        self.answer_text: str | None = None
+        self.ignores_vary = False
 
     async def _completions(self, request: Request) -> Response:
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
@@ -230,7 +239,12 @@ class OpenRouterStub(_Stub):
             )
         else:
             self.generations += 1
-            content = _write_message(user)
+            self.prompts.append(user)
+            told_to_vary = VARY_INSTRUCTION in user
+            if self.answer_text is not None and (self.ignores_vary or not told_to_vary):
+                content = self.answer_text
+            else:
+                content = _write_message(user)
         if fault is Fault.EMPTY:
             content = ""
         prompt_tokens, completion_tokens = len(user) // 4, len(content) // 4
@@ -318,16 +332,29 @@ class SendStub(_Stub):
 
 
 def _write_message(user_prompt: str) -> str:
+    """A message from the lead's context. As a model's, it differs from lead to lead beyond the
+    name and company (a word of letters drawn from the whole prompt), so the repetition guard
+    does not see the same text; told to vary, it opens and closes differently."""
     name = re.search(r"^Name: (.+)$", user_prompt, re.MULTILINE)
     company = re.search(r"^Company: (.+)$", user_prompt, re.MULTILINE)
     who = name.group(1) if name else "tudo bem"
     where = f" na {company.group(1)}" if company else ""
+    digest = hashlib.sha256(user_prompt.encode("utf-8")).hexdigest()[:8]
+    code = "".join(chr(ord("a") + int(c, 16)) for c in digest)
+    if VARY_INSTRUCTION in user_prompt:
+        return (
+            f"Oi {who}, tudo certo? Acompanho vocês{where} há um tempo. "
+            "Nossa ferramenta deixa o time de vendas responder no WhatsApp na hora. "
+            "Ninguém fica esperando, nem de madrugada. "
+            "Topa uma conversa de 15 minutos nos próximos dias? "
+            f"Mando a proposta {code} por aqui se preferir."
+        )
     return (
         f"Olá {who}! Vi o trabalho de vocês{where} e fiquei curioso. "
         "Ajudamos equipes comerciais a responder clientes no WhatsApp em minutos. "
         "Nenhum contato fica sem resposta, nem fora do horário. "
         "Faz sentido conversarmos 15 minutos esta semana? "
-        "Posso te mandar um resumo rápido por aqui mesmo."
+        f"Posso te mandar a proposta {code} por aqui mesmo."
     )
 
 

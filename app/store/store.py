@@ -179,6 +179,7 @@ class Store:
         ai_generation_time_ms: int | None,
         split_time_ms: int | None,
         ai_cost_usd: float | None = None,
+        text_hash: str | None = None,
     ) -> SaveAnswer:
         data = await self._object(
             "save_generated_message",
@@ -189,6 +190,7 @@ class Store:
             p_ai_generation_time_ms=ai_generation_time_ms,
             p_split_time_ms=split_time_ms,
             p_ai_cost_usd=ai_cost_usd,
+            **({"p_text_hash": text_hash} if text_hash is not None else {}),
         )
         conversation = data.get("conversation_id")
         inbox_status = data.get("inbox_status")

@@ -68,6 +68,9 @@ INTERNAL_FUNCTIONS = [
     "cq_warmup_cap",
     "cq_hourly_hold_until",
     "cq_inbox_hold",
+    "cq_claim_text",
+    "cq_claim_text_at_slot",
+    "cq_forget_sent_texts",
 ]
 
 
