@@ -278,7 +278,9 @@ async def test_rolling_back_then_forward_as_the_switch_over_says_brings_our_func
     sql_blocks = re.findall(
         r"```sql\n(.*?)```", _section("Switching over from the edge function"), re.S
     )
-    [rollback] = [b for b in sql_blocks if "drop function get_and_lock_campaign_messages" in b]
+    [rollback] = [
+        b for b in sql_blocks if "get_and_lock_campaign_messages" in b and "drop function" in b
+    ]
     [forward] = [b for b in sql_blocks if "campaign_queue_migrations" in b]
     await conn.execute(rollback)
     await conn.execute("drop trigger cq_count_updated_messages on campaign_messages")
