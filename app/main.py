@@ -125,6 +125,7 @@ async def build_services(settings: Settings) -> Services:
             settings.inbox_daily_cap,
             settings.inbox_timezone,
         ),
+        lead_local_window=settings.lead_local_window,
     )
     worker = f"{socket.gethostname()}:{os.getpid()}"
     processor = QueueProcessor(store, pipeline, settings, worker)

@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     # The calendar day the cap counts, for inboxes whose row names no timezone of its own.
     inbox_timezone: str = "America/Sao_Paulo"
 
+    # Lead-local hours (README "Number health"): the send window read in the lead's own zone,
+    # from the phone number where it maps to exactly one zone, else the campaign's.
+    lead_local_window: bool = False
+
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = "INFO"
     # /docs, /redoc and /openapi.json: off by default, the service is public on Cloud Run.

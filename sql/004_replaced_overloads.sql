@@ -5,8 +5,10 @@
 do $$
 declare
   v_wanted constant text[][] := array[
-    ['get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid,real,real,integer,real)', 'jsonb'],
-    ['mark_old_campaign_messages_as_skipped(timestamp with time zone,uuid,integer)', 'integer'],
+    ['get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid,real,real,integer,real,boolean)', 'jsonb'],
+    ['mark_old_campaign_messages_as_skipped(timestamp with time zone,uuid,integer,boolean)', 'integer'],
+    ['campaign_queue_next_start(timestamp with time zone,uuid,real,real,integer,real,integer,boolean)', 'double precision'],
+    ['cq_skip_late_in_lead_zones(uuid,time without time zone,time without time zone,text,uuid,timestamp with time zone,integer)', 'integer'],
     ['get_lead_contexts(uuid[])', 'jsonb'],
     ['start_campaign_message(uuid,uuid)', 'jsonb'],
     ['save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric)', 'jsonb'],
@@ -27,7 +29,7 @@ declare
     ['take_inbox_slot(uuid,uuid,real,real,integer,real,text)', 'jsonb'],
     ['cq_inbox_limits(campaign_inbox_pacing,real,real,integer)', 'record'],
     ['cq_inbox_holds_backlog(uuid,timestamp with time zone)', 'boolean'],
-    ['cq_pick_due_messages(integer,timestamp with time zone,uuid,real,real,integer,real,integer)', 'uuid[]'],
+    ['cq_pick_due_messages(integer,timestamp with time zone,uuid,real,real,integer,real,integer,boolean)', 'uuid[]'],
     ['cq_local_date(text,timestamp with time zone)', 'date'],
     ['campaign_queue_status(uuid,real,real,integer,text)', 'jsonb'],
     ['cq_metric_number(jsonb,text)', 'numeric'],

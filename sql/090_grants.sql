@@ -4,9 +4,9 @@ declare
   v_fn text;
 begin
   foreach v_fn in array array[
-    'get_and_lock_campaign_messages(integer,timestamptz,integer,text,uuid,real,real,integer,real)',
+    'get_and_lock_campaign_messages(integer,timestamptz,integer,text,uuid,real,real,integer,real,boolean)',
     'take_inbox_slot(uuid,uuid,real,real,integer,real,text)',
-    'mark_old_campaign_messages_as_skipped(timestamptz,uuid,integer)',
+    'mark_old_campaign_messages_as_skipped(timestamptz,uuid,integer,boolean)',
     'get_lead_contexts(uuid[])',
     'start_campaign_message(uuid,uuid)',
     'save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric)',
@@ -26,7 +26,7 @@ begin
     'resume_reconnected_campaign_runs()',
     'campaign_queue_status(uuid,real,real,integer,text)',
     'record_campaign_queue_call(text,integer,integer,integer,integer,text,boolean)',
-    'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer)'
+    'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer,boolean)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated', v_fn);
     execute format('grant execute on function %s to service_role', v_fn);
@@ -35,7 +35,7 @@ begin
   foreach v_fn in array array[
     'cq_inbox_limits(campaign_inbox_pacing,real,real,integer)',
     'cq_inbox_holds_backlog(uuid,timestamptz)',
-    'cq_pick_due_messages(integer,timestamptz,uuid,real,real,integer,real,integer)',
+    'cq_pick_due_messages(integer,timestamptz,uuid,real,real,integer,real,integer,boolean)',
     'cq_local_date(text,timestamptz)',
     'cq_requested_leases(jsonb)',
     'cq_metric_number(jsonb,text)',
@@ -54,7 +54,8 @@ begin
     'cq_status_last_call()',
     'cq_window_open(time,time,text,timestamptz)',
     'cq_window_opening(time,time,text,timestamptz)',
-    'cq_open_horizon(time,time,text,timestamptz,timestamptz)'
+    'cq_open_horizon(time,time,text,timestamptz,timestamptz)',
+    'cq_skip_late_in_lead_zones(uuid,time,time,text,uuid,timestamptz,integer)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);

@@ -20,7 +20,7 @@ from app.models import ClaimedMessage, LeadContext
 from app.outbound import AuthError, OutboundError
 from app.processing.endings import Endings, Outcome, log_fields
 from app.processing.invocation import Invocation
-from app.processing.window import next_opening, utc_now
+from app.processing.window import next_opening, utc_now, window_timezone
 from app.store.rpc import DatabaseError
 from app.store.store import Lease, Pacing, Store, UnreadableLead
 from app.text import clamp_int32
@@ -61,6 +61,7 @@ class MessagePipeline:
         default_model: str,
         send_timeout_s: float = 10.0,
         pacing: Pacing | None = None,
+        lead_local_window: bool = False,
     ) -> None:
         self._store = store
         self._writer = writer
@@ -68,6 +69,7 @@ class MessagePipeline:
         self._default_model = default_model
         self._send_timeout_s = send_timeout_s
         self._pacing = pacing or Pacing()
+        self._lead_local_window = lead_local_window
         self._endings = Endings(store)
 
     async def run(
@@ -103,10 +105,13 @@ class MessagePipeline:
             return await endings.release(message, invocation, Outcome.RELEASED)
         if message.run.status != "running":
             return await endings.release(message, invocation, Outcome.PAUSED)
-        opening = next_opening(utc_now(), config.start_time, config.end_time, config.timezone)
+        tz = window_timezone(message.phone_number, config.timezone, self._lead_local_window)
+        opening = next_opening(utc_now(), config.start_time, config.end_time, tz)
         if opening is not None:
-            why = f"outside the send window; next opening {opening.isoformat()}"
-            return await endings.hold_back(message, invocation, "window", why, opening)
+            why = f"outside the send window ({tz}); next opening {opening.isoformat()}"
+            # The lead's zone is kept on the message: the skip reads its lateness in it.
+            kept = tz if self._lead_local_window else None
+            return await endings.hold_back(message, invocation, "window", why, opening, kept)
         if not config.inbox_status.connected:
             return await endings.pause_for_inbox(message, invocation, config.inbox_status.status)
         if lead is None:

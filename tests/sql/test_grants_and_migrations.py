@@ -57,6 +57,7 @@ INTERNAL_FUNCTIONS = [
     "cq_window_open",
     "cq_window_opening",
     "cq_open_horizon",
+    "cq_skip_late_in_lead_zones",
 ]
 
 
@@ -142,7 +143,7 @@ async def test_an_existing_product_function_is_never_replaced(pg_server_dsn: str
             )
             assert [r["s"] for r in signatures] == [
                 "get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid,"
-                "real,real,integer,real)"
+                "real,real,integer,real,boolean)"
             ]
         finally:
             await conn.close()
