@@ -425,10 +425,15 @@ async def paced_case(admin_dsn: str, rows: int, claims: int, deadline: float) ->
             "baseline: pacing off (0/0/0)", "every inbox eligible", paced_sql,
             settings(PACING_OFF),
         )  # fmt: skip
+        lead_local = Series(
+            "claim, lead-local hours on", "LEAD_LOCAL_WINDOW=true",
+            paced_sql.replace("=> 3)", "=> 3, p_lead_local_window => true)"),
+            settings(SERVICE_PACING),
+        )  # fmt: skip
         await run_series(
             conn, [Series("warm-up", "", paced_sql, settings(SERVICE_PACING))], 10, deadline
         )
-        await run_series(conn, [service, floor, older, unpaced], claims, deadline)
+        await run_series(conn, [service, floor, older, unpaced, lead_local], claims, deadline)
     finally:
         await conn.close()
         await drop_database(admin_dsn, "claim_cost_paced")
@@ -439,6 +444,7 @@ async def paced_case(admin_dsn: str, rows: int, claims: int, deadline: float) ->
         floor.line(),
         older.line(),
         unpaced.line(),
+        lead_local.line(),
     ]
 
 
