@@ -131,6 +131,7 @@ async def build_services(settings: Settings) -> Services:
         brake=FailureBrake(settings.inbox_brake_failures, settings.inbox_brake_hours),
         reply_stop_days=settings.reply_stop_days,
         repetition_guard=settings.repetition_guard,
+        lead_local_window=settings.lead_local_window,
     )
     worker = f"{socket.gethostname()}:{os.getpid()}"
     processor = QueueProcessor(store, pipeline, settings, worker)

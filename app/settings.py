@@ -114,6 +114,10 @@ class Settings(BaseSettings):
     # sent in the last 24 hours is written once more, told to vary; else retried later.
     repetition_guard: bool = True
 
+    # Lead-local hours (README "Number health"): the send window read in the lead's own zone,
+    # from the phone number where it maps to exactly one zone, else the campaign's.
+    lead_local_window: bool = False
+
     port: int = Field(default=8080, ge=1, le=65535)
     log_level: str = "INFO"
     # /docs, /redoc and /openapi.json: off by default, the service is public on Cloud Run.

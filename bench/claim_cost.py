@@ -436,10 +436,17 @@ async def paced_case(admin_dsn: str, rows: int, claims: int, deadline: float) ->
             "claim, warm-up and hourly cap on", "14 days from 20, 30 an hour", health_sql,
             lambda i: (*settings(SERVICE_PACING)(i), *HEALTH_ON.values()),
         )  # fmt: skip
+        lead_local = Series(
+            "claim, lead-local hours on", "LEAD_LOCAL_WINDOW=true",
+            paced_sql.replace("=> 3)", "=> 3, p_lead_local_window => true)"),
+            settings(SERVICE_PACING),
+        )  # fmt: skip
         await run_series(
             conn, [Series("warm-up", "", paced_sql, settings(SERVICE_PACING))], 10, deadline
         )
-        await run_series(conn, [service, floor, older, unpaced, health], claims, deadline)
+        await run_series(
+            conn, [service, floor, older, unpaced, health, lead_local], claims, deadline
+        )
     finally:
         await conn.close()
         await drop_database(admin_dsn, "claim_cost_paced")
@@ -451,6 +458,7 @@ async def paced_case(admin_dsn: str, rows: int, claims: int, deadline: float) ->
         older.line(),
         unpaced.line(),
         health.line(),
+        lead_local.line(),
     ]
 
 

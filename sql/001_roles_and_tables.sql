@@ -98,6 +98,8 @@ alter table campaign_messages add column if not exists message_parts jsonb;
 alter table campaign_messages add column if not exists parts_sent int not null default 0;
 -- When its first part was delivered: the inbox's next first part keeps its gap from it.
 alter table campaign_messages add column if not exists first_part_at timestamptz;
+-- The lead's own zone, kept when lead-local hours held the message back (049_lead_local_hours.sql).
+alter table campaign_messages add column if not exists lead_timezone text;
 
 create table if not exists conversations (
   id uuid primary key default gen_random_uuid(),

@@ -5,8 +5,9 @@
 do $$
 declare
   v_wanted constant text[][] := array[
-    ['get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid,real,real,integer,real,integer,integer,integer)', 'jsonb'],
-    ['mark_old_campaign_messages_as_skipped(timestamp with time zone,uuid,integer)', 'integer'],
+    ['get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid,real,real,integer,real,integer,integer,integer,boolean)', 'jsonb'],
+    ['mark_old_campaign_messages_as_skipped(timestamp with time zone,uuid,integer,boolean)', 'integer'],
+    ['cq_skip_late_in_lead_zones(uuid,time without time zone,time without time zone,text,uuid,timestamp with time zone,integer)', 'integer'],
     ['get_lead_contexts(uuid[],uuid[],integer)', 'jsonb'],
     ['start_campaign_message(uuid,uuid)', 'jsonb'],
     ['save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric,text)', 'jsonb'],
@@ -27,10 +28,10 @@ declare
     ['take_inbox_slot(uuid,uuid,real,real,integer,real,text,integer,integer,integer,integer)', 'jsonb'],
     ['cq_inbox_limits(campaign_inbox_pacing,real,real,integer)', 'record'],
     ['cq_inbox_holds_backlog(uuid,timestamp with time zone)', 'boolean'],
-    ['cq_pick_due_messages(integer,timestamp with time zone,uuid,real,real,integer,real,integer,integer,integer,integer)', 'uuid[]'],
+    ['cq_pick_due_messages(integer,timestamp with time zone,uuid,real,real,integer,real,integer,integer,integer,integer,boolean)', 'uuid[]'],
     ['cq_local_date(text,timestamp with time zone)', 'date'],
     ['campaign_queue_status(uuid,real,real,integer,text,integer,integer,integer)', 'jsonb'],
-    ['campaign_queue_next_start(timestamp with time zone,uuid,real,real,integer,real,integer,integer,integer,integer)', 'double precision'],
+    ['campaign_queue_next_start(timestamp with time zone,uuid,real,real,integer,real,integer,integer,integer,integer,boolean)', 'double precision'],
     ['cq_inbox_hold(campaign_inbox_pacing_state,campaign_inbox_pacing,integer,integer,integer,integer,timestamp with time zone)', 'record'],
     ['cq_warmup_cap(integer,integer,integer,integer)', 'integer'],
     ['cq_hourly_hold_until(timestamp with time zone[],integer)', 'timestamp with time zone'],

@@ -21,7 +21,10 @@ create or replace function get_and_lock_campaign_messages(
   -- INBOX_WARMUP_DAYS, INBOX_WARMUP_START_CAP, INBOX_HOURLY_CAP (040_inbox_hold.sql)
   p_warmup_days int default null,
   p_warmup_start_cap int default null,
-  p_hourly_cap int default null
+  p_hourly_cap int default null,
+  -- LEAD_LOCAL_WINDOW: the window is the lead's (the service holds back per message), so a
+  -- run's campaign-zone window no longer keeps its messages from the claim (049).
+  p_lead_local_window boolean default false
 ) returns jsonb
 language plpgsql security definer set search_path = public
 as $$
@@ -161,7 +164,8 @@ begin
     -- Into a variable first: in a where clause the function could run once per row.
     v_picked := cq_pick_due_messages(v_left, v_horizon, p_run_id, p_min_gap_s, p_max_gap_s,
                                      p_daily_cap, p_lookahead_s, p_lock_timeout_s,
-                                     p_warmup_days, p_warmup_start_cap, p_hourly_cap);
+                                     p_warmup_days, p_warmup_start_cap, p_hourly_cap,
+                                     coalesce(p_lead_local_window, false));
     with claimed as (
       update campaign_messages m
          set status = 'queued', lock_token = gen_random_uuid(), locked_at = now(),
@@ -244,7 +248,9 @@ $$;
 -- only p_run_id's when given. Runs whose last messages it skips complete. Late means due
 -- before the run's horizon: campaign_queue_effective_horizon(p_one_hour_ago) (provider
 -- outages do not count) with its window's closed time not counted either (cq_open_horizon),
--- unless its inbox's pace holds the backlog (cq_inbox_holds_backlog).
+-- unless its inbox's pace holds the backlog (cq_inbox_holds_backlog). With
+-- p_lead_local_window, a windowed run's messages are judged each in its lead's zone
+-- (cq_skip_late_in_lead_zones, 049_lead_local_hours.sql).
 --
 -- Index-backed whatever the backlog: it walks the running runs in id order
 -- (idx_campaign_runs_running) and reads each one's late messages through
@@ -255,7 +261,8 @@ $$;
 create or replace function mark_old_campaign_messages_as_skipped(
   p_one_hour_ago timestamptz,
   p_run_id uuid default null,
-  p_limit int default 5000
+  p_limit int default 5000,
+  p_lead_local_window boolean default false
 ) returns integer
 language plpgsql security definer set search_path = public
 as $$
@@ -264,6 +271,11 @@ declare
   v_left int := coalesce(p_limit, 0);
   v_run uuid;
   v_run_horizon timestamptz;
+  v_lead_zones boolean;  -- this run's messages are judged in their leads' zones
+  v_start time;
+  v_end time;
+  v_tz text;
+  v_inbox uuid;
   v_runs uuid[] := '{}';
   v_n int;
   v_total int := 0;
@@ -274,8 +286,8 @@ begin
 
   -- A run's horizon is never after v_horizon (open-window time is a part of all time), so
   -- the runs without a message due before v_horizon are dropped first, by one probe each.
-  for v_run, v_run_horizon in
-    select r.id, h.horizon
+  for v_run, v_run_horizon, v_lead_zones, v_start, v_end, v_tz, v_inbox in
+    select r.id, h.horizon, l.lead_zones, c.start_time, c.end_time, c.timezone, c.inbox_id
       from (select r.id, r.config_id from campaign_runs r
              where r.status = 'running' and (p_run_id is null or r.id = p_run_id)
                and exists (select 1 from campaign_messages m
@@ -283,8 +295,14 @@ begin
                               and m.scheduled_at < v_horizon)
             offset 0) r
       left join campaign_configs c on c.id = r.config_id
-     cross join lateral (select cq_open_horizon(c.start_time, c.end_time, c.timezone, now(),
-                                                v_horizon) as horizon) h
+     cross join lateral (select coalesce(p_lead_local_window, false)
+                                and coalesce(c.start_time <> c.end_time, false)
+                                as lead_zones) l
+     -- In leads' zones every zone's horizon is at most the plain one, and a backlog the inbox
+     -- holds at the plain horizon it holds at every earlier one: the run's bound stays sound.
+     cross join lateral (select case when l.lead_zones then v_horizon
+                                     else cq_open_horizon(c.start_time, c.end_time, c.timezone,
+                                                          now(), v_horizon) end as horizon) h
        -- A paced inbox held by its gap or cap holds its backlog on purpose (016_pacing.sql).
      where not cq_inbox_holds_backlog(c.inbox_id, h.horizon)
        and exists (select 1 from campaign_messages m
@@ -296,22 +314,27 @@ begin
     perform 1 from campaign_runs where id = v_run and status = 'running' for update;
     continue when not found;
 
-    with late as (
-      select m.id from campaign_messages m
-       where m.run_id = v_run and m.status = 'pending' and m.scheduled_at < v_run_horizon
-       order by m.scheduled_at
-       limit v_left
-       for update of m skip locked
-    ), skipped as (
-      update campaign_messages m
-         set status = 'skipped',
-             error_message = 'skipped: scheduled before the horizon ' || v_run_horizon::text,
-             updated_at = now()
-        from late
-       where m.id = late.id
-      returning 1
-    )
-    select count(*)::int into v_n from skipped;
+    if v_lead_zones then
+      v_n := cq_skip_late_in_lead_zones(v_run, v_start, v_end, v_tz, v_inbox, v_horizon,
+                                        v_left);
+    else
+      with late as (
+        select m.id from campaign_messages m
+         where m.run_id = v_run and m.status = 'pending' and m.scheduled_at < v_run_horizon
+         order by m.scheduled_at
+         limit v_left
+         for update of m skip locked
+      ), skipped as (
+        update campaign_messages m
+           set status = 'skipped',
+               error_message = 'skipped: scheduled before the horizon ' || v_run_horizon::text,
+               updated_at = now()
+          from late
+         where m.id = late.id
+        returning 1
+      )
+      select count(*)::int into v_n from skipped;
+    end if;
 
     if v_n > 0 then
       v_runs := v_runs || v_run;

@@ -62,7 +62,12 @@ as $$
   with requested as (
     select l.id, l.lock_token from cq_requested_leases(p_messages) l
   ), owned as (
-    select m.id
+    select m.id,
+           (select nullif(left(e ->> 'lead_timezone', 64), '')
+              from jsonb_array_elements(p_messages) e
+             where jsonb_typeof(e) = 'object' and e ->> 'id' = m.id::text
+               and jsonb_typeof(e -> 'lead_timezone') = 'string'
+             limit 1) as lead_timezone
     from campaign_messages m
     join requested q on q.id = m.id and q.lock_token = m.lock_token
     where m.status in ('queued', 'generating', 'sending')
@@ -78,7 +83,10 @@ as $$
        set status = 'pending',
            scheduled_at = case when p_not_before is null then m.scheduled_at
                                else greatest(p_not_before, now() + interval '1 second') end,
-           lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
+           lock_token = null, locked_at = null, claimed_by = null, updated_at = now(),
+           -- A message held back by its lead's own window (LEAD_LOCAL_WINDOW) keeps the
+           -- lead's zone: the skip reads its lateness in it (049_lead_local_hours.sql).
+           lead_timezone = coalesce(o.lead_timezone, m.lead_timezone)
       from owned o
      where m.id = o.id
     returning 1

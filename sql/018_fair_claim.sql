@@ -37,7 +37,8 @@ create or replace function cq_pick_due_messages(
   p_lock_timeout_s int,
   p_warmup_days int default null,
   p_warmup_start_cap int default null,
-  p_hourly_cap int default null
+  p_hourly_cap int default null,
+  p_lead_local_window boolean default false
 ) returns uuid[]
 language plpgsql security definer set search_path = public
 as $$
@@ -72,14 +73,17 @@ begin
   -- plan of it (plpgsql's choice after five calls) costs several times as much.
   -- $1 now, $2 the lookahead's end, $3 the lease cutoff, $4 the no-inbox key, $5 the horizon,
   -- $6 the run filter, $7 and $8 the caller's min gap and cap, $9 the batch left, $10 to $12
-  -- the caller's warm-up days, warm-up start cap and hourly cap.
+  -- the caller's warm-up days, warm-up start cap and hourly cap, $13 lead-local hours (the
+  -- campaign-zone window then neither closes a run nor moves its late bound: the service
+  -- holds back per lead, the skip judges per lead, 049).
   execute $pick$
   with windows as materialized (
     -- Each distinct send window of the running runs, once: open now? and the horizon with
     -- its closed time not counted.
     select w.start_time, w.end_time, w.tz,
-           cq_window_open(w.start_time, w.end_time, w.tz, $1) as open,
-           cq_open_horizon(w.start_time, w.end_time, w.tz, $1, $5) as horizon
+           $13 or cq_window_open(w.start_time, w.end_time, w.tz, $1) as open,
+           case when $13 then '-infinity'
+                else cq_open_horizon(w.start_time, w.end_time, w.tz, $1, $5) end as horizon
       from (select distinct c.start_time, c.end_time, coalesce(c.timezone, '') as tz
               from campaign_runs r join campaign_configs c on c.id = r.config_id
              where r.status = 'running' and ($6 is null or r.id = $6)
@@ -222,7 +226,8 @@ begin
     into v_inboxes, v_messages, v_gaps, v_caps, v_hourly, v_rooms, v_missing,
          v_gapless_ords, v_gapless_runs, v_gapless_bounds
     using v_now, v_soon, v_cutoff, v_none, p_horizon, p_run_id, p_min_gap_s, p_daily_cap,
-          v_left, p_warmup_days, p_warmup_start_cap, p_hourly_cap;
+          v_left, p_warmup_days, p_warmup_start_cap, p_hourly_cap,
+          coalesce(p_lead_local_window, false);
 
   -- A gapped inbox without a state row yet gets one, in inbox order (two claims never
   -- deadlock).

@@ -26,7 +26,9 @@ create or replace function campaign_queue_next_start(
   -- INBOX_WARMUP_DAYS, INBOX_WARMUP_START_CAP, INBOX_HOURLY_CAP (040_inbox_hold.sql)
   p_warmup_days int default null,
   p_warmup_start_cap int default null,
-  p_hourly_cap int default null
+  p_hourly_cap int default null,
+  -- LEAD_LOCAL_WINDOW: a run's campaign-zone window neither delays nor bounds it (049).
+  p_lead_local_window boolean default false
 ) returns double precision
 language plpgsql stable security definer set search_path = public
 as $$
@@ -42,8 +44,11 @@ begin
   for v_run in
     with windows as materialized (
       select w.start_time, w.end_time, w.tz,
-             cq_window_opening(w.start_time, w.end_time, w.tz, v_now) as opens_at,
-             cq_open_horizon(w.start_time, w.end_time, w.tz, v_now, v_horizon) as horizon
+             case when p_lead_local_window then null
+                  else cq_window_opening(w.start_time, w.end_time, w.tz, v_now) end as opens_at,
+             case when p_lead_local_window then '-infinity'
+                  else cq_open_horizon(w.start_time, w.end_time, w.tz, v_now, v_horizon)
+             end as horizon
         from (select distinct c.start_time, c.end_time, coalesce(c.timezone, '') as tz
                 from campaign_runs r join campaign_configs c on c.id = r.config_id
                where r.status = 'running' and (p_run_id is null or r.id = p_run_id)

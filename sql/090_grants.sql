@@ -4,9 +4,9 @@ declare
   v_fn text;
 begin
   foreach v_fn in array array[
-    'get_and_lock_campaign_messages(integer,timestamptz,integer,text,uuid,real,real,integer,real,integer,integer,integer)',
+    'get_and_lock_campaign_messages(integer,timestamptz,integer,text,uuid,real,real,integer,real,integer,integer,integer,boolean)',
     'take_inbox_slot(uuid,uuid,real,real,integer,real,text,integer,integer,integer,integer)',
-    'mark_old_campaign_messages_as_skipped(timestamptz,uuid,integer)',
+    'mark_old_campaign_messages_as_skipped(timestamptz,uuid,integer,boolean)',
     'get_lead_contexts(uuid[],uuid[],integer)',
     'start_campaign_message(uuid,uuid)',
     'save_generated_message(uuid,uuid,text,jsonb,integer,integer,integer,numeric,text)',
@@ -26,7 +26,7 @@ begin
     'resume_reconnected_campaign_runs()',
     'campaign_queue_status(uuid,real,real,integer,text,integer,integer,integer)',
     'record_campaign_queue_call(text,integer,integer,integer,integer,text,boolean)',
-    'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer,integer,integer,integer)',
+    'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer,integer,integer,integer,boolean)',
     'lift_inbox_brake(uuid)',
     'suppress_campaign_contact(uuid,text,text)',
     'unsuppress_campaign_contact(uuid,text)'
@@ -38,7 +38,7 @@ begin
   foreach v_fn in array array[
     'cq_inbox_limits(campaign_inbox_pacing,real,real,integer)',
     'cq_inbox_holds_backlog(uuid,timestamptz)',
-    'cq_pick_due_messages(integer,timestamptz,uuid,real,real,integer,real,integer,integer,integer,integer)',
+    'cq_pick_due_messages(integer,timestamptz,uuid,real,real,integer,real,integer,integer,integer,integer,boolean)',
     'cq_inbox_hold(campaign_inbox_pacing_state,campaign_inbox_pacing,integer,integer,integer,integer,timestamptz)',
     'cq_warmup_cap(integer,integer,integer,integer)',
     'cq_hourly_hold_until(timestamptz[],integer)',
@@ -68,7 +68,8 @@ begin
     'cq_status_skipped(timestamptz,uuid)',
     'cq_claim_text(uuid,text,uuid)',
     'cq_claim_text_at_slot(uuid,uuid)',
-    'cq_forget_sent_texts(integer)'
+    'cq_forget_sent_texts(integer)',
+    'cq_skip_late_in_lead_zones(uuid,time,time,text,uuid,timestamptz,integer)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);

@@ -57,6 +57,7 @@ class Claimer:
                 run_id=run_id,
                 pacing=self._pacing,
                 lookahead_s=lookahead_s,
+                lead_local_window=self._settings.lead_local_window,
             )
         except DatabaseError:
             if claimed_so_far == 0:

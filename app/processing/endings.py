@@ -116,8 +116,11 @@ class Endings:
         invocation: Invocation,
         outcome: Outcome,
         not_before: datetime | None = None,
+        lead_timezone: str | None = None,
     ) -> Outcome:
-        await self._store.release([Lease.of(message)], not_before=not_before)
+        await self._store.release(
+            [Lease.of(message)], not_before=not_before, lead_timezone=lead_timezone
+        )
         return outcome
 
     async def hold_back(
@@ -127,9 +130,10 @@ class Endings:
         step: str,
         why: str,
         not_before: datetime | None = None,
+        lead_timezone: str | None = None,
     ) -> Outcome:
         """Not now (the send window, the inbox's pace): back untouched, said in the run's log."""
-        outcome = await self.release(message, invocation, Outcome.PAUSED, not_before)
+        outcome = await self.release(message, invocation, Outcome.PAUSED, not_before, lead_timezone)
         invocation.logs.add(
             message.run_id, step, why, lead_id=message.lead_id, message_id=message.id
         )

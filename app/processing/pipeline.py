@@ -22,7 +22,7 @@ from app.models import ClaimedMessage, LeadContext
 from app.outbound import AuthError, OutboundError
 from app.processing.endings import Endings, Outcome, log_fields
 from app.processing.invocation import Invocation
-from app.processing.window import next_opening, utc_now
+from app.processing.window import next_opening, utc_now, window_timezone
 from app.store.rpc import DatabaseError
 from app.store.store import (
     FailureBrake,
@@ -105,6 +105,7 @@ class MessagePipeline:
         brake: FailureBrake | None = None,
         reply_stop_days: int | None = None,
         repetition_guard: bool = True,
+        lead_local_window: bool = False,
     ) -> None:
         self._store = store
         self._writer = writer
@@ -114,6 +115,7 @@ class MessagePipeline:
         self._pacing = pacing or Pacing()
         self._reply_stop_days = reply_stop_days  # REPLY_STOP_DAYS (None: the database's 30)
         self._repetition_guard = repetition_guard
+        self._lead_local_window = lead_local_window
         self._endings = Endings(store, brake)
 
     async def run(
@@ -149,10 +151,13 @@ class MessagePipeline:
             return await endings.release(message, invocation, Outcome.RELEASED)
         if message.run.status != "running":
             return await endings.release(message, invocation, Outcome.PAUSED)
-        opening = next_opening(utc_now(), config.start_time, config.end_time, config.timezone)
+        tz = window_timezone(message.phone_number, config.timezone, self._lead_local_window)
+        opening = next_opening(utc_now(), config.start_time, config.end_time, tz)
         if opening is not None:
-            why = f"outside the send window; next opening {opening.isoformat()}"
-            return await endings.hold_back(message, invocation, "window", why, opening)
+            why = f"outside the send window ({tz}); next opening {opening.isoformat()}"
+            # The lead's zone is kept on the message: the skip reads its lateness in it.
+            kept = tz if self._lead_local_window else None
+            return await endings.hold_back(message, invocation, "window", why, opening, kept)
         if not config.inbox_status.connected:
             return await endings.pause_for_inbox(message, invocation, config.inbox_status.status)
         if lead is None:

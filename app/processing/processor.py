@@ -167,7 +167,10 @@ class QueueProcessor:
         """A failure here must not stop sending: the next call skips what this one could not."""
         try:
             return await self._store.mark_old_as_skipped(
-                horizon, run_id=run_id, limit=SKIP_LATE_LIMIT
+                horizon,
+                run_id=run_id,
+                limit=SKIP_LATE_LIMIT,
+                lead_local_window=self._settings.lead_local_window,
             )
         except DatabaseError as exc:
             log.warning(
@@ -281,6 +284,7 @@ class QueueProcessor:
                 run_id=request.run_id,
                 pacing=self._pacing,
                 lookahead_s=cadence_rules.PACING_LOOKAHEAD_S,
+                lead_local_window=self._settings.lead_local_window,
             )
         except DatabaseError as exc:
             log.warning(

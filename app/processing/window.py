@@ -1,9 +1,14 @@
-"""The send window: a campaign sends only between start_time and end_time, in its timezone."""
+"""The send window: a campaign sends only between start_time and end_time, in its timezone,
+or with lead-local hours (LEAD_LOCAL_WINDOW) in the lead's own zone, from the phone number."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from phonenumbers import timezone as phone_timezones
 
 DEFAULT_TIMEZONE = "America/Sao_Paulo"
 
@@ -18,6 +23,43 @@ def zone(name: str | None) -> ZoneInfo:
         return ZoneInfo(name or DEFAULT_TIMEZONE)
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo(DEFAULT_TIMEZONE)
+
+
+def lead_timezone(phone: str | None) -> str | None:
+    """The zone of an international number (+country...) that maps to exactly one zone; None
+    for anything else (no '+', a national number, unparseable, several zones, unknown), so
+    the caller reads the window in the campaign's zone. Never raises."""
+    if not phone:
+        return None
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    if not phone.lstrip().startswith("+") or not 8 <= len(digits) <= 15:
+        return None
+    return _zone_of_digits(digits)
+
+
+@lru_cache(maxsize=16384)
+def _zone_of_digits(digits: str) -> str | None:
+    # Parsing costs tens of microseconds; a bounded cache keeps a repeated number free.
+    try:
+        number = phonenumbers.parse("+" + digits, None)
+        zones = phone_timezones.time_zones_for_number(number)
+    except Exception:  # the library's parse errors, and anything a malformed number trips
+        return None
+    if len(zones) != 1 or zones[0] == phone_timezones.UNKNOWN_TIMEZONE:
+        return None
+    try:
+        ZoneInfo(zones[0])
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return zones[0]
+
+
+def window_timezone(
+    phone: str | None, campaign_timezone: str | None, lead_local: bool
+) -> str | None:
+    """The zone a message's send window is read in: the lead's own when lead-local hours are
+    on and the number tells it, else the campaign's."""
+    return (lead_timezone(phone) if lead_local else None) or campaign_timezone
 
 
 def _inside(instant: datetime, start: time, end: time, tz: ZoneInfo) -> bool:

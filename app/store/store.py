@@ -68,6 +68,7 @@ class Store:
         run_id: uuid.UUID | None = None,
         pacing: Pacing | None = None,
         lookahead_s: float = 0.0,
+        lead_local_window: bool = False,
     ) -> Claim:
         items = await self._call(
             "get_and_lock_campaign_messages",
@@ -78,6 +79,7 @@ class Store:
             p_run_id=run_id,
             **(pacing.args() if pacing else {}),
             p_lookahead_s=max(lookahead_s, 0.0),
+            **_lead_local(lead_local_window),
         )
         messages: list[ClaimedMessage] = []
         unworkable: list[UnworkableRow] = []
@@ -96,6 +98,7 @@ class Store:
         run_id: uuid.UUID | None = None,
         pacing: Pacing | None = None,
         lookahead_s: float = 0.0,
+        lead_local_window: bool = False,
     ) -> float | None:
         """Seconds until a claim could next find a due message (each inbox's own gap, cap
         and turn, each run's window); None when nothing due is waiting."""
@@ -107,6 +110,7 @@ class Store:
             **(pacing.args() if pacing else {}),
             p_lookahead_s=max(lookahead_s, 0.0),
             p_lock_timeout_s=lock_timeout_s,
+            **_lead_local(lead_local_window),
         )
         if data is None:
             return None
@@ -115,13 +119,22 @@ class Store:
         return max(float(data), 0.0)
 
     async def mark_old_as_skipped(
-        self, one_hour_ago: datetime, *, run_id: uuid.UUID | None = None, limit: int = 5000
+        self,
+        one_hour_ago: datetime,
+        *,
+        run_id: uuid.UUID | None = None,
+        limit: int = 5000,
+        lead_local_window: bool = False,
     ) -> int:
         function = "mark_old_campaign_messages_as_skipped"
-        return answer_int(
+        data = await self._call(
             function,
-            await self._call(function, p_one_hour_ago=one_hour_ago, p_run_id=run_id, p_limit=limit),
+            p_one_hour_ago=one_hour_ago,
+            p_run_id=run_id,
+            p_limit=limit,
+            **_lead_local(lead_local_window),
         )
+        return answer_int(function, data)
 
     async def lead_contexts(self, lead_ids: list[uuid.UUID]) -> LeadContexts:
         contexts, _ = await self.message_contexts(lead_ids, [], reply_stop_days=None)
@@ -268,11 +281,21 @@ class Store:
         data = await self._object("skip_campaign_message", **_fence(lease), p_reason=reason)
         return Answer(bool(data.get("ok")), data.get("reason"))
 
-    async def release(self, leases: list[Lease], not_before: datetime | None = None) -> int:
+    async def release(
+        self,
+        leases: list[Lease],
+        not_before: datetime | None = None,
+        lead_timezone: str | None = None,
+    ) -> int:
+        """Back to pending untouched; `lead_timezone` (a message held back by its lead's own
+        window) is kept on the messages, so the skip reads their lateness in that zone."""
         if not leases:
             return 0
         function = "release_campaign_messages"
-        data = await self._call(function, p_messages=_lease_list(leases), p_not_before=not_before)
+        messages: list[dict[str, str]] = _lease_list(leases)
+        if lead_timezone:
+            messages = [{**x, "lead_timezone": lead_timezone} for x in messages]
+        data = await self._call(function, p_messages=messages, p_not_before=not_before)
         return answer_int(function, data)
 
     async def renew_leases(self, leases: list[Lease]) -> set[uuid.UUID]:
@@ -359,6 +382,11 @@ class Store:
 
 def _fence(lease: Lease) -> dict[str, Any]:
     return {"p_message_id": lease.message_id, "p_lock_token": lease.lock_token}
+
+
+def _lead_local(on: bool) -> dict[str, Any]:
+    # Only when on: with it off, the calls are exactly the ones older databases answer.
+    return {"p_lead_local_window": True} if on else {}
 
 
 def _lease_list(leases: list[Lease]) -> list[dict[str, str]]:

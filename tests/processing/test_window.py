@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from app.processing.window import next_opening
+from app.processing.window import lead_timezone, next_opening, window_timezone
 
 
 def at(hour: int, minute: int = 0) -> datetime:
@@ -73,3 +73,50 @@ def test_the_opening_is_strictly_after_now_around_every_transition() -> None:
                     opening = next_opening(now, start, end, zone_name)
                     if opening is not None:
                         assert now < opening <= now + timedelta(days=2), (zone_name, now, start)
+
+
+# Lead-local hours: the lead's zone from the phone number (fictional numbers).
+SAO_PAULO_MOBILE = "+55 11 91234-5678"  # one zone: America/Sao_Paulo
+MANAUS_MOBILE = "+5592912345678"  # Brazil, area code 92: one zone, America/Manaus
+US_TOLL_FREE = "+1 800 555 0199"  # every US zone: the campaign's
+
+
+def test_a_brazilian_number_with_one_zone_gives_it() -> None:
+    assert lead_timezone(SAO_PAULO_MOBILE) == "America/Sao_Paulo"
+    assert lead_timezone(MANAUS_MOBILE) == "America/Manaus"
+    assert window_timezone(MANAUS_MOBILE, "America/Sao_Paulo", True) == "America/Manaus"
+
+
+def test_a_us_number_spanning_zones_gives_the_campaigns_zone() -> None:
+    assert lead_timezone(US_TOLL_FREE) is None
+    assert window_timezone(US_TOLL_FREE, "America/Sao_Paulo", True) == "America/Sao_Paulo"
+
+
+def test_bad_and_national_numbers_give_the_campaigns_zone_and_never_raise() -> None:
+    for phone in [
+        "",
+        "+",
+        "abc",
+        "+999 999 999 999",
+        "11912345678",
+        "5592912345678",
+        "+55",
+        "+" + "9" * 40,
+        "\x00+5592",
+        None,
+    ]:
+        assert lead_timezone(phone) is None
+        assert window_timezone(phone, "Europe/Lisbon", True) == "Europe/Lisbon"
+
+
+def test_with_lead_local_hours_off_the_window_is_the_campaigns() -> None:
+    assert window_timezone(MANAUS_MOBILE, "America/Sao_Paulo", False) == "America/Sao_Paulo"
+    assert window_timezone(MANAUS_MOBILE, None, False) is None
+
+
+def test_the_window_read_in_the_leads_zone_opens_at_the_leads_opening() -> None:
+    # 10:00 in São Paulo is 09:00 in Manaus (UTC-4): a 09:30-18:00 window is open in São Paulo
+    # and opens in half an hour for the lead in Manaus.
+    zone_of_lead = window_timezone(MANAUS_MOBILE, "America/Sao_Paulo", True)
+    assert next_opening(at(10), time(9, 30), time(18), "America/Sao_Paulo") is None
+    assert next_opening(at(10), time(9, 30), time(18), zone_of_lead) == at(10, 30)

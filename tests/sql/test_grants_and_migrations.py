@@ -71,6 +71,7 @@ INTERNAL_FUNCTIONS = [
     "cq_claim_text",
     "cq_claim_text_at_slot",
     "cq_forget_sent_texts",
+    "cq_skip_late_in_lead_zones",
 ]
 
 
@@ -156,7 +157,7 @@ async def test_an_existing_product_function_is_never_replaced(pg_server_dsn: str
             )
             assert [r["s"] for r in signatures] == [
                 "get_and_lock_campaign_messages(integer,timestamp with time zone,integer,text,uuid,"
-                "real,real,integer,real,integer,integer,integer)"
+                "real,real,integer,real,integer,integer,integer,boolean)"
             ]
         finally:
             await conn.close()
