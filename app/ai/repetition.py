@@ -11,11 +11,8 @@ left, lowercase hex.
 from __future__ import annotations
 
 import hashlib
-import re
 import unicodedata
 
-# Runs of letters (any script): digits, underscores, punctuation, symbols and spaces split them.
-_LETTERS = re.compile(r"[^\W\d_]+")
 # A word of the name or company shorter than this is only taken out as part of the whole name
 # ("Banco do Brasil": "do" stays elsewhere in the text).
 MIN_WORD_CHARS = 3
@@ -24,8 +21,11 @@ MIN_WORD_CHARS = 3
 def letter_words(text: str) -> list[str]:
     """The text's words: case folded, accents folded, letters only."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
-    folded = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return _LETTERS.findall(folded)
+    # Runs of letters (any script): anything else (digits of every script, underscores,
+    # punctuation, symbols, spaces) splits them.
+    return "".join(
+        c if c.isalpha() else " " for c in decomposed if not unicodedata.combining(c)
+    ).split()
 
 
 def normalize_text(text: str, *, name: str | None = None, company: str | None = None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import string
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from app.ai.repetition import normalize_text, text_hash
@@ -78,6 +78,7 @@ def test_only_the_letters_count_whatever_the_noise_between_words(
 
 
 @given(st.text(max_size=200), st.text(max_size=30), st.text(max_size=30))
+@example("\u1369", "", "")  # an Ethiopic digit: a number (No), not a decimal digit (Nd)
 def test_normalized_text_has_only_lowercase_letters(text: str, name: str, company: str) -> None:
     normalized = normalize_text(text, name=name, company=company)
     assert all(c.isalpha() for c in normalized)
