@@ -24,7 +24,7 @@ begin
     'record_provider_outage(text)',
     'campaign_queue_effective_horizon(timestamptz)',
     'resume_reconnected_campaign_runs()',
-    'campaign_queue_status(uuid,real,real,integer,text)',
+    'campaign_queue_status(uuid,real,real,integer,text,integer)',
     'record_campaign_queue_call(text,integer,integer,integer,integer,text,boolean)',
     'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer)'
   ] loop
@@ -50,6 +50,9 @@ begin
     'cq_count_message_update()',
     'cq_forget_message_counts()',
     'cq_status_retrying(uuid[])',
+    'cq_status_page(integer,timestamptz)',
+    'cq_status_counted(uuid[])',
+    'cq_status_queue(uuid[],timestamptz)',
     'cq_status_circuit(timestamptz)',
     'cq_status_last_call()',
     'cq_window_open(time,time,text,timestamptz)',
