@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -45,6 +45,7 @@ from app.processing.processor import QueueProcessor
 from app.settings import Settings, SettingsError, load_settings
 from app.shutdown import on_sigterm
 from app.startup import log_start_up, package_version, secrets_of
+from app.status_page import STATUS_RUNS_DEFAULT, STATUS_RUNS_MAX, STATUS_RUNS_MIN
 from app.store.rpc import DatabaseError, Rpc
 from app.store.store import Pacing, Store
 
@@ -309,9 +310,22 @@ async def process_queue(request: Request, services: ServicesDep) -> JSONResponse
     return JSONResponse(result.model_dump(), 200 if result.success else 502)
 
 
-async def status(services: ServicesDep, run_id: uuid.UUID | None = None) -> JSONResponse:
+async def status(
+    services: ServicesDep,
+    run_id: uuid.UUID | None = None,
+    limit: Annotated[
+        int,
+        Query(
+            ge=STATUS_RUNS_MIN,
+            le=STATUS_RUNS_MAX,
+            description="The runs shown at most (running first, the most recently active "
+            "first); `runs_total` counts them all.",
+        ),
+    ] = STATUS_RUNS_DEFAULT,
+) -> JSONResponse:
     """Queue depth and lag, each run's progress, cost and ETA, inboxes' pace, failures by
-    reason, throughput (docs/architecture.md, "Status"); `?run_id=` answers about that run only."""
+    reason, throughput (docs/architecture.md, "Status"); `?run_id=` answers about that run only,
+    `?limit=` pages the runs (default 50, 1 to 500)."""
     settings = services.settings
     pacing = Pacing(
         settings.inbox_min_gap_s,
@@ -320,7 +334,7 @@ async def status(services: ServicesDep, run_id: uuid.UUID | None = None) -> JSON
         settings.inbox_timezone,
     )
     try:
-        return JSONResponse(await services.store.queue_status(run_id, pacing))
+        return JSONResponse(await services.store.queue_status(run_id, pacing, limit))
     except DatabaseError as exc:
         log.error("database unavailable", extra={"error": str(exc)})
         return JSONResponse({"success": False, "error": "database unavailable"}, 503)

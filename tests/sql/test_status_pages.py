@@ -79,7 +79,8 @@ async def test_the_queue_and_retrying_count_every_active_run_not_only_the_page(
     whole = await status(rpc, p_limit=500)
     page = await status(rpc, p_limit=1)
 
-    assert len(whole["runs"]) == 4 and len(page["runs"]) == 1
+    assert len(whole["runs"]) == 4
+    assert len(page["runs"]) == 1
     assert page["runs_total"] == whole["runs_total"] == 4
     assert page["queue"] == whole["queue"]
     assert page["queue"]["due"] == 7  # 9 due, one in flight, one waiting for its retry
