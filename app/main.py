@@ -22,7 +22,7 @@ import httpx
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,10 +35,12 @@ from app.api_models import (
     ProcessQueueAnswer,
     ProcessQueueBody,
 )
-from app.auth import UnauthorizedError, require_cron_secret
+from app.auth import UnauthorizedError, require_cron_secret, require_status_reader
 from app.delivery.sender import Sender
 from app.error_answers import invalid_request, unauthorized, unprocessable
 from app.logs import configure_logging, log
+from app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from app.metrics import ServiceMetrics
 from app.models import ProcessQueueResult
 from app.processing.pipeline import MessagePipeline
 from app.processing.processor import QueueProcessor
@@ -88,6 +90,7 @@ class Services:
     store: Store
     http_clients: list[httpx.AsyncClient]
     processor: QueueProcessor
+    metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
     running: set[asyncio.Future[ProcessQueueResult]] = field(default_factory=set)
 
 
@@ -114,6 +117,7 @@ async def build_services(settings: Settings) -> Services:
     # pools cost less CPU than one shared one (bench/overhead.py).
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
     openrouter_http, send_http = httpx.AsyncClient(limits=limits), httpx.AsyncClient(limits=limits)
+    metrics = ServiceMetrics()
     pipeline = MessagePipeline(
         store,
         OpenRouterClient(openrouter_http, settings),
@@ -126,10 +130,11 @@ async def build_services(settings: Settings) -> Services:
             settings.inbox_daily_cap,
             settings.inbox_timezone,
         ),
+        metrics=metrics,
     )
     worker = f"{socket.gethostname()}:{os.getpid()}"
     processor = QueueProcessor(store, pipeline, settings, worker)
-    return Services(settings, rpc, store, [openrouter_http, send_http], processor)
+    return Services(settings, rpc, store, [openrouter_http, send_http], processor, metrics=metrics)
 
 
 async def close_services(services: Services) -> None:
@@ -160,7 +165,13 @@ def start_invocation(
     )
     services.running.add(work)
     work.add_done_callback(services.running.discard)
+    work.add_done_callback(lambda done: _count_call(services.metrics, done))
     return work
+
+
+def _count_call(metrics: ServiceMetrics, work: asyncio.Future[ProcessQueueResult]) -> None:
+    if not work.cancelled() and work.exception() is None:
+        metrics.call_ended(work.result())
 
 
 def get_services(request: Request) -> Services:
@@ -230,8 +241,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         operation_id="status",
         summary="Queue depth, runs' progress, cost and ETA, inboxes' pace, failures by reason",
         responses=STATUS_RESPONSES,
-        dependencies=[Depends(require_cron_secret)],
+        dependencies=[Depends(require_status_reader)],
     )(status)
+    app.get(
+        "/metrics",
+        operation_id="metrics",
+        summary="Prometheus metrics: the queue's gauges and this process's counters",
+        response_class=PlainTextResponse,
+        dependencies=[Depends(require_status_reader)],
+    )(metrics)
     app.add_exception_handler(UnauthorizedError, unauthorized)
     app.add_exception_handler(RequestValidationError, invalid_request)
     _add_docs(app)
@@ -338,6 +356,28 @@ async def status(
     except DatabaseError as exc:
         log.error("database unavailable", extra={"error": str(exc)})
         return JSONResponse({"success": False, "error": "database unavailable"}, 503)
+
+
+async def metrics(services: ServicesDep) -> Response:
+    """The Prometheus text format (README: "Metrics"): the queue's gauges from
+    campaign_queue_status (its largest page of runs), and this process's messages by outcome,
+    LLM and send latency and AI cost."""
+    try:
+        answer = await services.store.queue_status(None, _pacing(services), STATUS_RUNS_MAX)
+    except DatabaseError as exc:
+        log.error("database unavailable", extra={"error": str(exc)})
+        return JSONResponse({"success": False, "error": "database unavailable"}, 503)
+    return Response(services.metrics.exposition(answer), media_type=METRICS_CONTENT_TYPE)
+
+
+def _pacing(services: Services) -> Pacing:
+    settings = services.settings
+    return Pacing(
+        settings.inbox_min_gap_s,
+        settings.inbox_max_gap_s,
+        settings.inbox_daily_cap,
+        settings.inbox_timezone,
+    )
 
 
 async def _parse_body(request: Request) -> ProcessQueueBody | JSONResponse:
