@@ -76,7 +76,8 @@ Overlapping calls are safe; a call finishes its work even when the caller hangs 
 
 Authenticate with the service's CRON_SECRET, as `Authorization: Bearer <secret>` or as
 `X-Cron-Secret: <secret>` (use the latter behind Cloud Run IAM, where Authorization carries
-Google's OIDC token). `GET /healthz` needs no secret.
+Google's OIDC token). `GET /status` and `GET /metrics` (Prometheus) take the same secret;
+`GET /healthz` needs no secret.
 
 Alerting: a key or credit error from OpenRouter or the send endpoint answers **502** with
 `success: false`, so the scheduler records a failure; a database outage answers **503**.
