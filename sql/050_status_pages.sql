@@ -58,9 +58,11 @@ create index if not exists idx_campaign_message_counts_due
 -- idx_campaign_messages_due's first 1,000 entries that belongs to a running run with
 -- something due (one short walk, whatever the number of runs), else, when paused runs' older
 -- messages fill those, the first of each such run (one probe a run).
+-- (The planner cannot tell how few of the counts' rows are of minutes past, the bound being a
+-- parameter: left to itself it reads the whole table, rows of minutes ahead included.)
 create or replace function cq_status_queue(p_runs uuid[], p_now timestamptz)
 returns jsonb
-language sql stable security definer set search_path = public
+language sql stable security definer set search_path = public set enable_seqscan = off
 as $$
   with minute as (
     select date_bin('1 minute', p_now, timestamptz '2000-01-01 00:00:00+00') as at
