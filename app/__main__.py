@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Any, NoReturn
 
+from app.status_page import STATUS_RUNS_DEFAULT, STATUS_RUNS_MAX, STATUS_RUNS_MIN
+
 
 class _Parser(argparse.ArgumentParser):
     """A bad argument is one line on stderr (`error: ...`) and exit code 2, no usage block."""
@@ -59,6 +61,18 @@ def _demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(leads=args.leads, real=args.real))
 
 
+def _status_limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not STATUS_RUNS_MIN <= value <= STATUS_RUNS_MAX:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from {STATUS_RUNS_MIN} to {STATUS_RUNS_MAX}, not {text!r}"
+        )
+    return value
+
+
 def _status(args: argparse.Namespace) -> int:
     """campaign_queue_status as tables (or --json), from the service's settings when they
     load, else from the database settings alone (DATABASE_URL, or SUPABASE_URL and its key;
@@ -92,7 +106,7 @@ def _status(args: argparse.Namespace) -> int:
                 database.supabase_url, database.supabase_service_role_key.get_secret_value()
             )
         try:
-            return await Store(rpc).queue_status(args.run_id, pacing)
+            return await Store(rpc).queue_status(args.run_id, pacing, args.limit)
         finally:
             await rpc.close()
 
@@ -171,6 +185,13 @@ def main(argv: list[str] | None = None) -> int:
         "status", help="queue depth, runs' progress, cost and ETA, inboxes, failures"
     )
     status.add_argument("--run-id", type=uuid.UUID, help="only this run (a uuid)")
+    status.add_argument(
+        "--limit",
+        type=_status_limit,
+        default=STATUS_RUNS_DEFAULT,
+        help=f"the runs shown at most ({STATUS_RUNS_MIN} to {STATUS_RUNS_MAX}, default "
+        f"{STATUS_RUNS_DEFAULT}): running first, the most recently active first",
+    )
     status.add_argument("--json", action="store_true", help="the raw JSON instead of tables")
     args = parser.parse_args(argv)
     if args.command == "migrate":

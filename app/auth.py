@@ -49,6 +49,37 @@ def secret_matches(settings: Settings, *candidates: str | None) -> bool:
     return matched
 
 
+def status_reader_secrets(settings: Settings) -> list[str]:
+    """The secrets that may read the status and the metrics: CRON_SECRET. (An operator's
+    token, when the service has one, belongs here too: readers, unlike the scheduler, never
+    run the queue.)"""
+    return [settings.cron_secret.get_secret_value()] if settings.cron_secret is not None else []
+
+
+def any_secret_matches(expected: list[str], *candidates: str | None) -> bool:
+    """True when a candidate is one of the expected secrets; every pair is compared, each in
+    constant time."""
+    matched = False
+    for secret in expected:
+        for candidate in candidates:
+            if candidate is not None:
+                matched |= hmac.compare_digest(candidate.strip().encode(), secret.encode())
+    return matched
+
+
+async def require_status_reader(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+    header: Annotated[str | None, Security(header_scheme)],
+) -> None:
+    """A route dependency for GET /status and GET /metrics: raises UnauthorizedError unless
+    `Authorization: Bearer` or `X-Cron-Secret` carries one of status_reader_secrets."""
+    settings: Settings = request.app.state.services.settings
+    token = bearer.credentials if bearer is not None else None
+    if not any_secret_matches(status_reader_secrets(settings), token, header):
+        raise UnauthorizedError
+
+
 async def require_cron_secret(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],

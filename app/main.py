@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,16 +35,19 @@ from app.api_models import (
     ProcessQueueAnswer,
     ProcessQueueBody,
 )
-from app.auth import UnauthorizedError, require_cron_secret
+from app.auth import UnauthorizedError, require_cron_secret, require_status_reader
 from app.delivery.sender import Sender
 from app.error_answers import invalid_request, unauthorized, unprocessable
 from app.logs import configure_logging, log
+from app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from app.metrics import ServiceMetrics
 from app.models import ProcessQueueResult
 from app.processing.pipeline import MessagePipeline
 from app.processing.processor import QueueProcessor
 from app.settings import Settings, SettingsError, load_settings
 from app.shutdown import on_sigterm
 from app.startup import log_start_up, package_version, secrets_of
+from app.status_page import STATUS_RUNS_DEFAULT, STATUS_RUNS_MAX, STATUS_RUNS_MIN
 from app.store.rpc import DatabaseError, Rpc
 from app.store.store import FailureBrake, Pacing, Store
 
@@ -73,7 +76,8 @@ Overlapping calls are safe; a call finishes its work even when the caller hangs 
 
 Authenticate with the service's CRON_SECRET, as `Authorization: Bearer <secret>` or as
 `X-Cron-Secret: <secret>` (use the latter behind Cloud Run IAM, where Authorization carries
-Google's OIDC token). `GET /healthz` needs no secret.
+Google's OIDC token). `GET /status` and `GET /metrics` (Prometheus) take the same secret;
+`GET /healthz` needs no secret.
 
 Alerting: a key or credit error from OpenRouter or the send endpoint answers **502** with
 `success: false`, so the scheduler records a failure; a database outage answers **503**.
@@ -87,6 +91,7 @@ class Services:
     store: Store
     http_clients: list[httpx.AsyncClient]
     processor: QueueProcessor
+    metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
     running: set[asyncio.Future[ProcessQueueResult]] = field(default_factory=set)
 
 
@@ -113,6 +118,7 @@ async def build_services(settings: Settings) -> Services:
     # pools cost less CPU than one shared one (bench/overhead.py).
     limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
     openrouter_http, send_http = httpx.AsyncClient(limits=limits), httpx.AsyncClient(limits=limits)
+    metrics = ServiceMetrics()
     pipeline = MessagePipeline(
         store,
         OpenRouterClient(openrouter_http, settings),
@@ -132,10 +138,11 @@ async def build_services(settings: Settings) -> Services:
         reply_stop_days=settings.reply_stop_days,
         repetition_guard=settings.repetition_guard,
         lead_local_window=settings.lead_local_window,
+        metrics=metrics,
     )
     worker = f"{socket.gethostname()}:{os.getpid()}"
     processor = QueueProcessor(store, pipeline, settings, worker)
-    return Services(settings, rpc, store, [openrouter_http, send_http], processor)
+    return Services(settings, rpc, store, [openrouter_http, send_http], processor, metrics=metrics)
 
 
 async def close_services(services: Services) -> None:
@@ -166,7 +173,13 @@ def start_invocation(
     )
     services.running.add(work)
     work.add_done_callback(services.running.discard)
+    work.add_done_callback(lambda done: _count_call(services.metrics, done))
     return work
+
+
+def _count_call(metrics: ServiceMetrics, work: asyncio.Future[ProcessQueueResult]) -> None:
+    if not work.cancelled() and work.exception() is None:
+        metrics.call_ended(work.result())
 
 
 def get_services(request: Request) -> Services:
@@ -236,8 +249,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         operation_id="status",
         summary="Queue depth, runs' progress, cost and ETA, inboxes' pace, failures by reason",
         responses=STATUS_RESPONSES,
-        dependencies=[Depends(require_cron_secret)],
+        dependencies=[Depends(require_status_reader)],
     )(status)
+    app.get(
+        "/metrics",
+        operation_id="metrics",
+        summary="Prometheus metrics: the queue's gauges and this process's counters",
+        response_class=PlainTextResponse,
+        dependencies=[Depends(require_status_reader)],
+    )(metrics)
     app.add_exception_handler(UnauthorizedError, unauthorized)
     app.add_exception_handler(RequestValidationError, invalid_request)
     _add_docs(app)
@@ -316,9 +336,22 @@ async def process_queue(request: Request, services: ServicesDep) -> JSONResponse
     return JSONResponse(result.model_dump(), 200 if result.success else 502)
 
 
-async def status(services: ServicesDep, run_id: uuid.UUID | None = None) -> JSONResponse:
+async def status(
+    services: ServicesDep,
+    run_id: uuid.UUID | None = None,
+    limit: Annotated[
+        int,
+        Query(
+            ge=STATUS_RUNS_MIN,
+            le=STATUS_RUNS_MAX,
+            description="The runs shown at most (running first, the most recently active "
+            "first); `runs_total` counts them all.",
+        ),
+    ] = STATUS_RUNS_DEFAULT,
+) -> JSONResponse:
     """Queue depth and lag, each run's progress, cost and ETA, inboxes' pace, failures by
-    reason, throughput (docs/architecture.md, "Status"); `?run_id=` answers about that run only."""
+    reason, throughput (docs/architecture.md, "Status"); `?run_id=` answers about that run only,
+    `?limit=` pages the runs (default 50, 1 to 500)."""
     settings = services.settings
     pacing = Pacing(
         settings.inbox_min_gap_s,
@@ -330,10 +363,32 @@ async def status(services: ServicesDep, run_id: uuid.UUID | None = None) -> JSON
         hourly_cap=settings.inbox_hourly_cap,
     )
     try:
-        return JSONResponse(await services.store.queue_status(run_id, pacing))
+        return JSONResponse(await services.store.queue_status(run_id, pacing, limit))
     except DatabaseError as exc:
         log.error("database unavailable", extra={"error": str(exc)})
         return JSONResponse({"success": False, "error": "database unavailable"}, 503)
+
+
+async def metrics(services: ServicesDep) -> Response:
+    """The Prometheus text format (README: "Metrics"): the queue's gauges from
+    campaign_queue_status (its largest page of runs), and this process's messages by outcome,
+    LLM and send latency and AI cost."""
+    try:
+        answer = await services.store.queue_status(None, _pacing(services), STATUS_RUNS_MAX)
+    except DatabaseError as exc:
+        log.error("database unavailable", extra={"error": str(exc)})
+        return JSONResponse({"success": False, "error": "database unavailable"}, 503)
+    return Response(services.metrics.exposition(answer), media_type=METRICS_CONTENT_TYPE)
+
+
+def _pacing(services: Services) -> Pacing:
+    settings = services.settings
+    return Pacing(
+        settings.inbox_min_gap_s,
+        settings.inbox_max_gap_s,
+        settings.inbox_daily_cap,
+        settings.inbox_timezone,
+    )
 
 
 async def _parse_body(request: Request) -> ProcessQueueBody | JSONResponse:

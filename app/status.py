@@ -46,7 +46,7 @@ def render(status: Mapping[str, Any], run_id: object = None) -> str:
     lines = [title, ""]
     lines += _queue(as_mapping(status.get("queue")), as_mapping(status.get("throughput")))
     lines += ["", *status_failures.last_call(status.get("last_call"), at)]
-    lines += ["", *_runs(as_rows(status.get("runs")), at)]
+    lines += ["", *_runs(as_rows(status.get("runs")), at, as_number(status.get("runs_total")))]
     lines += ["", *_inboxes(as_rows(status.get("inboxes")), at)]
     lines += ["", *status_failures.retrying(status.get("retrying"), at)]
     lines += ["", *status_failures.failed_for_good(status.get("failures"))]
@@ -68,7 +68,16 @@ def _queue(queue: Mapping[str, Any], throughput: Mapping[str, Any]) -> list[str]
     return ["QUEUE", *table(headers, [row], right=set(range(len(headers))))]
 
 
-def _runs(runs: list[Mapping[str, Any]], at: datetime | None) -> list[str]:
+def _shown(shown: int, total: float | None) -> str:
+    """How many runs the page shows, and of how many when it is not all of them."""
+    if total is None or total <= shown:
+        return count(shown)
+    return f"{count(shown)} of {count(total)}, the most recently active; --limit N for more"
+
+
+def _runs(
+    runs: list[Mapping[str, Any]], at: datetime | None, runs_total: float | None
+) -> list[str]:
     if not runs:
         return ["RUNS", "  no running or paused run"]
     headers = [
@@ -108,7 +117,10 @@ def _runs(runs: list[Mapping[str, Any]], at: datetime | None) -> list[str]:
                 duration(as_number(run.get("eta_s"))),
             ]
         )
-    lines = [f"RUNS ({len(runs)})", *table(headers, rows, right=set(range(2, len(headers))))]
+    lines = [
+        f"RUNS ({_shown(len(runs), runs_total)})",
+        *table(headers, rows, right=set(range(2, len(headers)))),
+    ]
     paused = [r for r in runs if r.get("status") == "paused" and r.get("error_message")]
     for run in paused:
         lines.append(f"  {short_id(run.get('run_id'))} paused: {one_line(run['error_message'])}")

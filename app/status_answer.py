@@ -161,13 +161,20 @@ class StatusAnswer(_Part):
 
     at: datetime = Field(description="The database's clock: ages are measured from it.")
     queue: StatusQueue = Field(description="How deep and late the queue is.")
-    runs: list[StatusRun] = Field(description="Running and paused runs, or the one asked for.")
-    inboxes: list[StatusInbox] = Field(description="The inboxes of those runs.")
+    runs: list[StatusRun] = Field(
+        description="Running and paused runs (a page: at most `?limit=`, default 50; running "
+        "first, the most recently active first), or the one asked for."
+    )
+    runs_total: int = Field(
+        description="How many runs the page is taken from: all running and paused ones (or 1)."
+    )
+    inboxes: list[StatusInbox] = Field(description="The inboxes of the runs shown.")
     failures: list[StatusFailure] = Field(
         description="Messages failed for good in the last 24 h, by reason (20 at most)."
     )
     retrying: list[StatusRetrying] = Field(
-        description="Messages of those runs waiting for a retry, by reason (20 at most)."
+        description="Messages of the running and paused runs (or of the one asked for) waiting "
+        "for a retry, by reason (20 at most)."
     )
     skipped_by_reason: list[StatusSkipped] = Field(
         description="Messages (of that run, or all) skipped in the last 24 h, by reason (20 at "

@@ -72,11 +72,14 @@ $$;
 --                 late the oldest due one is (null when none is due)
 --   runs          [{run_id, status, inbox_id, total, sent, failed, retrying, skipped,
 --                 pending, in_flight, ai_tokens, ai_cost_usd, started_at, error_message,
---                 eta_s}], running and paused runs (oldest first), or the one asked for
+--                 eta_s}], running and paused runs, or the one asked for: a page of at
+--                 most p_limit (1 to 500): running first, the most recently active first
+--                 (cq_status_page, 050_status_pages.sql)
+--   runs_total    how many runs the page is taken from (all running and paused, or 1)
 --   inboxes       [{inbox_id, sent_today, daily_cap, timezone, next_slot_at, min_gap_s,
 --                 max_gap_s, pending, warmup_day, today_cap, hourly_cap, sent_last_hour,
---                 held, held_until, brake_reason, brake_until}] for the inboxes of those
---                 runs (the hold's fields: cq_inbox_hold, 040_inbox_hold.sql; daily_cap 0: no cap;
+--                 held, held_until, brake_reason, brake_until}] for the inboxes of the runs
+--                 shown (the hold's fields: cq_inbox_hold, 040_inbox_hold.sql; daily_cap 0: no cap;
 --                 timezone: the zone of the calendar day the cap counts, the day in progress
 --                 or else the next one; pending: of its running runs, the backlog its pace
 --                 works through)
@@ -125,7 +128,8 @@ create or replace function campaign_queue_status(
   -- INBOX_WARMUP_DAYS, INBOX_WARMUP_START_CAP, INBOX_HOURLY_CAP (040_inbox_hold.sql)
   p_warmup_days int default null,
   p_warmup_start_cap int default null,
-  p_hourly_cap int default null
+  p_hourly_cap int default null,
+  p_limit int default 50  -- the runs shown, at most
 ) returns jsonb
 language plpgsql security definer set search_path = public
 as $$
@@ -135,31 +139,30 @@ declare
   -- committed before this call's snapshots, and their margin (cq_due_minute) assumes a reader
   -- whose now is no earlier than theirs by a minute, whatever transaction it runs in.
   v_now constant timestamptz := clock_timestamp();
-  v_minute constant timestamptz :=  -- the minute in progress, as the counts bin it
-    date_bin('1 minute', v_now, timestamptz '2000-01-01 00:00:00+00');
-  v_shown uuid[];    -- the runs answered about
+  v_shown uuid[];    -- the runs answered about (the page)
+  v_active uuid[];   -- the runs the queue and retrying sections count (all, or the one)
+  v_runs_total int;
   v_counted uuid[];  -- those, plus the running runs that share their inbox (the ETA's share)
   v_texts text[];    -- failures of the last 24 hours: each distinct text,
   v_counts bigint[]; -- and how many failed with it
   v_retrying jsonb;  -- {reasons, by_run}: the shown runs' messages waiting for a retry
   v_result jsonb;
 begin
+  if p_limit is null or p_limit < 1 or p_limit > 500 then
+    raise exception 'p_limit must be between 1 and 500, not %', coalesce(p_limit::text, 'null')
+      using errcode = '22023';
+  end if;
   if p_run_id is null then
-    select coalesce(array_agg(r.id order by r.started_at, r.id), '{}') into v_shown
-      from campaign_runs r
-     where r.status in ('running', 'paused');
-    v_counted := v_shown;
+    select p.shown, p.active, p.total into v_shown, v_active, v_runs_total
+      from cq_status_page(p_limit, v_now) p;
   else
     v_shown := array[p_run_id];
-    select v_shown || coalesce(array_agg(r.id), '{}') into v_counted
-      from campaign_runs r join campaign_configs c on c.id = r.config_id
-     where r.status = 'running' and r.id <> p_run_id
-       and c.inbox_id = (select c2.inbox_id
-                           from campaign_runs r2 join campaign_configs c2 on c2.id = r2.config_id
-                          where r2.id = p_run_id);
+    v_active := v_shown;
+    select count(*) into v_runs_total from campaign_runs r where r.id = p_run_id;
   end if;
+  v_counted := cq_status_counted(v_shown);
 
-  v_retrying := cq_status_retrying(v_shown);
+  v_retrying := cq_status_retrying(v_active);
 
   -- Failures of the last 24 hours, one row per distinct text (a statement of its own, so each
   -- case has its own plan: all runs by idx_campaign_messages_failed_at, one run by
@@ -186,18 +189,11 @@ begin
      where m.sent_at >= v_now - interval '60 minutes'
      group by m.run_id
   ), per_run as materialized (
-    -- Each run's backlog from its counts (009_message_counts.sql): a few rows a run. Only the
-    -- minute in progress may need its messages counted, and only when some of them are not
-    -- yet due.
+    -- Each run's backlog from its counts (009_message_counts.sql): a few rows a run. (What
+    -- is due is counted over every active run by cq_status_queue, 050_status_pages.sql.)
     select r.id, r.status, r.leads_total, r.leads_processed, r.leads_failed, r.started_at,
            r.error_message, c.inbox_id, c.timezone, r.id = any(v_shown) as shown,
-           k.pending, k.skipped, d.due,
-           -- (an infinite time, which a product may write, has no age: not counted here)
-           case when r.status = 'running' and d.due > 0 then (
-             select m.scheduled_at from campaign_messages m
-              where m.run_id = r.id and m.status = 'pending'
-                and m.scheduled_at > '-infinity' and m.scheduled_at < 'infinity'
-              order by m.scheduled_at limit 1) end as first_at,
+           k.pending, k.skipped,
            case when r.status = 'running' and k.pending > 0 then (
              select m.scheduled_at from campaign_messages m
               where m.run_id = r.id and m.status = 'pending'
@@ -217,23 +213,10 @@ begin
       cross join lateral (
         select coalesce(sum(k.n) filter (where k.kind = 'pending'), 0) as pending,
                coalesce(sum(k.n) filter (where k.kind = 'skipped'), 0) as skipped,
-               coalesce(sum(k.n) filter (where k.kind = 'in_flight'), 0) as in_flight,
-               coalesce(sum(k.n) filter (where k.kind = 'due' and k.due_at < v_minute), 0)
-                 as due_before,
-               coalesce(sum(k.n) filter (where k.kind = 'due' and k.due_at = v_minute), 0)
-                 as due_this_minute,
-               max(k.latest_at) filter (where k.kind = 'due' and k.due_at = v_minute)
-                 as latest_this_minute
+               coalesce(sum(k.n) filter (where k.kind = 'in_flight'), 0) as in_flight
           from campaign_message_counts k
-         where k.run_id = r.id and k.due_at <= v_minute) k
-      cross join lateral (
-        select k.due_before + case
-                 when r.status <> 'running' or k.due_this_minute = 0 then 0
-                 when k.latest_this_minute <= v_now then k.due_this_minute
-                 else (select count(*) from campaign_messages m
-                        where m.run_id = r.id and m.status = 'pending'
-                          and m.scheduled_at >= v_minute and m.scheduled_at <= v_now)
-               end as due) d
+         where k.run_id = r.id and k.due_at = '-infinity'
+           and k.kind in ('pending', 'skipped', 'in_flight')) k
      where r.id = any(v_counted)
   ), inbox_rows as materialized (
     -- Overrides that are no finite number (written before 025_pacing_overrides.sql refused
@@ -332,14 +315,7 @@ begin
   )
   select jsonb_build_object(
     'at', v_now,
-    'queue', (
-      select jsonb_build_object(
-        'due', coalesce(sum(pr.due) filter (where pr.status = 'running'), 0),
-        'scheduled', coalesce(sum(pr.pending - pr.due) filter (where pr.status = 'running'), 0),
-        'in_flight', coalesce(sum(pr.in_flight), 0),
-        'oldest_due_s', floor(extract(epoch from v_now - min(pr.first_at)
-                                      filter (where pr.status = 'running' and pr.due > 0))))
-        from per_run pr where pr.shown),
+    'queue', cq_status_queue(v_active, v_now),
     'runs', coalesce((
       select jsonb_agg(jsonb_build_object(
                'run_id', pr.id,
@@ -358,8 +334,9 @@ begin
                'started_at', pr.started_at,
                'error_message', pr.error_message,
                'eta_s', ceil(e.eta_s)::bigint)
-             order by pr.started_at, pr.id)
+             order by array_position(v_shown, pr.id))
         from per_run pr join eta e on e.id = pr.id), '[]'::jsonb),
+    'runs_total', v_runs_total,
     'inboxes', coalesce((
       select jsonb_agg(jsonb_build_object(
                'inbox_id', ib.inbox_id,

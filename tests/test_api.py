@@ -295,7 +295,7 @@ def test_the_document_says_what_the_service_does(openapi: dict[str, Any]) -> Non
     assert operation["operationId"] == "process_queue"
     assert operation["summary"]
     # No docs routes in it; /status is documented with the same security as /process-queue.
-    assert set(openapi["paths"]) == {"/process-queue", "/healthz", "/status"}
+    assert set(openapi["paths"]) == {"/process-queue", "/healthz", "/status", "/metrics"}
     status = openapi["paths"]["/status"]["get"]
     assert status["security"] == operation["security"]
     assert {"200", "401", "422", "503"} <= set(status["responses"])

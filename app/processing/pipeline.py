@@ -18,6 +18,7 @@ from app.ai.prompts import system_prompt, user_prompt
 from app.ai.repetition import text_hash
 from app.ai.split import SplitAsker, split_message
 from app.ai.validation import InvalidMessageError, validate_message
+from app.metrics import ServiceMetrics
 from app.models import ClaimedMessage, LeadContext
 from app.outbound import AuthError, OutboundError
 from app.processing.endings import Endings, Outcome, log_fields
@@ -106,8 +107,10 @@ class MessagePipeline:
         reply_stop_days: int | None = None,
         repetition_guard: bool = True,
         lead_local_window: bool = False,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics or ServiceMetrics()
         self._writer = writer
         self._sender = sender
         self._default_model = default_model
@@ -263,6 +266,7 @@ class MessagePipeline:
             session_id=session_id,
         )
         text = validate_message(generation.text)
+        self._metrics.llm_call("generate", generation.elapsed_ms)
         tokens, split_ms, cost_usd = generation.tokens, None, generation.cost_usd
         parts = [text]
         if config.split_messages:
@@ -276,6 +280,8 @@ class MessagePipeline:
                 session_id=session_id,
             )
             parts, tokens, split_ms = split.parts, tokens + split.tokens, split.elapsed_ms
+            if split.elapsed_ms:  # 0: short enough, no call made
+                self._metrics.llm_call("split", split.elapsed_ms)
             if split.cost_usd is not None:
                 cost_usd = (cost_usd or 0.0) + split.cost_usd
             if split.fallback_reason:
@@ -287,6 +293,7 @@ class MessagePipeline:
                     lead_id=message.lead_id,
                     message_id=message.id,
                 )
+        self._metrics.cost(cost_usd)
         return Written(text, parts, tokens, generation.elapsed_ms, split_ms, cost_usd)
 
     async def _take_slot(self, message: ClaimedMessage, invocation: Invocation) -> Outcome | None:
@@ -361,6 +368,7 @@ class MessagePipeline:
             if time_left is None:
                 return await self._endings.refused(message, invocation, "lock_lost")
             key = f"{message.id}:{index}"
+            send_started = time.perf_counter()
             try:
                 provider_id = await self._sender.send(
                     conversation_id,
@@ -371,6 +379,7 @@ class MessagePipeline:
             except OutboundError as exc:
                 exc.at_send_endpoint = True  # the failure brake counts it
                 raise
+            self._metrics.sent_part(time.perf_counter() - send_started)
             asked_at = time.monotonic()
             marked = await self._store.mark_part_sent(lease, index, provider_id)
             if not marked.ok:

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.models import ClaimedMessage, LeadContext
+from app.status_page import STATUS_RUNS_DEFAULT
 from app.store.answers import (
     Answer,
     Claim,
@@ -360,15 +361,19 @@ class Store:
         )
 
     async def queue_status(
-        self, run_id: uuid.UUID | None = None, pacing: Pacing | None = None
+        self,
+        run_id: uuid.UUID | None = None,
+        pacing: Pacing | None = None,
+        limit: int = STATUS_RUNS_DEFAULT,
     ) -> dict[str, Any]:
         """campaign_queue_status (README: "Seeing the queue"): queue, runs, inboxes, failures,
         retrying, throughput, circuit, last_call.
 
         pacing: the service's INBOX_* settings, for the ETAs of inboxes without overrides
-        (without it the database assumes the defaults, 20 / 60 / 300).
+        (without it the database assumes the defaults, 20 / 60 / 300). limit: the runs shown
+        at most (app.status_page: 1 to 500); runs_total counts them all.
         """
-        args: dict[str, Any] = {"p_run_id": run_id}
+        args: dict[str, Any] = {"p_run_id": run_id, "p_limit": limit}
         if pacing is not None:
             args.update(pacing.args(), p_inbox_timezone=pacing.timezone)
         data = await self._call("campaign_queue_status", **args)

@@ -1,0 +1,122 @@
+"""GET /metrics (README: "Metrics"), over real HTTP: the status's secret, the Prometheus text
+format as prometheus_client parses it, this process's counts after a call, and the queue's
+gauges as the status answers them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.metrics import ServiceMetrics
+from app.models import ProcessQueueResult
+from app.sandbox.seed import seed_campaign
+from tests.service import Service
+from tests.stubs import CRON_SECRET
+
+POSTGRES = pytest.mark.parametrize("store_kind", ["postgres"])
+
+
+async def scrape(service: Service, headers: dict[str, str] | None = None) -> Any:
+    if headers is None:
+        headers = {"Authorization": f"Bearer {CRON_SECRET}"}
+    return await service.http.get(service.url + "/metrics", headers=headers, timeout=30)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the text format: (name, sorted labels) -> value."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+@POSTGRES
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong-secret-0123456789"}, {"X-Cron-Secret": "nope"}],
+)
+async def test_metrics_without_the_secret_is_401(service: Service, headers: dict[str, str]) -> None:
+    response = await scrape(service, headers)
+    assert response.status_code == 401
+    assert response.json() == {"success": False, "error": "unauthorized"}
+
+
+@POSTGRES
+@pytest.mark.parametrize(
+    "headers",
+    [{"Authorization": f"Bearer {CRON_SECRET}"}, {"X-Cron-Secret": CRON_SECRET}],
+)
+async def test_metrics_with_the_secret_is_the_prometheus_text_format(
+    service: Service, headers: dict[str, str]
+) -> None:
+    response = await scrape(service, headers)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    found = samples(response.text)
+    assert found[("campaign_queue_due", ())] == 0
+    assert found[("campaign_queue_messages_total", (("outcome", "processed"),))] == 0
+
+
+@POSTGRES
+async def test_a_call_that_sent_3_messages_is_counted(
+    service: Service, conn: asyncpg.Connection
+) -> None:
+    await seed_campaign(conn, leads=3)
+    answer = (await service.process()).json()
+    assert answer["processed"] == 3
+
+    found = samples((await scrape(service)).text)
+
+    assert found[("campaign_queue_messages_total", (("outcome", "processed"),))] == 3
+    assert found[("campaign_queue_messages_total", (("outcome", "failed"),))] == 0
+    assert found[("campaign_queue_llm_seconds_count", (("step", "generate"),))] == 3
+    assert found[("campaign_queue_send_seconds_count", ())] == 3  # one part each
+    assert found[("campaign_queue_send_seconds_sum", ())] > 0
+    assert found[("campaign_queue_ai_cost_usd_total", ())] == pytest.approx(
+        sum(service.stubs.openrouter.costs)
+    )
+    assert found[("campaign_queue_sent_recently", (("window", "5m"),))] == 3
+
+
+@POSTGRES
+async def test_the_queue_gauges_are_the_status(service: Service, conn: asyncpg.Connection) -> None:
+    await seed_campaign(conn, leads=4)
+    paused = await seed_campaign(conn, leads=2, run_status="paused")
+    await seed_campaign(conn, leads=1, split_messages=True)
+    await service.process({"run_id": str(paused.run_id)})  # nothing: the run is paused
+
+    status = (
+        await service.http.get(
+            service.url + "/status?limit=500",
+            headers={"Authorization": f"Bearer {CRON_SECRET}"},
+        )
+    ).json()
+    found = samples((await scrape(service)).text)
+
+    queue = status["queue"]
+    assert found[("campaign_queue_due", ())] == queue["due"] == 5
+    assert found[("campaign_queue_scheduled", ())] == queue["scheduled"]
+    assert found[("campaign_queue_in_flight", ())] == queue["in_flight"]
+    assert found[("campaign_queue_oldest_due_seconds", ())] == queue["oldest_due_s"]
+    assert found[("campaign_queue_runs_active", ())] == status["runs_total"] == 3
+    assert found[("campaign_queue_runs", (("status", "running"),))] == 2
+    assert found[("campaign_queue_runs", (("status", "paused"),))] == 1
+    assert status["inboxes"]
+    for inbox in status["inboxes"]:
+        label = (("inbox", inbox["inbox_id"]),)
+        assert found[("campaign_queue_inbox_sent_today", label)] == inbox["sent_today"]
+        assert found[("campaign_queue_inbox_daily_cap", label)] == inbox["daily_cap"]
+
+
+def test_each_app_instance_counts_in_its_own_registry() -> None:
+    one, two = ServiceMetrics(), ServiceMetrics()  # the global registry would refuse the second
+    one.call_ended(ProcessQueueResult(processed=2, failed=1, retried=1))
+    first = samples(one.exposition({}).decode())
+    second = samples(two.exposition({}).decode())
+    assert first[("campaign_queue_messages_total", (("outcome", "processed"),))] == 2
+    assert first[("campaign_queue_messages_total", (("outcome", "retried"),))] == 1
+    assert second[("campaign_queue_messages_total", (("outcome", "processed"),))] == 0
