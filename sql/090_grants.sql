@@ -26,7 +26,13 @@ begin
     'resume_reconnected_campaign_runs()',
     'campaign_queue_status(uuid,real,real,integer,text)',
     'record_campaign_queue_call(text,integer,integer,integer,integer,text,boolean)',
-    'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer)'
+    'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer)',
+    'operator_pause_campaign_run(uuid,text)',
+    'operator_resume_campaign_run(uuid)',
+    'cancel_campaign_run(uuid,text)',
+    'requeue_campaign_run_failures(uuid,text)',
+    'set_inbox_pacing(uuid,real,real,integer,text)',
+    'clear_inbox_pacing(uuid)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated', v_fn);
     execute format('grant execute on function %s to service_role', v_fn);
@@ -54,7 +60,10 @@ begin
     'cq_status_last_call()',
     'cq_window_open(time,time,text,timestamptz)',
     'cq_window_opening(time,time,text,timestamptz)',
-    'cq_open_horizon(time,time,text,timestamptz,timestamptz)'
+    'cq_open_horizon(time,time,text,timestamptz,timestamptz)',
+    'cq_run_answer(uuid,boolean,text,text,text,integer)',
+    'cq_skip_cancelled_message()',
+    'cq_inbox_overrides(campaign_inbox_pacing)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);
