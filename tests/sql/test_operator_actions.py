@@ -100,7 +100,8 @@ async def test_cancel_skips_pending_messages_and_the_run_is_never_claimed_or_com
     assert await claim(rpc) == []
     assert await rpc.call("finalize_campaign_runs", {"p_run_ids": [seeded.run_id]}) == []
     run = await run_row(conn, seeded.run_id)
-    assert run["status"] == "cancelled" and run["completed_at"] is not None
+    assert run["status"] == "cancelled"
+    assert run["completed_at"] is not None
     refused = await rpc.call("requeue_campaign_run_failures", {"p_run_id": seeded.run_id})
     assert (refused["ok"], refused["reason"]) == (False, "run_cancelled")
     assert (await rpc.call("operator_resume_campaign_run", {"p_run_id": seeded.run_id}))[
@@ -276,7 +277,11 @@ async def test_set_and_clear_inbox_pacing_keep_the_pacing_state(
         ({"p_min_gap_s": -1}, "min_gap_s", "min_gap_s: null or a finite number of seconds >= 0"),
         ({"p_min_gap_s": 60, "p_max_gap_s": 10}, "max_gap_s", "max_gap_s: not below min_gap_s"),
         ({"p_daily_cap": -5}, "daily_cap", "daily_cap: null or a whole number >= 0"),
-        ({"p_timezone": "Mars/Olympus"}, "timezone", "timezone: null or a time zone Postgres knows"),
+        (
+            {"p_timezone": "Mars/Olympus"},
+            "timezone",
+            "timezone: null or a time zone Postgres knows",
+        ),
     ],
 )
 async def test_set_inbox_pacing_names_a_refused_value_and_changes_nothing(
