@@ -4,8 +4,10 @@ bad id or a wrong state refused with nothing changed."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,9 @@ from pydantic import SecretStr
 from app.main import create_app
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
+from app.sandbox.stubs import Latency
 from app.settings import Settings
+from tests.processing.invariants import assert_no_lease_left
 from tests.service import Service
 from tests.stubs import CRON_SECRET, Stubs
 from tests.test_status import run_cli
@@ -282,3 +286,49 @@ async def test_the_cli_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None
     code, _, err = await run_cli(["run", "cancel", NOWHERE], env, tmp_path)
     assert code == 3
     assert "database unavailable" in err
+
+
+# --- cancelling a run being worked ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+async def test_cancel_while_the_model_is_writing_stops_at_the_message_boundary(
+    operator: Service, conn: asyncpg.Connection
+) -> None:
+    seeded = await seed_campaign(conn, leads=6, split_messages=True, min_chars_to_split=10)
+    operator.stubs.openrouter.latency = Latency(fixed_ms=800)
+    call = asyncio.create_task(operator.process({"batch_size": 6, "concurrency": 2}))
+    await wait_for_status(conn, "generating")
+
+    cancelled = await act(operator, f"/operator/runs/{seeded.run_id}/cancel")
+    response = await call
+
+    assert cancelled.status_code == 200
+    assert response.status_code == 200
+    assert (await conn.fetchval("select status from campaign_runs")) == "cancelled"
+    rows = await conn.fetch(
+        """select id, status, error_message, parts_sent,
+                  coalesce(jsonb_array_length(message_parts), 0) as parts
+             from campaign_messages where run_id = $1""",
+        seeded.run_id,
+    )
+    delivered = Counter(k.split(":")[0] for k in operator.stubs.send.delivered_keys())
+    skipped = [r for r in rows if r["status"] == "skipped"]
+    assert skipped, "the cancel came while the model was writing: some message is skipped"
+    for row in rows:  # sent in full, or skipped with nothing of it out: never half-sent
+        if row["status"] == "sent":
+            assert row["parts_sent"] == row["parts"] == delivered[str(row["id"])] > 0
+        else:
+            assert (row["status"], row["error_message"]) == ("skipped", "cancelled")
+            assert row["parts_sent"] == delivered[str(row["id"])] == 0
+    await assert_no_lease_left(conn)
+    assert await operator.process() is not None
+    assert (await conn.fetchval("select status from campaign_runs")) == "cancelled"
+
+
+async def wait_for_status(conn: asyncpg.Connection, status: str) -> None:
+    for _ in range(200):  # 10 s at most
+        if await conn.fetchval("select count(*) from campaign_messages where status = $1", status):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no message reached {status}")
