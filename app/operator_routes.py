@@ -36,6 +36,19 @@ from app.operator_actions import (
 from app.request_body import parse_body
 from app.store.rpc import DatabaseError, Rpc
 
+OPERATOR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Done: `success: true` and what changed (status or overrides before "
+        "and after, `messages_changed`)."
+    },
+    401: {"description": "No OPERATOR_TOKEN, or a wrong one."},
+    403: {"description": "The CRON_SECRET: it never acts on campaigns."},
+    404: {"description": "OPERATOR_TOKEN is not set, or no such run or inbox."},
+    409: {"description": "A wrong state (`error` names it); nothing changed."},
+    422: {"description": "A bad body or id, or a value the table refuses (the field named)."},
+    503: {"description": "The database is unavailable."},
+}
+
 
 def add_operator_routes(app: FastAPI) -> None:
     guard = [Depends(require_operator_token)]
@@ -44,18 +57,21 @@ def add_operator_routes(app: FastAPI) -> None:
             f"/operator/runs/{{run_id}}/{action}",
             operation_id=f"operator_{action}_run",
             summary=f"{action.capitalize()} a run (operator)",
+            responses=OPERATOR_RESPONSES,
             dependencies=guard,
         )(_run_route(action))
     app.post(
         "/operator/inboxes/{inbox_id}/pacing",
         operation_id="operator_set_inbox_pacing",
         summary="Set an inbox's pacing overrides (operator)",
+        responses=OPERATOR_RESPONSES,
         dependencies=guard,
     )(set_pacing)
     app.delete(
         "/operator/inboxes/{inbox_id}/pacing",
         operation_id="operator_clear_inbox_pacing",
         summary="Clear an inbox's pacing overrides (operator)",
+        responses=OPERATOR_RESPONSES,
         dependencies=guard,
     )(clear_pacing)
 
