@@ -135,12 +135,18 @@ begin
 end;
 $$;
 
-drop trigger if exists campaign_messages_skip_cancelled on campaign_messages;
-create trigger campaign_messages_skip_cancelled
-  before update of status on campaign_messages
-  for each row
-  when (new.status = 'pending' and old.status in ('queued', 'generating', 'sending'))
-  execute function cq_skip_cancelled_message();
+-- Replaced, not dropped, under the writers' lock taken first (as 009_message_counts.sql does):
+-- a drop would raise the lock to access exclusive, which deadlocks with a writer's read.
+do $$
+begin
+  lock table campaign_messages in share row exclusive mode;
+  create or replace trigger campaign_messages_skip_cancelled
+    before update of status on campaign_messages
+    for each row
+    when (new.status = 'pending' and old.status in ('queued', 'generating', 'sending'))
+    execute function cq_skip_cancelled_message();
+end
+$$;
 
 
 -- Failed messages back to pending, as requeue_failed_campaign_messages does (012_runs.sql),
