@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import httpx
 
 from app.outbound import (
+    OutboundError,
     RetryableError,
     RetryPolicy,
     post_json,
     with_retries,
 )
 from app.settings import Settings
+
+log = logging.getLogger("campaign_queue")
 
 
 class Sender:
@@ -49,7 +53,20 @@ class Sender:
             )
             return _provider_message_id(response)
 
-        return await with_retries(attempt, self._policy, deadline=deadline)
+        def retrying(exc: OutboundError, wait_s: float) -> None:
+            # Said, because a retried part may reach the receiver twice (the first try may
+            # have been delivered before its answer was lost): always with the same key.
+            log.warning(
+                "send retrying the same part with its Idempotency-Key",
+                extra={
+                    "step": "send",
+                    "message_id": idempotency_key.split(":")[0],
+                    "error": str(exc),
+                    "ms": int(wait_s * 1000),
+                },
+            )
+
+        return await with_retries(attempt, self._policy, deadline=deadline, on_retry=retrying)
 
 
 def _provider_message_id(response: httpx.Response) -> str | None:

@@ -51,6 +51,26 @@ async def test_a_send_that_timed_out_is_retried_with_the_same_key(
     assert provider_id == stubs.send.deliveries[0]["provider_id"]
 
 
+async def test_a_retried_send_is_logged_with_its_message(
+    stubs: Stubs,
+    make_settings: SettingsFactory,
+    http: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A retried part may reach a receiver twice (its first try delivered, the answer lost):
+    the log says which message's part was sent again, and why."""
+    stubs.send.faults.script = deque([Fault.DELIVER_THEN_HANG])
+    sender = Sender(http, make_settings(send_timeout_s=0.3))
+
+    with caplog.at_level("INFO", logger="campaign_queue"):
+        await sender.send("conv-1", "Olá Ana!", "msg-1:0")
+
+    [line] = [r for r in caplog.records if r.getMessage().startswith("send retrying")]
+    said = line.__dict__  # the log's extra fields
+    assert (said["step"], said["message_id"]) == ("send", "msg-1")
+    assert "timed out" in said["error"]
+
+
 async def test_invalid_number_is_permanent_and_not_retried(
     stubs: Stubs, make_settings: SettingsFactory, http: httpx.AsyncClient
 ) -> None:
