@@ -113,15 +113,7 @@ def _status(args: argparse.Namespace) -> int:
     database: Settings | DatabaseSettings
     try:
         database = load_settings()
-        pacing = Pacing(
-            database.inbox_min_gap_s,
-            database.inbox_max_gap_s,
-            database.inbox_daily_cap,
-            database.inbox_timezone,
-            warmup_days=database.inbox_warmup_days,
-            warmup_start_cap=database.inbox_warmup_start_cap,
-            hourly_cap=database.inbox_hourly_cap,
-        )
+        pacing = Pacing.from_settings(database)
     except SettingsError:
         try:
             database = load_database_settings()

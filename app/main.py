@@ -130,15 +130,7 @@ async def build_services(settings: Settings) -> Services:
         Sender(send_http, settings),
         default_model=settings.default_model,
         send_timeout_s=settings.send_timeout_s,
-        pacing=Pacing(
-            settings.inbox_min_gap_s,
-            settings.inbox_max_gap_s,
-            settings.inbox_daily_cap,
-            settings.inbox_timezone,
-            warmup_days=settings.inbox_warmup_days,
-            warmup_start_cap=settings.inbox_warmup_start_cap,
-            hourly_cap=settings.inbox_hourly_cap,
-        ),
+        pacing=Pacing.from_settings(settings),
         brake=FailureBrake(settings.inbox_brake_failures, settings.inbox_brake_hours),
         reply_stop_days=settings.reply_stop_days,
         repetition_guard=settings.repetition_guard,
@@ -360,15 +352,7 @@ async def status(
     reason, throughput (docs/architecture.md, "Status"); `?run_id=` answers about that run only,
     `?limit=` pages the runs (default 50, 1 to 500)."""
     settings = services.settings
-    pacing = Pacing(
-        settings.inbox_min_gap_s,
-        settings.inbox_max_gap_s,
-        settings.inbox_daily_cap,
-        settings.inbox_timezone,
-        warmup_days=settings.inbox_warmup_days,
-        warmup_start_cap=settings.inbox_warmup_start_cap,
-        hourly_cap=settings.inbox_hourly_cap,
-    )
+    pacing = Pacing.from_settings(settings)
     try:
         return JSONResponse(await services.store.queue_status(run_id, pacing, limit))
     except DatabaseError as exc:
@@ -390,12 +374,7 @@ async def metrics(services: ServicesDep) -> Response:
 
 def _pacing(services: Services) -> Pacing:
     settings = services.settings
-    return Pacing(
-        settings.inbox_min_gap_s,
-        settings.inbox_max_gap_s,
-        settings.inbox_daily_cap,
-        settings.inbox_timezone,
-    )
+    return Pacing.from_settings(settings)
 
 
 async def _parse_body(request: Request) -> ProcessQueueBody | JSONResponse:

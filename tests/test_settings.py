@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from app.settings import Settings, SettingsError, load_settings
+from app.store.answers import Pacing
+from tests.stubs import SettingsFactory
 
 VALID = {
     "DATABASE_URL": "postgresql://app:db-password@127.0.0.1:5432/app",
@@ -223,3 +225,21 @@ def test_the_operator_token_is_optional_and_checked_like_the_cron_secret(
     token = load_settings().operator_token
     assert token is not None
     assert token.get_secret_value() == "an-operator-token-0123"
+
+
+def test_the_pacing_handed_to_the_database_carries_every_inbox_setting(
+    make_settings: SettingsFactory,
+) -> None:
+    """The claim, the slot, the status and the metrics all get the same INBOX_* values."""
+    settings = make_settings(
+        inbox_min_gap_s=7,
+        inbox_max_gap_s=9,
+        inbox_daily_cap=120,
+        inbox_timezone="Europe/Lisbon",
+        inbox_warmup_days=14,
+        inbox_warmup_start_cap=25,
+        inbox_hourly_cap=30,
+    )
+    assert Pacing.from_settings(settings) == Pacing(
+        7, 9, 120, "Europe/Lisbon", warmup_days=14, warmup_start_cap=25, hourly_cap=30
+    )

@@ -57,15 +57,7 @@ class QueueProcessor:
         self._pipeline = pipeline
         self._settings = settings
         self._worker = worker
-        self._pacing = Pacing(
-            settings.inbox_min_gap_s,
-            settings.inbox_max_gap_s,
-            settings.inbox_daily_cap,
-            settings.inbox_timezone,
-            warmup_days=settings.inbox_warmup_days,
-            warmup_start_cap=settings.inbox_warmup_start_cap,
-            hourly_cap=settings.inbox_hourly_cap,
-        )
+        self._pacing = Pacing.from_settings(settings)
         self._claimer = Claimer(store, settings, worker, self._pacing)
         self._running: dict[int, Invocation] = {}  # by id(): the calls in progress
         self._draining = False

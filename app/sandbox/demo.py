@@ -164,12 +164,7 @@ def _settings(
 
 async def _print_status(conn: asyncpg.Connection, settings: Settings, run_id: uuid.UUID) -> None:
     """What `python -m app status --run-id` shows for one of the demo's runs now."""
-    pacing = Pacing(
-        settings.inbox_min_gap_s,
-        settings.inbox_max_gap_s,
-        settings.inbox_daily_cap,
-        settings.inbox_timezone,
-    )
+    pacing = Pacing.from_settings(settings)
     args = {"p_run_id": run_id, **pacing.args(), "p_inbox_timezone": pacing.timezone}
     placeholders = ", ".join(f"{name} => ${i}" for i, name in enumerate(args, start=1))
     status = await conn.fetchval(f"select campaign_queue_status({placeholders})", *args.values())

@@ -5,9 +5,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.models import ClaimedMessage, LeadContext
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,19 @@ class Pacing:
     warmup_days: int = 0
     warmup_start_cap: int = 20
     hourly_cap: int = 0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Pacing:
+        """Every INBOX_* setting the database's pacing functions take."""
+        return cls(
+            settings.inbox_min_gap_s,
+            settings.inbox_max_gap_s,
+            settings.inbox_daily_cap,
+            settings.inbox_timezone,
+            warmup_days=settings.inbox_warmup_days,
+            warmup_start_cap=settings.inbox_warmup_start_cap,
+            hourly_cap=settings.inbox_hourly_cap,
+        )
 
     @property
     def on(self) -> bool:
