@@ -29,6 +29,8 @@ declare
     ['cq_inbox_limits(campaign_inbox_pacing,real,real,integer)', 'record'],
     ['cq_inbox_holds_backlog(uuid,timestamp with time zone)', 'boolean'],
     ['cq_pick_due_messages(integer,timestamp with time zone,uuid,real,real,integer,real,integer,integer,integer,integer,boolean)', 'uuid[]'],
+    ['cq_horizon_since(timestamp with time zone,timestamp with time zone)', 'timestamp with time zone'],
+    ['cq_note_window_change()', 'trigger'],
     ['cq_local_date(text,timestamp with time zone)', 'date'],
     ['campaign_queue_status(uuid,real,real,integer,text,integer,integer,integer,integer)', 'jsonb'],
     ['campaign_queue_next_start(timestamp with time zone,uuid,real,real,integer,real,integer,integer,integer,integer,boolean)', 'double precision'],

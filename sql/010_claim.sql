@@ -300,9 +300,12 @@ begin
                                 as lead_zones) l
      -- In leads' zones every zone's horizon is at most the plain one, and a backlog the inbox
      -- holds at the plain horizon it holds at every earlier one: the run's bound stays sound.
-     cross join lateral (select case when l.lead_zones then v_horizon
-                                     else cq_open_horizon(c.start_time, c.end_time, c.timezone,
-                                                          now(), v_horizon) end as horizon) h
+     -- No open time before the window's last change counts (026_window_changes.sql).
+     cross join lateral (select cq_horizon_since(
+                                  case when l.lead_zones then v_horizon
+                                       else cq_open_horizon(c.start_time, c.end_time,
+                                                            c.timezone, now(), v_horizon) end,
+                                  c.window_changed_at) as horizon) h
        -- A paced inbox held by its gap or cap holds its backlog on purpose (016_pacing.sql).
      where not cq_inbox_holds_backlog(c.inbox_id, h.horizon)
        and exists (select 1 from campaign_messages m

@@ -96,16 +96,16 @@ begin
     -- bound: its horizon, or none while its inbox's pace holds the backlog
     -- (cq_inbox_holds_backlog's rule, written out).
     select coalesce(c.inbox_id, $4) as key, r.id as run_id, t.last_claimed_at,
-           case when coalesce(s.brake_until >= coalesce(wn.horizon, $5), false)
+           case when coalesce(s.brake_until >= cq_horizon_since(coalesce(wn.horizon, $5), c.window_changed_at), false)
                      or coalesce(s.paced
                                  and (greatest(s.next_slot_at, s.last_slot_at)
-                                        >= coalesce(wn.horizon, $5)
-                                      or coalesce(s.capped_until >= coalesce(wn.horizon, $5),
+                                        >= cq_horizon_since(coalesce(wn.horizon, $5), c.window_changed_at)
+                                      or coalesce(s.capped_until >= cq_horizon_since(coalesce(wn.horizon, $5), c.window_changed_at),
                                                   s.capped_day
                                                     >= ($1 - interval '2 days')::date)),
                                  false)
                 then '-infinity'::timestamptz
-                else coalesce(wn.horizon, $5, '-infinity') end as bound
+                else coalesce(cq_horizon_since(cq_horizon_since(coalesce(wn.horizon, $5), c.window_changed_at), c.window_changed_at), '-infinity') end as bound
       from campaign_runs r
       join campaign_configs c on c.id = r.config_id
       left join windows wn on wn.start_time = c.start_time and wn.end_time = c.end_time

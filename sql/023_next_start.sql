@@ -54,7 +54,7 @@ begin
                where r.status = 'running' and (p_run_id is null or r.id = p_run_id)
                  and c.start_time <> c.end_time) w
     ), runs as (
-      select r.id, c.inbox_id, st as state, coalesce(wn.horizon, v_horizon) as horizon,
+      select r.id, c.inbox_id, st as state, cq_horizon_since(coalesce(wn.horizon, v_horizon), c.window_changed_at) as horizon,
              coalesce(wn.opens_at, v_now) as opens_at, l.min_gap_s, h.until as held_until
         from campaign_runs r
         join campaign_configs c on c.id = r.config_id

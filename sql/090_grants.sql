@@ -70,6 +70,8 @@ begin
     'cq_window_open(time,time,text,timestamptz)',
     'cq_window_opening(time,time,text,timestamptz)',
     'cq_open_horizon(time,time,text,timestamptz,timestamptz)',
+    'cq_horizon_since(timestamptz,timestamptz)',
+    'cq_note_window_change()',
     'cq_brake_error(text)',
     'cq_record_inbox_send(uuid,integer,text,integer,real)',
     'cq_contact_stop_reason(uuid,integer)',

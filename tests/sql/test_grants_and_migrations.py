@@ -72,6 +72,8 @@ INTERNAL_FUNCTIONS = [
     "cq_window_open",
     "cq_window_opening",
     "cq_open_horizon",
+    "cq_horizon_since",
+    "cq_note_window_change",
     "cq_brake_error",
     "cq_record_inbox_send",
     "cq_contact_phone",

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 
 from app.sandbox.seed import SeededCampaign, seed_campaign
 from app.store.postgres import PostgresRpc
@@ -201,3 +202,51 @@ async def test_an_inbox_that_could_send_but_was_not_served_has_its_backlog_skipp
 
     assert await skip_late(rpc) == 120
     assert await pending(conn, seeded.run_id) == 0
+
+
+async def test_opening_the_window_by_editing_the_config_does_not_make_the_night_late(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    """Found in review: the horizon read the past through the config's window as it is now,
+    so an operator who opened the window by editing it (clearing it: send around the clock;
+    or moving its start earlier) turned the closed night behind the backlog into open time,
+    and the next call skipped the whole backlog as late. A window's change is recorded
+    (campaign_configs.window_changed_at) and no open time before it counts."""
+    now = datetime.now(UTC)
+    seeded = await seed_backlog(
+        conn,
+        now - timedelta(hours=5),
+        n=50,
+        start_time=time_of_day(now + timedelta(hours=1)),
+        end_time=time_of_day(now + timedelta(hours=10)),
+        timezone="UTC",
+    )
+    assert await skip_late(rpc) == 0
+
+    await conn.execute(
+        "update campaign_configs set start_time = null, end_time = null where id = $1",
+        seeded.config_id,
+    )
+
+    assert await skip_late(rpc) == 0
+    assert await pending(conn, seeded.run_id) == 50
+    claimed = await rpc.call(
+        "get_and_lock_campaign_messages",
+        {"p_batch_size": 5, "p_one_hour_ago": datetime.now(UTC) - SKIP_AFTER},
+    )
+    assert len(claimed) == 5  # not held out of the claim as late either
+
+
+async def test_a_window_changed_longer_ago_than_the_horizon_counts_its_open_time_again(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    """Lateness still works after a change: open time since it counts like any other."""
+    now = datetime.now(UTC)
+    seeded = await seed_backlog(conn, now - timedelta(hours=5), n=50)
+    await conn.execute(
+        "update campaign_configs set window_changed_at = $2 where id = $1",
+        seeded.config_id,
+        now - SKIP_AFTER - timedelta(minutes=1),
+    )
+
+    assert await skip_late(rpc) == 50
