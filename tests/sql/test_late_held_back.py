@@ -14,7 +14,6 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
-import pytest
 
 from app.sandbox.seed import SeededCampaign, seed_campaign
 from app.store.postgres import PostgresRpc
