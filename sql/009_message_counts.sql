@@ -55,7 +55,12 @@ begin
       check (kind in ('pending', 'skipped', 'in_flight', 'due'));
 end
 $$;
-alter table campaign_message_counts enable row level security;
+do $$ begin  -- only when off: the alter locks the table access exclusive (live traffic)
+  if not (select c.relrowsecurity from pg_class c
+           where c.oid = 'public.campaign_message_counts'::regclass) then
+    alter table campaign_message_counts enable row level security;
+  end if;
+end $$;
 revoke all on campaign_message_counts from public, anon, authenticated;
 
 -- Folded rows: one per key (the fold's upsert target).

@@ -22,7 +22,12 @@ create unique index if not exists idx_campaign_queue_outages_one_open
   on campaign_queue_outages ((true)) where ended_at is null;
 
 -- Our table, not the product's: nobody reads it through PostgREST, only our functions.
-alter table campaign_queue_outages enable row level security;
+do $$ begin  -- only when off: the alter locks the table access exclusive (live traffic)
+  if not (select c.relrowsecurity from pg_class c
+           where c.oid = 'public.campaign_queue_outages'::regclass) then
+    alter table campaign_queue_outages enable row level security;
+  end if;
+end $$;
 revoke all on campaign_queue_outages from public, anon, authenticated;
 
 

@@ -19,7 +19,12 @@ create table if not exists campaign_inbox_pacing (
   timezone text,  -- the zone of the cap's calendar day (else INBOX_TIMEZONE)
   updated_at timestamptz not null default now()
 );
-alter table campaign_inbox_pacing enable row level security;
+do $$ begin  -- only when off: the alter locks the table access exclusive (live traffic)
+  if not (select c.relrowsecurity from pg_class c
+           where c.oid = 'public.campaign_inbox_pacing'::regclass) then
+    alter table campaign_inbox_pacing enable row level security;
+  end if;
+end $$;
 revoke all on campaign_inbox_pacing from public, anon, authenticated;
 
 -- Each inbox's pacing state, kept by the functions below (and by the claim's pick), apart from
@@ -38,7 +43,12 @@ create table if not exists campaign_inbox_pacing_state (
   turn_until timestamptz,            -- that reservation ends here even if its worker died
   updated_at timestamptz not null default now()
 );
-alter table campaign_inbox_pacing_state enable row level security;
+do $$ begin  -- only when off: the alter locks the table access exclusive (live traffic)
+  if not (select c.relrowsecurity from pg_class c
+           where c.oid = 'public.campaign_inbox_pacing_state'::regclass) then
+    alter table campaign_inbox_pacing_state enable row level security;
+  end if;
+end $$;
 revoke all on campaign_inbox_pacing_state from public, anon, authenticated;
 
 -- Upgrade, once: the state lived in further columns of campaign_inbox_pacing (its timezone
@@ -72,7 +82,12 @@ create table if not exists campaign_run_turns (
   run_id uuid primary key,
   last_claimed_at timestamptz not null default now()
 );
-alter table campaign_run_turns enable row level security;
+do $$ begin  -- only when off: the alter locks the table access exclusive (live traffic)
+  if not (select c.relrowsecurity from pg_class c
+           where c.oid = 'public.campaign_run_turns'::regclass) then
+    alter table campaign_run_turns enable row level security;
+  end if;
+end $$;
 revoke all on campaign_run_turns from public, anon, authenticated;
 
 

@@ -35,8 +35,18 @@ create index if not exists idx_campaign_messages_retrying
   on campaign_messages (run_id, scheduled_at) where status = 'pending' and retry_count > 0;
 
 -- Our tables, not the product's: nobody reads them through PostgREST, only our functions.
-alter table campaign_queue_calls enable row level security;
-alter table campaign_queue_circuit_openings enable row level security;
+do $$ begin  -- only when off: the alter locks the table access exclusive (live traffic)
+  if not (select c.relrowsecurity from pg_class c
+           where c.oid = 'public.campaign_queue_calls'::regclass) then
+    alter table campaign_queue_calls enable row level security;
+  end if;
+end $$;
+do $$ begin  -- only when off: the alter locks the table access exclusive (live traffic)
+  if not (select c.relrowsecurity from pg_class c
+           where c.oid = 'public.campaign_queue_circuit_openings'::regclass) then
+    alter table campaign_queue_circuit_openings enable row level security;
+  end if;
+end $$;
 revoke all on campaign_queue_calls, campaign_queue_circuit_openings
   from public, anon, authenticated;
 

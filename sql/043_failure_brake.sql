@@ -29,7 +29,12 @@ create table if not exists campaign_inbox_send_outcomes (
   last_error text,  -- the last failure for good at the send endpoint, ids and numbers left out
   updated_at timestamptz not null default now()
 );
-alter table campaign_inbox_send_outcomes enable row level security;
+do $$ begin  -- only when off: the alter locks the table access exclusive (live traffic)
+  if not (select c.relrowsecurity from pg_class c
+           where c.oid = 'public.campaign_inbox_send_outcomes'::regclass) then
+    alter table campaign_inbox_send_outcomes enable row level security;
+  end if;
+end $$;
 revoke all on campaign_inbox_send_outcomes from public, anon, authenticated;
 
 

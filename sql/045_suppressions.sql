@@ -16,7 +16,12 @@ create table if not exists campaign_suppressions (
 );
 
 -- Our table, not the product's: nobody reads it through PostgREST, only our functions.
-alter table campaign_suppressions enable row level security;
+do $$ begin  -- only when off: the alter locks the table access exclusive (live traffic)
+  if not (select c.relrowsecurity from pg_class c
+           where c.oid = 'public.campaign_suppressions'::regclass) then
+    alter table campaign_suppressions enable row level security;
+  end if;
+end $$;
 revoke all on campaign_suppressions from public, anon, authenticated;
 
 

@@ -22,7 +22,12 @@ create table if not exists campaign_inbox_sent_texts (
   sent_at timestamptz not null,
   primary key (inbox_id, text_hash)
 );
-alter table campaign_inbox_sent_texts enable row level security;
+do $$ begin  -- only when off: the alter locks the table access exclusive (live traffic)
+  if not (select c.relrowsecurity from pg_class c
+           where c.oid = 'public.campaign_inbox_sent_texts'::regclass) then
+    alter table campaign_inbox_sent_texts enable row level security;
+  end if;
+end $$;
 revoke all on campaign_inbox_sent_texts from public, anon, authenticated;
 
 
