@@ -20,7 +20,9 @@ MIN_WORD_CHARS = 3
 
 def letter_words(text: str) -> list[str]:
     """The text's words: case folded, accents folded, letters only."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    # Compatibility forms first, then case ("℠" is "SM", then "sm"), then again: case
+    # folding can make characters that decompose further.
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
     # Runs of letters (any script): anything else (digits of every script, underscores,
     # punctuation, symbols, spaces) splits them.
     return "".join(

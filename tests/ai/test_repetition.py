@@ -79,6 +79,7 @@ def test_only_the_letters_count_whatever_the_noise_between_words(
 
 @given(st.text(max_size=200), st.text(max_size=30), st.text(max_size=30))
 @example("\u1369", "", "")  # an Ethiopic digit: a number (No), not a decimal digit (Nd)
+@example("\u2120", "", "")  # the service mark: "SM" once decomposed, so cased after
 def test_normalized_text_has_only_lowercase_letters(text: str, name: str, company: str) -> None:
     normalized = normalize_text(text, name=name, company=company)
     assert all(c.isalpha() for c in normalized)
