@@ -44,6 +44,7 @@ declare
     ['cq_failure_reason(text)', 'text'],
     ['cq_valid_timezone(text)', 'text'],
     ['cq_inbox_timezone(text,text)', 'text'],
+    ['cq_check_overrides(text,text)', 'void'],
     ['cq_due_minute(timestamp with time zone,timestamp with time zone)', 'timestamp with time zone'],
     ['cq_fold_message_counts()', 'integer'],
     ['cq_rebuild_message_counts()', 'bigint'],

@@ -25,6 +25,30 @@ alter table campaign_inbox_pacing drop constraint if exists campaign_inbox_pacin
 -- valid (enforced on every insert and update from now on), then validated; while some old
 -- row breaks it, it stays not valid, a notice names it, and the functions read such a row as
 -- unset (cq_inbox_limits, the claim's pick, the status). Fix the rows, apply again: validated.
+-- Used by every migration that adds an override's rule (here, 040_inbox_hold.sql).
+create or replace function cq_check_overrides(p_name text, p_rule text)
+returns void
+language plpgsql set search_path = public
+as $$
+begin
+  if not exists (select 1 from pg_constraint
+                  where conrelid = 'campaign_inbox_pacing'::regclass and conname = p_name) then
+    execute format('alter table campaign_inbox_pacing add constraint %I check (%s) not valid',
+                   p_name, p_rule);
+  end if;
+  if exists (select 1 from pg_constraint
+              where conrelid = 'campaign_inbox_pacing'::regclass
+                and conname = p_name and not convalidated) then
+    begin
+      execute format('alter table campaign_inbox_pacing validate constraint %I', p_name);
+    exception when check_violation then
+      raise notice 'campaign_inbox_pacing: rows written before break "%"; they are read as '
+                   'unset until fixed', p_name;
+    end;
+  end if;
+end;
+$$;
+
 do $$
 declare
   v_check record;
@@ -43,23 +67,7 @@ begin
        'timezone is null or cq_valid_timezone(timezone) = timezone')
     ) c(name, rule)
   loop
-    if not exists (select 1 from pg_constraint
-                    where conrelid = 'campaign_inbox_pacing'::regclass
-                      and conname = v_check.name) then
-      execute format('alter table campaign_inbox_pacing add constraint %I check (%s) not valid',
-                     v_check.name, v_check.rule);
-    end if;
-    if exists (select 1 from pg_constraint
-                where conrelid = 'campaign_inbox_pacing'::regclass
-                  and conname = v_check.name and not convalidated) then
-      begin
-        execute format('alter table campaign_inbox_pacing validate constraint %I',
-                       v_check.name);
-      exception when check_violation then
-        raise notice 'campaign_inbox_pacing: rows written before break "%"; they are read as '
-                     'unset until fixed', v_check.name;
-      end;
-    end if;
+    perform cq_check_overrides(v_check.name, v_check.rule);
   end loop;
 end
 $$;

@@ -43,23 +43,7 @@ begin
        'hourly_cap is null or (hourly_cap >= 0 and hourly_cap <= 3600)')
     ) c(name, rule)
   loop
-    if not exists (select 1 from pg_constraint
-                    where conrelid = 'campaign_inbox_pacing'::regclass
-                      and conname = v_check.name) then
-      execute format('alter table campaign_inbox_pacing add constraint %I check (%s) not valid',
-                     v_check.name, v_check.rule);
-    end if;
-    if exists (select 1 from pg_constraint
-                where conrelid = 'campaign_inbox_pacing'::regclass
-                  and conname = v_check.name and not convalidated) then
-      begin
-        execute format('alter table campaign_inbox_pacing validate constraint %I',
-                       v_check.name);
-      exception when check_violation then
-        raise notice 'campaign_inbox_pacing: rows written before break "%"; they are read as '
-                     'unset until fixed', v_check.name;
-      end;
-    end if;
+    perform cq_check_overrides(v_check.name, v_check.rule);
   end loop;
 end
 $$;

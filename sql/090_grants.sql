@@ -48,6 +48,7 @@ begin
     'cq_failure_reason(text)',
     'cq_valid_timezone(text)',
     'cq_inbox_timezone(text,text)',
+    'cq_check_overrides(text,text)',
     'cq_due_minute(timestamptz,timestamptz)',
     'cq_count_kind(text)',
     'cq_fold_message_counts()',

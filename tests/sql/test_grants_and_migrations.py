@@ -46,6 +46,7 @@ INTERNAL_FUNCTIONS = [
     "cq_failure_reason",
     "cq_valid_timezone",
     "cq_inbox_timezone",
+    "cq_check_overrides",
     "cq_requested_leases",
     "cq_due_minute",
     "cq_count_kind",
