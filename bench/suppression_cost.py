@@ -12,7 +12,11 @@ HISTORY messages in completed runs of the same campaigns (so the same workspaces
 `sent`, plus SUPPRESSED contacts on the suppression list, taken from the pending messages'
 workspaces and phones (so claims meet them).
 
-What the service does before any LLM call, per claim round, timed as one path: the claim
+First the target: the claim as the service calls it (pacing on, its defaults, 5/10/20 at a
+time), timed on section 8's queue before the history and the list are loaded (the baseline)
+and after them, beside one `select 1`.
+
+Then what the service does before any LLM call, per claim round, timed as one path: the claim
 (20 at a time, pacing off so every claim brings a full batch of contacts to look up) and
 get_lead_contexts. Measured round after round beside its baseline of the same run: the same
 claim with get_lead_contexts as it was called before (the lead ids only, no stop reasons).
@@ -38,10 +42,13 @@ from app.sandbox.database import create_migrated_database, drop_database, runnin
 from app.store.postgres import init_connection
 from bench.claim_cost import (
     PACING_OFF,
+    SERVICE_PACING,
+    Series,
     backend_cpu_ms,
     load_average,
     load_paced,
     pct,
+    run_series,
     what_one_call_reads,
 )
 
@@ -49,6 +56,11 @@ LOAD_ALLOWANCE_S = 420  # loading 2M rows and the list on a slow, shared machine
 CLAIM_SQL = """select get_and_lock_campaign_messages(
     p_batch_size => 20, p_one_hour_ago => $1, p_lock_timeout_s => 600, p_worker => 'bench',
     p_min_gap_s => $2, p_max_gap_s => $3, p_daily_cap => $4, p_lookahead_s => 3)"""
+# The claim as the service calls it (app/store/store.py), its default pacing: section 8's
+# target, which the history and the list must not move.
+SERVICE_CLAIM_SQL = """select get_and_lock_campaign_messages(
+    p_batch_size => $1, p_one_hour_ago => $2, p_lock_timeout_s => 600, p_worker => 'bench',
+    p_min_gap_s => $3, p_max_gap_s => $4, p_daily_cap => $5, p_lookahead_s => 3)"""
 CONTEXTS_SQL = "select get_lead_contexts(p_lead_ids => $1)"
 CONTEXTS_WITH_STOPS_SQL = """select get_lead_contexts(
     p_lead_ids => $1, p_message_ids => $2, p_reply_stop_days => 30)"""
@@ -147,6 +159,21 @@ async def main(rows: int, history: int, suppressed: int, rounds: int, max_second
         try:
             t0 = time.perf_counter()
             await load_paced(conn, rows)
+            horizon = datetime.now(UTC) - timedelta(hours=1)
+            sizes = [5, 10, 20]
+
+            def service_args(i: int) -> tuple[Any, ...]:
+                return (sizes[i % 3], horizon, *SERVICE_PACING.values())
+
+            deadline = started + max_seconds + LOAD_ALLOWANCE_S
+            claim_before = Series(
+                "baseline: the same, before them", "same database, same run",
+                SERVICE_CLAIM_SQL, service_args,
+            )  # fmt: skip
+            await run_series(conn, [claim_before], 10, deadline)  # warm-up
+            claim_before.wall_ms.clear()
+            claim_before.cpu_ms = 0.0
+            await run_series(conn, [claim_before], rounds, deadline)
             await load_history(conn, history, suppressed)
             shape = await conn.fetchrow(
                 """select count(*) filter (where status = 'pending') as pending,
@@ -164,7 +191,15 @@ async def main(rows: int, history: int, suppressed: int, rounds: int, max_second
                 f"{shape['replied_30d']:,} of them in the last 30 days), "
                 f"{shape['suppressed']:,} suppressed contacts"
             )
-            horizon = datetime.now(UTC) - timedelta(hours=1)
+            claim_after = Series(
+                "claim, as the service calls it", "target: p50 < 10 ms", SERVICE_CLAIM_SQL,
+                service_args,
+            )  # fmt: skip
+            floor = Series("baseline: select 1", "one round trip", "select 1", lambda _: (), False)
+            await run_series(conn, [claim_after], 10, deadline)  # warm-up after the load
+            claim_after.wall_ms.clear()
+            claim_after.cpu_ms = 0.0
+            await run_series(conn, [claim_after, floor], rounds, deadline)
             claimed = await conn.fetchval(CLAIM_SQL, horizon, *PACING_OFF.values())
             leads, ids = [m["lead_id"] for m in claimed], [m["id"] for m in claimed]
             indexed = await what_one_call_reads(
@@ -187,7 +222,6 @@ async def main(rows: int, history: int, suppressed: int, rounds: int, max_second
                 await new.run_once(conn, pid, horizon)
             new.wall_ms.clear()
             new.cpu_ms, new.stopped = 0.0, 0
-            deadline = started + max_seconds + LOAD_ALLOWANCE_S
             for i in range(rounds):
                 if time.monotonic() > deadline and i >= 5:
                     break
@@ -197,8 +231,15 @@ async def main(rows: int, history: int, suppressed: int, rounds: int, max_second
             await conn.close()
             await drop_database(server.dsn, "suppression_cost")
     print(
-        f"\nthe claim and the contexts, one after the other ({rows:,} pending, "
-        f"{history:,} of history, {suppressed:,} suppressed; target p50 < 10 ms; "
+        f"\nthe claim of 5/10/20 as the service calls it (pacing on), on section 8's queue with "
+        f"{history:,} messages of history and {suppressed:,} suppressed contacts:"
+    )
+    print(claim_after.line())
+    print(floor.line())
+    print(claim_before.line())
+    print(
+        f"\nthe claim of 20 with pacing off (full batches to look up) and the contexts, one "
+        f"after the other ({rows:,} pending, {history:,} of history, {suppressed:,} suppressed; "
         f"{'index probes' if indexed else 'SEQ SCAN'}):"
     )
     print(new.line())

@@ -131,7 +131,8 @@ as $$
            select 1
              -- The phone's recent replies first (idx_campaign_messages_replied_phone; the
              -- fence keeps the planner from walking the workspace's runs instead), then
-             -- their workspace, by primary keys.
+             -- each one's workspace by primary keys (a lateral with a limit: never a hash
+             -- join over every run, which grows with the product's history).
              from (select r.run_id from campaign_messages r
                     where r.status = 'replied'
                       and regexp_replace(coalesce(nullif(r.phone_normalized, ''),
@@ -139,9 +140,12 @@ as $$
                       and r.updated_at >= now() - make_interval(
                             days => least(coalesce(p_reply_stop_days, 30), 36500))
                    offset 0) r
-             join campaign_runs rr on rr.id = r.run_id
-             join campaign_configs rc on rc.id = rr.config_id
-            where rc.workspace_id = c.workspace_id)
+             cross join lateral (
+               select rc.workspace_id
+                 from campaign_runs rr join campaign_configs rc on rc.id = rr.config_id
+                where rr.id = r.run_id
+                limit 1) w
+            where w.workspace_id = c.workspace_id)
       then 'replied'
   end
   from campaign_messages m
