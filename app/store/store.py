@@ -9,7 +9,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.models import ClaimedMessage, LeadContext
-from app.status_page import STATUS_RUNS_DEFAULT
 from app.store.answers import (
     Answer,
     Claim,
@@ -27,7 +26,9 @@ from app.store.answers import (
     UnreadableLead,
     UnworkableRow,
 )
-from app.store.rpc import DatabaseError, Rpc, answer_ids, answer_int, answer_object
+from app.store.parsing import as_list, braked_inbox, fields_of, unworkable_row
+from app.store.rpc import DatabaseError, answer_ids, answer_int, answer_object
+from app.store.run_calls import RunCalls
 
 __all__ = [
     "Answer",
@@ -49,15 +50,9 @@ __all__ = [
 ]
 
 
-class Store:
-    def __init__(self, rpc: Rpc) -> None:
-        self._rpc = rpc
-
-    async def _call(self, function: str, **args: Any) -> Any:
-        return await self._rpc.call(function, args)
-
-    async def _object(self, function: str, **args: Any) -> dict[str, Any]:
-        return answer_object(function, await self._rpc.call(function, args))
+class Store(RunCalls):
+    """A message's steps (claim, contexts, generation, slot, parts, endings); the run- and
+    queue-level calls come from RunCalls."""
 
     async def claim(
         self,
@@ -84,11 +79,11 @@ class Store:
         )
         messages: list[ClaimedMessage] = []
         unworkable: list[UnworkableRow] = []
-        for item in _as_list(items):
+        for item in as_list(items):
             try:
                 messages.append(ClaimedMessage.model_validate(item))
             except ValidationError as exc:
-                unworkable.append(_unworkable(item, exc))
+                unworkable.append(unworkable_row(item, exc))
         return Claim(messages, unworkable)
 
     async def next_start(
@@ -176,7 +171,7 @@ class Store:
             try:
                 contexts[lead_id] = LeadContext.model_validate(value)
             except ValidationError as exc:
-                contexts[lead_id] = UnreadableLead("lead context unreadable: " + _fields(exc))
+                contexts[lead_id] = UnreadableLead("lead context unreadable: " + fields_of(exc))
         return contexts, stops
 
     async def start(self, lease: Lease) -> Answer:
@@ -275,7 +270,7 @@ class Store:
             data.get("status"),
             data.get("retry_count"),
             datetime.fromisoformat(next_at) if isinstance(next_at, str) else None,
-            _braked(data.get("brake")),
+            braked_inbox(data.get("brake")),
         )
 
     async def skip(self, lease: Lease, reason: str) -> Answer:
@@ -306,84 +301,6 @@ class Store:
         data = await self._call("renew_campaign_leases", p_messages=_lease_list(leases))
         return set(answer_ids("renew_campaign_leases", data))
 
-    async def pause_run(self, run_id: uuid.UUID, reason: str) -> bool:
-        return bool(await self._call("pause_campaign_run", p_run_id=run_id, p_reason=reason))
-
-    async def resume_run(self, run_id: uuid.UUID) -> dict[str, Any]:
-        data: dict[str, Any] = await self._call("resume_campaign_run", p_run_id=run_id)
-        return data
-
-    async def finalize_runs(self, run_ids: list[uuid.UUID]) -> list[uuid.UUID]:
-        if not run_ids:
-            return []
-        data = await self._call("finalize_campaign_runs", p_run_ids=sorted(set(run_ids), key=str))
-        return answer_ids("finalize_campaign_runs", data)
-
-    async def tidy(self) -> dict[str, Any]:
-        """The end-of-call housekeeping: status counts folded, turns of ended runs forgotten."""
-        return answer_object("tidy_campaign_queue", await self._call("tidy_campaign_queue"))
-
-    async def resume_reconnected_runs(self) -> list[uuid.UUID]:
-        """Runs paused because their inbox was down, resumed now that it is connected."""
-        return answer_ids(
-            "resume_reconnected_campaign_runs", await self._call("resume_reconnected_campaign_runs")
-        )
-
-    async def record_call(
-        self,
-        worker: str,
-        counts: dict[str, int],
-        circuit_open: str | None,
-        answered_502: bool,
-    ) -> bool:
-        """A call's end, for the status: the worker's last call (counts: claimed, processed,
-        failed, retried, as the call answers them), its circuit opening if any, and the
-        provider outage (opened by an opening, ended by a sent message). Returns whether an
-        outage is open."""
-        data = await self._call(
-            "record_campaign_queue_call",
-            p_worker=worker,
-            **{f"p_{k}": counts.get(k, 0) for k in ("claimed", "processed", "failed", "retried")},
-            p_circuit_open=circuit_open,
-            p_answered_502=answered_502,
-        )
-        return bool(data)
-
-    async def requeue_failed(self, run_id: uuid.UUID) -> int:
-        function = "requeue_failed_campaign_messages"
-        return answer_int(function, await self._call(function, p_run_id=run_id))
-
-    async def log_steps(self, entries: list[dict[str, Any]]) -> int:
-        if not entries:
-            return 0
-        return answer_int(
-            "log_campaign_steps", await self._call("log_campaign_steps", p_entries=entries)
-        )
-
-    async def queue_status(
-        self,
-        run_id: uuid.UUID | None = None,
-        pacing: Pacing | None = None,
-        limit: int = STATUS_RUNS_DEFAULT,
-    ) -> dict[str, Any]:
-        """campaign_queue_status (README: "Seeing the queue"): queue, runs, inboxes, failures,
-        retrying, throughput, circuit, last_call.
-
-        pacing: the service's INBOX_* settings, for the ETAs of inboxes without overrides
-        (without it the database assumes the defaults, 20 / 60 / 300). limit: the runs shown
-        at most (app.status_page: 1 to 500); runs_total counts them all.
-        """
-        args: dict[str, Any] = {"p_run_id": run_id, "p_limit": limit}
-        if pacing is not None:
-            args.update(pacing.args(), p_inbox_timezone=pacing.timezone)
-        data = await self._call("campaign_queue_status", **args)
-        if not isinstance(data, dict):
-            raise DatabaseError(f"expected a JSON object, got {type(data).__name__}")
-        return data
-
-    async def ping(self) -> None:
-        await self._rpc.ping()
-
 
 def _fence(lease: Lease) -> dict[str, Any]:
     return {"p_message_id": lease.message_id, "p_lock_token": lease.lock_token}
@@ -396,48 +313,3 @@ def _lead_local(on: bool) -> dict[str, Any]:
 
 def _lease_list(leases: list[Lease]) -> list[dict[str, str]]:
     return [{"id": str(x.message_id), "lock_token": str(x.lock_token)} for x in leases]
-
-
-def _fields(exc: ValidationError) -> str:
-    """Which fields were wrong and why; never the values (they may be personal data)."""
-    problems = [
-        ".".join(str(p) for p in e["loc"]) + ": " + e["msg"]
-        for e in exc.errors(include_url=False, include_input=False, include_context=False)
-    ]
-    return "; ".join(problems[:5])
-
-
-def _unworkable(item: Any, exc: ValidationError) -> UnworkableRow:
-    lease, run_id = None, None
-    if isinstance(item, dict):
-        try:
-            lease = Lease(uuid.UUID(str(item["id"])), uuid.UUID(str(item["lock_token"])))
-        except (KeyError, ValueError, TypeError):
-            lease = None
-        try:
-            run_id = uuid.UUID(str(item["run_id"]))
-        except (KeyError, ValueError, TypeError):
-            run_id = None
-    return UnworkableRow(lease, run_id, "unworkable row: " + _fields(exc))
-
-
-def _as_list(data: Any) -> list[Any]:
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        raise DatabaseError(f"expected a JSON array, got {type(data).__name__}")
-    return data
-
-
-def _braked(data: object) -> InboxBraked | None:
-    """The brake a failure tripped, from fail_campaign_message's `brake` (null: none)."""
-    if not isinstance(data, dict):
-        return None
-    try:
-        return InboxBraked(
-            uuid.UUID(str(data["inbox_id"])),
-            datetime.fromisoformat(str(data["brake_until"])),
-            str(data["brake_reason"]),
-        )
-    except (KeyError, ValueError):
-        return None
