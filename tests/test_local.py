@@ -25,6 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_S = 90  # initdb, migrations and the seed on a shared two-core machine
+STOP_TIMEOUT_S = 90  # the service, the stubs and Postgres (its shutdown checkpoint)
 
 
 def clean_env() -> dict[str, str]:
@@ -123,7 +124,9 @@ class Local:
     def stop(self, sig: signal.Signals) -> tuple[int, list[str], str]:
         try:
             self.process.send_signal(sig)
-            code = self.process.wait(timeout=30)
+            # Postgres' shutdown checkpoint is what takes time: seconds alone, more than 30 s
+            # on a machine busy with other suites. The test is that it stops, not how fast.
+            code = self.process.wait(timeout=STOP_TIMEOUT_S)
             assert self.process.stderr is not None
             return code, self._stdout.rest(timeout_s=10), self.process.stderr.read()
         finally:
@@ -135,7 +138,7 @@ class Local:
             self.process.wait(timeout=30)
 
 
-@pytest.mark.timeout(START_TIMEOUT_S + 120)
+@pytest.mark.timeout(START_TIMEOUT_S + STOP_TIMEOUT_S + 120)
 def test_local_serves_what_it_prints_until_sigterm(data_dir: Path) -> None:
     local = Local(data_dir, "--leads", "3")
     try:
@@ -177,7 +180,7 @@ def test_local_serves_what_it_prints_until_sigterm(data_dir: Path) -> None:
     assert "Traceback" not in err
 
 
-@pytest.mark.timeout(3 * START_TIMEOUT_S + 120)
+@pytest.mark.timeout(3 * (START_TIMEOUT_S + STOP_TIMEOUT_S) + 60)
 def test_the_data_survives_a_restart_until_fresh_and_ctrl_c_stops_it_too(data_dir: Path) -> None:
     first = Local(data_dir, "--leads", "2")
     try:
