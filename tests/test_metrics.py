@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.metrics import ServiceMetrics
 from app.models import ProcessQueueResult
 from app.sandbox.seed import seed_campaign
+from app.sandbox.stubs import Fault
 from tests.service import Service
 from tests.stubs import CRON_SECRET
 
@@ -120,3 +121,32 @@ def test_each_app_instance_counts_in_its_own_registry() -> None:
     assert first[("campaign_queue_messages_total", (("outcome", "processed"),))] == 2
     assert first[("campaign_queue_messages_total", (("outcome", "retried"),))] == 1
     assert second[("campaign_queue_messages_total", (("outcome", "processed"),))] == 0
+
+
+@POSTGRES
+async def test_split_calls_and_failures_are_counted(
+    service: Service, conn: asyncpg.Connection
+) -> None:
+    """The LLM histogram's split step, and the outcomes of a call that failed messages: each
+    as the OpenRouter stub and the call's answer count them."""
+    await seed_campaign(conn, leads=3, split_messages=True, min_chars_to_split=50)
+    first = (await service.process()).json()
+    stubs = service.stubs
+    assert (first["processed"], stubs.openrouter.splits) == (3, 3)
+    failing = await seed_campaign(conn, leads=2)
+    stubs.send.faults.ratios = {Fault.INVALID_NUMBER: 1.0}  # 400: failed for good, no retry
+    second = (await service.process({"run_id": str(failing.run_id)})).json()
+    assert second["failed"] == 2, second
+
+    found = samples((await scrape(service)).text)
+
+    assert found[("campaign_queue_llm_seconds_count", (("step", "split"),))] == 3
+    assert found[("campaign_queue_llm_seconds_count", (("step", "generate"),))] == 5
+    assert found[("campaign_queue_messages_total", (("outcome", "processed"),))] == 3
+    assert found[("campaign_queue_messages_total", (("outcome", "failed"),))] == 2
+    assert found[("campaign_queue_messages_total", (("outcome", "retried"),))] == second["retried"]
+    # Every answered send of the split messages' parts; the refused ones are not timed.
+    assert found[("campaign_queue_send_seconds_count", ())] == len(stubs.send.deliveries)
+    assert found[("campaign_queue_ai_cost_usd_total", ())] == pytest.approx(
+        sum(stubs.openrouter.costs)
+    )
