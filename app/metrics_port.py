@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import socket
 from collections.abc import Callable, Iterator
@@ -31,10 +32,12 @@ if TYPE_CHECKING:
     from app.main import Services
 
 PATH = "/metrics"
-# Where the service binds (app.serve). On Fly the private network (6PN) is IPv6: the wildcard
-# "::" takes both families where the machine has IPv6, "0.0.0.0" where it has not.
+# Every address of the machine, as the service's 0.0.0.0 (app.serve), and its IPv6 ones too:
+# Fly's private network (6PN, <app>.internal) is IPv6. The wildcard "::" takes both families
+# where the machine has IPv6; "0.0.0.0" where it has not.
 DUAL_STACK = "::"
 IPV4_ANY = "0.0.0.0"
+STOP_WAIT_S = 5
 
 
 def metrics_only_app(current: Callable[[], Services]) -> ASGIApp:
@@ -79,33 +82,30 @@ def bind(port: int) -> tuple[socket.socket, str]:
     """A listening socket on every address of the machine, IPv6 and IPv4 where it can, and
     the host it shows as. OSError when the port is taken."""
     if socket.has_ipv6:
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
         try:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((DUAL_STACK, port))
+            return _listening(socket.AF_INET6, DUAL_STACK, port), f"[{DUAL_STACK}]"
         except OSError as exc:
-            sock.close()
             if exc.errno not in _NO_IPV6:
                 raise
-        else:
-            return _listening(sock), f"[{DUAL_STACK}]"
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    return _listening(socket.AF_INET, IPV4_ANY, port), IPV4_ANY
+
+
+# IPv6 off in this machine or container.
+_NO_IPV6 = (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL)
+
+
+def _listening(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((IPV4_ANY, port))
+        sock.bind((host, port))
+        sock.listen(100)
+        sock.setblocking(False)
     except OSError:
         sock.close()
         raise
-    return _listening(sock), IPV4_ANY
-
-
-_NO_IPV6 = (97, 99)  # EAFNOSUPPORT, EADDRNOTAVAIL: IPv6 off in this machine or container
-
-
-def _listening(sock: socket.socket) -> socket.socket:
-    sock.listen(100)
-    sock.setblocking(False)
     return sock
 
 
@@ -115,7 +115,12 @@ class MetricsListener(uvicorn.Server):
 
     def __init__(self, sock: socket.socket, current: Callable[[], Services]) -> None:
         config = uvicorn.Config(
-            metrics_only_app(current), lifespan="off", log_level="warning", access_log=False
+            metrics_only_app(current),
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+            # A scrape stuck on the database never holds the service's shutdown longer.
+            timeout_graceful_shutdown=STOP_WAIT_S,
         )
         super().__init__(config)
         self._socket = sock
@@ -140,7 +145,12 @@ class MetricsListener(uvicorn.Server):
             await self._task
 
     async def stop(self) -> None:
+        """Stops listening, lets a scrape under way answer (STOP_WAIT_S at most), and never
+        raises: the service's shutdown goes on whatever happened here."""
         if self._task is None:
             return
         self.should_exit = True
-        await self._task
+        try:
+            await self._task
+        except Exception:
+            log.exception("the metrics listener failed")
