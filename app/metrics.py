@@ -7,6 +7,9 @@ one, so several apps in one process, as in the tests, keep their own counts):
   inbox's sends today and its cap;
 - this process's: messages by outcome (from each call's answer), the LLM's and the send
   endpoint's latency (as the pipeline measures them) and the AI cost, since it started.
+
+Served twice: `GET /metrics` on the service's port (the status's secret; app.main), and,
+with METRICS_PORT, without a secret on a port of its own (app.metrics_port).
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, make_asgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from starlette.types import Receive, Scope, Send
 
 from app.models import ProcessQueueResult
 
@@ -62,6 +66,7 @@ class ServiceMetrics:
             "OpenRouter's cost of the messages this process wrote, USD.",
             registry=self.registry,
         )
+        self._asgi = make_asgi_app(self.registry)
 
     def call_ended(self, result: ProcessQueueResult) -> None:
         for outcome in OUTCOMES:
@@ -86,6 +91,18 @@ class ServiceMetrics:
         self._queue.status = status
         try:
             return generate_latest(self.registry)
+        finally:
+            self._queue.status = None
+
+    async def answer(
+        self, status: Mapping[str, Any], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """The exposition as prometheus_client's ASGI app answers it (the format the scraper's
+        Accept header asks for, gzip when it takes it). That app writes the text before its
+        first await, so the status set here is the one it reads."""
+        self._queue.status = status
+        try:
+            await self._asgi(scope, receive, send)
         finally:
             self._queue.status = None
 

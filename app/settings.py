@@ -119,6 +119,11 @@ class Settings(BaseSettings):
     lead_local_window: bool = False
 
     port: int = Field(default=8080, ge=1, le=65535)
+    # --- The metrics port (README: "Metrics"). Set: `python -m app serve` also answers
+    # GET /metrics, WITHOUT authentication and nothing else, on this port, for a scraper that
+    # sends no credentials (Fly's). Only for a port the platform keeps private (on Fly: one
+    # not in [http_service] or [[services]]). Unset: no second listener.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
     log_level: str = "INFO"
     # /docs, /redoc and /openapi.json: off by default, the service is public on Cloud Run.
     docs_enabled: bool = False
@@ -163,6 +168,17 @@ class Settings(BaseSettings):
     def _max_gap_not_below_min(cls, value: float, info: ValidationInfo) -> float:
         if value < info.data.get("inbox_min_gap_s", 0.0):
             raise ValueError("must be at least INBOX_MIN_GAP_S")
+        return value
+
+    @field_validator("metrics_port")
+    @classmethod
+    def _metrics_port_not_the_service_port(
+        cls, value: int | None, info: ValidationInfo
+    ) -> int | None:
+        if value is not None and value == info.data.get("port"):
+            raise ValueError(
+                "must differ from PORT (the service's port, where /metrics needs the secret)"
+            )
         return value
 
     @field_validator("inbox_timezone")

@@ -4,15 +4,19 @@ gauges as the status answers them."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.ai.openrouter import Completion
+from app.ai.split import split_message
 from app.metrics import ServiceMetrics
-from app.models import ProcessQueueResult
+from app.models import ProcessQueueResult, SplitterConfig
 from app.sandbox.seed import seed_campaign
+from app.sandbox.stubs import Fault
 from tests.service import Service
 from tests.stubs import CRON_SECRET
 
@@ -120,3 +124,64 @@ def test_each_app_instance_counts_in_its_own_registry() -> None:
     assert first[("campaign_queue_messages_total", (("outcome", "processed"),))] == 2
     assert first[("campaign_queue_messages_total", (("outcome", "retried"),))] == 1
     assert second[("campaign_queue_messages_total", (("outcome", "processed"),))] == 0
+
+
+@POSTGRES
+async def test_split_calls_and_failures_are_counted(
+    service: Service, conn: asyncpg.Connection
+) -> None:
+    """The LLM histogram's split step, and the outcomes of a call that failed messages: each
+    as the OpenRouter stub and the call's answer count them."""
+    await seed_campaign(conn, leads=3, split_messages=True, min_chars_to_split=50)
+    first = (await service.process()).json()
+    stubs = service.stubs
+    assert (first["processed"], stubs.openrouter.splits) == (3, 3)
+    failing = await seed_campaign(conn, leads=2)
+    stubs.send.faults.ratios = {Fault.INVALID_NUMBER: 1.0}  # 400: failed for good, no retry
+    second = (await service.process({"run_id": str(failing.run_id)})).json()
+    assert second["failed"] == 2, second
+
+    found = samples((await scrape(service)).text)
+
+    assert found[("campaign_queue_llm_seconds_count", (("step", "split"),))] == 3
+    assert found[("campaign_queue_llm_seconds_count", (("step", "generate"),))] == 5
+    assert found[("campaign_queue_messages_total", (("outcome", "processed"),))] == 3
+    assert found[("campaign_queue_messages_total", (("outcome", "failed"),))] == 2
+    assert found[("campaign_queue_messages_total", (("outcome", "retried"),))] == second["retried"]
+    # Every answered send of the split messages' parts; the refused ones are not timed.
+    assert found[("campaign_queue_send_seconds_count", ())] == len(stubs.send.deliveries)
+    assert found[("campaign_queue_ai_cost_usd_total", ())] == pytest.approx(
+        sum(stubs.openrouter.costs)
+    )
+
+
+class _InstantSplitter:
+    """A model that answers the split at once, in process: no HTTP call can be this fast, and
+    none is needed to show what a sub-millisecond answer measures."""
+
+    async def request_split(self, *, text: str, **_: object) -> Completion:
+        half = len(text) // 2
+        cut = text.index(" ", half)
+        return Completion(json.dumps([text[:cut], text[cut + 1 :]]), tokens=10, cost_usd=None)
+
+
+async def test_a_split_answered_in_under_a_millisecond_is_still_a_split_call() -> None:
+    """Its elapsed_ms is 0, as a message too short to split says; the pipeline counted the
+    split step from elapsed_ms and missed such calls (the loopback test above lost one of
+    three in a full run)."""
+    text = "Olá Ana! Vi o trabalho de vocês na Acme e fiquei curioso. Faz sentido conversarmos?"
+    result = await split_message(
+        _InstantSplitter(),
+        text,
+        model="m",
+        max_parts=2,
+        splitter=SplitterConfig(min_chars_to_split=10),
+    )
+    short = await split_message(
+        _InstantSplitter(), "Oi!", model="m", max_parts=2, splitter=SplitterConfig()
+    )
+
+    assert len(result.parts) == 2
+    assert result.fallback_reason is None
+    assert (result.elapsed_ms, result.asked) == (0, True)
+    assert (short.elapsed_ms, short.asked) == (0, False)

@@ -194,6 +194,8 @@ class SplitResult:
     elapsed_ms: int
     fallback_reason: str | None = None  # set when the local splitter was used
     cost_usd: float | None = None  # what the split call cost, when the model was asked
+    # The model was asked (elapsed_ms cannot say: a call answered in under 1 ms is 0 too).
+    asked: bool = False
 
 
 async def split_message(
@@ -234,7 +236,9 @@ async def split_message(
                 "split answer does not reproduce the message (words changed, added, dropped "
                 "or reordered)"
             )
-        return SplitResult(parts=parts, tokens=tokens, elapsed_ms=_ms_since(started), cost_usd=cost)
+        return SplitResult(
+            parts=parts, tokens=tokens, elapsed_ms=_ms_since(started), cost_usd=cost, asked=True
+        )
     except AuthError:
         raise
     except (OutboundError, SplitRejectedError) as exc:
@@ -244,6 +248,7 @@ async def split_message(
             elapsed_ms=_ms_since(started),
             fallback_reason=str(exc),
             cost_usd=cost,
+            asked=True,
         )
 
 

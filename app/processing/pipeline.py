@@ -280,7 +280,7 @@ class MessagePipeline:
                 session_id=session_id,
             )
             parts, tokens, split_ms = split.parts, tokens + split.tokens, split.elapsed_ms
-            if split.elapsed_ms:  # 0: short enough, no call made
+            if split.asked:
                 self._metrics.llm_call("split", split.elapsed_ms)
             if split.cost_usd is not None:
                 cost_usd = (cost_usd or 0.0) + split.cost_usd
