@@ -10,6 +10,12 @@ from app.sandbox.seed import seed_campaign
 from app.store.migrations import apply_migrations, load_migrations
 
 QUEUE_FUNCTIONS = [
+    "operator_pause_campaign_run",
+    "operator_resume_campaign_run",
+    "cancel_campaign_run",
+    "requeue_campaign_run_failures",
+    "set_inbox_pacing",
+    "clear_inbox_pacing",
     "get_and_lock_campaign_messages",
     "mark_old_campaign_messages_as_skipped",
     "get_lead_contexts",
@@ -38,6 +44,9 @@ QUEUE_FUNCTIONS = [
     "unsuppress_campaign_contact",
 ]
 INTERNAL_FUNCTIONS = [
+    "cq_run_answer",
+    "cq_skip_cancelled_message",
+    "cq_inbox_overrides",
     "cq_inbox_limits",
     "cq_inbox_holds_backlog",
     "cq_pick_due_messages",

@@ -1,0 +1,91 @@
+"""Operators' actions on runs and inboxes: one RPC each (sql/052_operator_runs.sql,
+053_operator_inboxes.sql), shared by the HTTP routes (app.operator_routes) and the CLI
+(app.operator_cli). Each answers what it changed, or `ok: false` with a reason and nothing
+changed; REFUSAL_STATUS says which HTTP status each reason gets."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.store.rpc import Rpc
+
+RUN_ACTIONS = ("pause", "resume", "cancel", "requeue")
+PACING_FIELDS = ("min_gap_s", "max_gap_s", "daily_cap", "timezone")
+
+REFUSAL_STATUS = {
+    "run_not_found": 404,
+    "inbox_not_found": 404,
+    "not_running": 409,
+    "not_paused": 409,
+    "not_cancellable": 409,
+    "run_cancelled": 409,
+    "inbox_disconnected": 409,
+    "nothing_to_requeue": 409,
+    "no_overrides": 409,
+    "invalid_value": 422,
+}
+
+
+class RunActionBody(BaseModel):
+    """pause and cancel: the reason kept on the run; requeue: the failure reason group
+    (as the status groups failures); resume takes none."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: str | None = Field(default=None, min_length=1, max_length=2000)
+
+
+class PacingBody(BaseModel):
+    """The overrides to set; a field left out keeps its value. At least one."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    min_gap_s: float | None = Field(default=None, ge=0, le=86400)
+    max_gap_s: float | None = Field(default=None, ge=0, le=86400)
+    daily_cap: int | None = Field(default=None, ge=0, le=2_147_483_647)
+    timezone: str | None = Field(default=None, min_length=1, max_length=64)
+
+    @model_validator(mode="after")
+    def _something_to_set(self) -> PacingBody:
+        if all(getattr(self, name) is None for name in PACING_FIELDS):
+            raise ValueError("give at least one of " + ", ".join(PACING_FIELDS))
+        return self
+
+
+async def run_action(
+    rpc: Rpc, action: str, run_id: uuid.UUID, reason: str | None = None
+) -> dict[str, Any]:
+    run = str(run_id)
+    if action == "pause":
+        answer = await rpc.call(
+            "operator_pause_campaign_run", {"p_run_id": run, "p_reason": reason}
+        )
+    elif action == "resume":
+        answer = await rpc.call("operator_resume_campaign_run", {"p_run_id": run})
+    elif action == "cancel":
+        answer = await rpc.call("cancel_campaign_run", {"p_run_id": run, "p_reason": reason})
+    elif action == "requeue":
+        answer = await rpc.call(
+            "requeue_campaign_run_failures", {"p_run_id": run, "p_reason": reason}
+        )
+    else:
+        raise ValueError(f"unknown run action: {action}")
+    return dict(answer)
+
+
+async def set_inbox_pacing(rpc: Rpc, inbox_id: uuid.UUID, body: PacingBody) -> dict[str, Any]:
+    args: dict[str, Any] = {"p_inbox_id": str(inbox_id)}
+    args.update({f"p_{name}": getattr(body, name) for name in PACING_FIELDS})
+    return dict(await rpc.call("set_inbox_pacing", args))
+
+
+async def clear_inbox_pacing(rpc: Rpc, inbox_id: uuid.UUID) -> dict[str, Any]:
+    return dict(await rpc.call("clear_inbox_pacing", {"p_inbox_id": str(inbox_id)}))
+
+
+def refusal_status(answer: dict[str, Any]) -> int:
+    """200 for a done action, else the 4xx its reason gets (409 for one not listed)."""
+    if answer.get("ok"):
+        return 200
+    return REFUSAL_STATUS.get(str(answer.get("reason")), 409)
