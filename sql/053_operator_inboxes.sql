@@ -4,10 +4,11 @@
 -- ok false with a reason (inbox_not_found; invalid_value with `field` and `error`;
 -- no_overrides, not_braked) changes nothing.
 --
--- Lock order: the inbox's campaign_inbox_pacing row, then its send record
--- (campaign_inbox_send_outcomes), then its pacing state row (campaign_inbox_pacing_state), as
--- the failure brake's recording and take_inbox_slot take the last two (043_failure_brake.sql);
--- none of these waits on a run or a message.
+-- Lock order: the inbox's campaign_inbox_pacing row (only these functions lock it), then its
+-- send record (campaign_inbox_send_outcomes), then its pacing state row
+-- (campaign_inbox_pacing_state): the order a send that trips the brake takes the last two in
+-- (cq_record_inbox_send, 043_failure_brake.sql); take_inbox_slot takes the state row alone.
+-- None of these waits on a run or a message.
 
 create or replace function cq_inbox_overrides(p_row campaign_inbox_pacing)
 returns jsonb
