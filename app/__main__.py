@@ -1,4 +1,5 @@
-"""Command line: `python -m app serve | migrate | process | demo | local | status`."""
+"""Command line: `python -m app serve | migrate | process | demo | local | status | run | inbox |
+contact`."""
 
 from __future__ import annotations
 
@@ -185,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{STATUS_RUNS_DEFAULT}): running first, the most recently active first",
     )
     status.add_argument("--json", action="store_true", help="the raw JSON instead of tables")
+    from app.operator_cli import add_operator_commands
+
+    add_operator_commands(commands)
     args = parser.parse_args(argv)
     if args.command == "migrate":
         return _migrate()
@@ -196,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_process(args)
     if args.command == "status":
         return _status(args)
+    if args.command in ("run", "inbox", "contact"):
+        from app.operator_cli import run_operator_command
+
+        return run_operator_command(args)
     if args.command == "local":
         from app.sandbox.local import run_local
 

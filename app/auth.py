@@ -11,8 +11,9 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Request, Security
+from fastapi import HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 
 from app.settings import Settings
 
@@ -90,3 +91,39 @@ async def require_cron_secret(
     token = bearer.credentials if bearer is not None else None
     if not secret_matches(settings, token, header):
         raise UnauthorizedError
+
+
+class ForbiddenError(Exception):
+    """The CRON_SECRET on an operator route: it runs the queue, it never acts on campaigns
+    (the app answers 403, see app.error_answers)."""
+
+
+operator_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="OperatorTokenBearer",
+    description="`Authorization: Bearer <OPERATOR_TOKEN>`.",
+)
+
+
+def _matches(candidate: str | None, secret: SecretStr | None) -> bool:
+    if candidate is None or secret is None:
+        return False
+    return hmac.compare_digest(candidate.strip().encode(), secret.get_secret_value().encode())
+
+
+async def require_operator_token(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(operator_scheme)],
+) -> None:
+    """A route dependency for /operator/: 404 without OPERATOR_TOKEN set (the routes do not
+    exist), 403 for the CRON_SECRET (as Bearer or X-Cron-Secret), else 401 unless the
+    Bearer token is the OPERATOR_TOKEN. Compared in constant time."""
+    settings: Settings = request.app.state.services.settings
+    if settings.operator_token is None:
+        raise HTTPException(404)
+    token = bearer.credentials if bearer is not None else None
+    if _matches(token, settings.operator_token):
+        return
+    if secret_matches(settings, token, request.headers.get("x-cron-secret")):
+        raise ForbiddenError
+    raise UnauthorizedError

@@ -1,4 +1,4 @@
-"""The service's 401 and 422 answers, one shape on every route, and the 401's log line.
+"""The service's 401, 403 and 422 answers, one shape on every route, and their log lines.
 
 422: `{"success": false, "detail": [{"loc", "msg", "type"}]}`, for a bad body (app.main) and
 for a bad query parameter (FastAPI's own check, e.g. GET /status?run_id=nope) alike; the
@@ -41,14 +41,27 @@ async def unauthorized(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def forbidden(request: Request, exc: Exception) -> JSONResponse:
+    """The CRON_SECRET on an operator route: known, and never allowed to act on campaigns."""
+    client = request.client.host if request.client else "an unknown address"
+    log.warning(
+        f"forbidden: {request.method} {request.url.path} from {client}: "
+        "the CRON_SECRET cannot act on campaigns (use the OPERATOR_TOKEN)"
+    )
+    return JSONResponse(
+        {"success": False, "error": "forbidden: the CRON_SECRET cannot act on campaigns"}, 403
+    )
+
+
 def _what_was_wrong(request: Request) -> str:
+    operator = request.url.path.startswith("/operator/")
     authorization = request.headers.get("authorization", "").strip()
-    header = request.headers.get("x-cron-secret", "").strip()
+    header = "" if operator else request.headers.get("x-cron-secret", "").strip()
     scheme, _, token = authorization.partition(" ")
     if header:
         return "wrong secret"
     if not authorization:
         return "no secret"
     if scheme.lower() != "bearer":
-        return "Authorization is not `Bearer <CRON_SECRET>`"
+        return f"Authorization is not `Bearer <{'OPERATOR_TOKEN' if operator else 'CRON_SECRET'}>`"
     return "wrong secret" if token.strip() else "empty secret"

@@ -8,7 +8,6 @@ OpenAPI text, are in app.api_models; the secret check in app.auth.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import sys
@@ -16,14 +15,13 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.ai.openrouter import OpenRouterClient
@@ -35,15 +33,22 @@ from app.api_models import (
     ProcessQueueAnswer,
     ProcessQueueBody,
 )
-from app.auth import UnauthorizedError, require_cron_secret, require_status_reader
+from app.auth import (
+    ForbiddenError,
+    UnauthorizedError,
+    require_cron_secret,
+    require_status_reader,
+)
 from app.delivery.sender import Sender
-from app.error_answers import invalid_request, unauthorized, unprocessable
+from app.error_answers import forbidden, invalid_request, unauthorized
 from app.logs import configure_logging, log
 from app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.metrics import ServiceMetrics
 from app.models import ProcessQueueResult
+from app.operator_routes import add_operator_routes
 from app.processing.pipeline import MessagePipeline
 from app.processing.processor import QueueProcessor
+from app.request_body import parse_body
 from app.settings import Settings, SettingsError, load_settings
 from app.shutdown import on_sigterm
 from app.startup import log_start_up, package_version, secrets_of
@@ -250,7 +255,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_class=PlainTextResponse,
         dependencies=[Depends(require_status_reader)],
     )(metrics)
+    add_operator_routes(app)
     app.add_exception_handler(UnauthorizedError, unauthorized)
+    app.add_exception_handler(ForbiddenError, forbidden)
     app.add_exception_handler(RequestValidationError, invalid_request)
     _add_docs(app)
     return app
@@ -372,34 +379,7 @@ def _pacing(services: Services) -> Pacing:
 
 async def _parse_body(request: Request) -> ProcessQueueBody | JSONResponse:
     """The body as ProcessQueueBody, or the 422 answer. Empty means `{}`; `null` is 422."""
-    raw = await request.body()
-    try:
-        data = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        return _unprocessable(
-            [{"loc": ["body"], "msg": "body is not valid JSON", "type": "json_invalid"}]
-        )
-    except RecursionError:  # json.loads recurses once per nesting level
-        return _unprocessable(
-            [{"loc": ["body"], "msg": "body is nested too deeply", "type": "json_invalid"}]
-        )
-    if not isinstance(data, dict):
-        what = "null" if data is None else type(data).__name__
-        return _unprocessable(
-            [
-                {
-                    "loc": ["body"],
-                    "msg": f"body must be a JSON object (or empty), not {what}",
-                    "type": "model_type",
-                }
-            ]
-        )
-    try:
-        return ProcessQueueBody.model_validate(data)
-    except ValidationError as exc:
-        return _unprocessable(
-            exc.errors(include_url=False, include_context=False, include_input=False)
-        )
+    return await parse_body(request, ProcessQueueBody)
 
 
 async def healthz(services: ServicesDep) -> Healthy | JSONResponse:
@@ -409,13 +389,6 @@ async def healthz(services: ServicesDep) -> Healthy | JSONResponse:
     except DatabaseError:
         return JSONResponse({"status": "unavailable", "database": "unreachable"}, 503)
     return Healthy(status="ok")
-
-
-def _unprocessable(errors: list[Any]) -> JSONResponse:
-    return unprocessable(
-        {"loc": ["body", *[p for p in e["loc"] if p != "body"]], "msg": e["msg"], "type": e["type"]}
-        for e in errors
-    )
 
 
 app = create_app()  # no I/O here: settings and clients come in the lifespan

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     send_url: str | None = None
 
     cron_secret: SecretStr | None = None
+    # Optional: without it every /operator/ route answers 404 (README, "Operator actions").
+    operator_token: SecretStr | None = None
 
     batch_size: int = Field(default=5, ge=1, le=100)
     max_concurrency: int = Field(default=5, ge=1, le=50)
@@ -150,7 +152,7 @@ class Settings(BaseSettings):
             return list(dict.fromkeys(m for m in models if m))  # in order, once each
         return value
 
-    @field_validator("cron_secret")
+    @field_validator("cron_secret", "operator_token")
     @classmethod
     def _long_cron_secret(cls, value: SecretStr | None) -> SecretStr | None:
         # Trimmed: a secret mounted from a file often ends with a newline.

@@ -95,6 +95,7 @@ def secrets_of(settings: Settings) -> list[str]:
         settings.openrouter_api_key,
         settings.supabase_service_role_key,
         settings.cron_secret,
+        settings.operator_token,
         settings.database_url,
     ]
     secrets = [v.get_secret_value() for v in values if v is not None]

@@ -29,7 +29,16 @@ begin
     'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer,integer,integer,integer,boolean)',
     'lift_inbox_brake(uuid)',
     'suppress_campaign_contact(uuid,text,text)',
-    'unsuppress_campaign_contact(uuid,text)'
+    'unsuppress_campaign_contact(uuid,text)',
+    'operator_pause_campaign_run(uuid,text)',
+    'operator_resume_campaign_run(uuid)',
+    'cancel_campaign_run(uuid,text)',
+    'requeue_campaign_run_failures(uuid,text)',
+    'set_inbox_pacing(uuid,real,real,integer,text,integer,integer,integer,date)',
+    'clear_inbox_pacing(uuid)',
+    'operator_lift_inbox_brake(uuid)',
+    'operator_suppress_campaign_contact(uuid,text,text)',
+    'operator_unsuppress_campaign_contact(uuid,text)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated', v_fn);
     execute format('grant execute on function %s to service_role', v_fn);
@@ -75,7 +84,13 @@ begin
     'cq_claim_text(uuid,text,uuid)',
     'cq_claim_text_at_slot(uuid,uuid)',
     'cq_forget_sent_texts(integer)',
-    'cq_skip_late_in_lead_zones(uuid,time,time,text,uuid,timestamptz,integer)'
+    'cq_skip_late_in_lead_zones(uuid,time,time,text,uuid,timestamptz,integer)',
+    'cq_run_answer(uuid,boolean,text,text,text,integer)',
+    'cq_skip_cancelled_message()',
+    'cq_inbox_overrides(campaign_inbox_pacing)',
+    'cq_masked_phone(text)',
+    'cq_contact_answer(boolean,text,uuid,text,boolean,boolean,campaign_suppressions)',
+    'cq_contact_refusal(uuid,text)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);

@@ -295,10 +295,19 @@ def test_the_document_says_what_the_service_does(openapi: dict[str, Any]) -> Non
     assert operation["operationId"] == "process_queue"
     assert operation["summary"]
     # No docs routes in it; /status is documented with the same security as /process-queue.
-    assert set(openapi["paths"]) == {"/process-queue", "/healthz", "/status", "/metrics"}
+    operator = {f"/operator/runs/{{run_id}}/{a}" for a in ("pause", "resume", "cancel", "requeue")}
+    operator.add("/operator/inboxes/{inbox_id}/pacing")
+    operator |= {"/operator/inboxes/{inbox_id}/lift-brake", "/operator/contacts/suppress"}
+    operator.add("/operator/contacts/unsuppress")
+    assert set(openapi["paths"]) == {"/process-queue", "/healthz", "/status", "/metrics", *operator}
     status = openapi["paths"]["/status"]["get"]
     assert status["security"] == operation["security"]
     assert {"200", "401", "422", "503"} <= set(status["responses"])
+    # The operators' actions take the OPERATOR_TOKEN only, never the CRON_SECRET.
+    for path in operator:
+        for action in openapi["paths"][path].values():
+            assert action["security"] == [{"OperatorTokenBearer": []}], path
+            assert {"200", "401", "403", "404", "409", "422", "503"} <= set(action["responses"])
 
 
 def test_both_ways_to_send_the_secret_are_security_schemes(openapi: dict[str, Any]) -> None:

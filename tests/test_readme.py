@@ -130,8 +130,11 @@ def test_every_status_code_is_described() -> None:
     post, status = surface.split("### Seeing the queue")
     statuses = re.findall(r"^\| (\d{3}) \|", post, re.MULTILINE)
     assert sorted(statuses) == ["200", "401", "422", "500", "502", "503"]
+    status, operator = status.split("### Operator actions")
     statuses = re.findall(r"^\| (\d{3}) \|", status, re.MULTILINE)
     assert sorted(statuses) == ["200", "401", "422", "503"]  # GET /status
+    statuses = re.findall(r"^\| (\d{3}) \|", operator, re.MULTILINE)
+    assert sorted(statuses) == ["200", "401", "403", "404", "409", "422", "503"]
     healthz = surface[surface.index("`GET /healthz`") :]
     assert "200" in healthz
     assert "503" in healthz

@@ -211,6 +211,22 @@ def test_docs_enabled_takes_the_usual_booleans(
     assert load_settings().docs_enabled is expected
 
 
+def test_the_operator_token_is_optional_and_checked_like_the_cron_secret(
+    env: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().operator_token is None
+    env.setenv("OPERATOR_TOKEN", "")
+    assert load_settings().operator_token is None  # empty counts as unset
+    line = refusal(env, OPERATOR_TOKEN="too-short-token")
+    assert line == "invalid settings: OPERATOR_TOKEN: must be at least 16 characters"
+    assert "too-short" not in line
+    assert "printable ASCII" in refusal(env, OPERATOR_TOKEN="an-operator-tökén-of-enough")
+    env.setenv("OPERATOR_TOKEN", " an-operator-token-0123\n")
+    token = load_settings().operator_token
+    assert token is not None
+    assert token.get_secret_value() == "an-operator-token-0123"
+
+
 def test_the_pacing_handed_to_the_database_carries_every_inbox_setting(
     make_settings: SettingsFactory,
 ) -> None:

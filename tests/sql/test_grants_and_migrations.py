@@ -10,6 +10,15 @@ from app.sandbox.seed import seed_campaign
 from app.store.migrations import apply_migrations, load_migrations
 
 QUEUE_FUNCTIONS = [
+    "operator_pause_campaign_run",
+    "operator_resume_campaign_run",
+    "cancel_campaign_run",
+    "requeue_campaign_run_failures",
+    "set_inbox_pacing",
+    "clear_inbox_pacing",
+    "operator_lift_inbox_brake",
+    "operator_suppress_campaign_contact",
+    "operator_unsuppress_campaign_contact",
     "get_and_lock_campaign_messages",
     "mark_old_campaign_messages_as_skipped",
     "get_lead_contexts",
@@ -38,6 +47,12 @@ QUEUE_FUNCTIONS = [
     "unsuppress_campaign_contact",
 ]
 INTERNAL_FUNCTIONS = [
+    "cq_run_answer",
+    "cq_skip_cancelled_message",
+    "cq_inbox_overrides",
+    "cq_masked_phone",
+    "cq_contact_answer",
+    "cq_contact_refusal",
     "cq_inbox_limits",
     "cq_inbox_holds_backlog",
     "cq_pick_due_messages",

@@ -281,8 +281,29 @@ async def test_every_function_that_locks_runs_at_once_never_deadlocks(
                 "requeue",
                 [("select requeue_failed_campaign_messages($1)", [r]) for r in runs[1::3]],
             ),
+            repeat(  # the operators' actions (sql/052_operator_runs.sql)
+                "operator",
+                [
+                    ("select cancel_campaign_run($1)", [runs[7]]),
+                    ("select operator_pause_campaign_run($1)", [runs[5]]),
+                    ("select operator_resume_campaign_run($1)", [runs[5]]),
+                    *[("select requeue_campaign_run_failures($1)", [r]) for r in runs[2::3]],
+                ],
+            ),
         ),
         timeout=60,
     )
 
     assert deadlocks == Counter()
+    # Cancelled, whatever the claims and finalize did around it. A give-back racing a cancel's
+    # commit can leave a message pending (docs/architecture.md, "Operator actions"): a last
+    # cancel, as an operator would, skips it.
+    assert (await run_row(conn, runs[7]))["status"] == "cancelled"
+    await conn.fetchval("select cancel_campaign_run($1)", runs[7])
+    assert (
+        await conn.fetchval(
+            "select count(*) from campaign_messages where run_id = $1 and status = 'pending'",
+            runs[7],
+        )
+        == 0
+    )
