@@ -171,3 +171,39 @@ as $$
                                         p.capped_day >= (now() - interval '2 days')::date)))
       from campaign_inbox_pacing_state p where p.inbox_id = p_inbox_id), false);
 $$;
+
+
+-- An override written below what the inbox sent today (a daily cap cut, a warm-up turned on
+-- for a number that sent more than its day's warm-up cap, an hourly cap cut) holds the inbox
+-- with no slot asked for (the claim skips it), so no slot stamps the hold's end, and its
+-- backlog would be late a horizon after its last slot. The write stamps it, as a slot does.
+-- Only the row's own values are known here: a cap the row leaves to a setting (INBOX_*) is
+-- not judged. Lock order: the override row, then the inbox's state row (nothing holding a
+-- state row writes an override).
+create or replace function cq_stamp_override_hold()
+returns trigger
+language plpgsql security definer set search_path = public
+as $$
+declare
+  v_state campaign_inbox_pacing_state;
+  v_hold record;
+begin
+  select * into v_state from campaign_inbox_pacing_state
+   where inbox_id = new.inbox_id for update;
+  if found then
+    v_hold := cq_inbox_hold(v_state, new, new.daily_cap, null, null, null, now());
+    if v_hold.reason in ('daily_cap', 'hourly_cap') then
+      update campaign_inbox_pacing_state
+         set capped_until = greatest(capped_until, v_hold.until),
+             capped_day = case when v_hold.reason = 'daily_cap' then sent_day else capped_day end
+       where inbox_id = new.inbox_id;
+    end if;
+  end if;
+  return null;
+end;
+$$;
+
+create or replace trigger campaign_inbox_pacing_hold_stamped
+  after insert or update of daily_cap, warmup_days, warmup_start_cap, hourly_cap
+  on campaign_inbox_pacing
+  for each row execute function cq_stamp_override_hold();

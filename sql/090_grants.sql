@@ -75,7 +75,8 @@ begin
     'cq_claim_text(uuid,text,uuid)',
     'cq_claim_text_at_slot(uuid,uuid)',
     'cq_forget_sent_texts(integer)',
-    'cq_skip_late_in_lead_zones(uuid,time,time,text,uuid,timestamptz,integer)'
+    'cq_skip_late_in_lead_zones(uuid,time,time,text,uuid,timestamptz,integer)',
+    'cq_stamp_override_hold()'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);

@@ -374,3 +374,33 @@ async def test_an_hourly_capped_backlog_is_not_late_with_a_horizon_shorter_than_
     await pass_time(conn, seeded.inbox_id, 11)  # the hold ended a minute ago
     assert await rpc.call("mark_old_campaign_messages_as_skipped", horizon) == 0
     assert len(await claim(rpc, 5, **settings, **horizon)) == 2  # the room the hour leaves
+
+
+@pytest.mark.parametrize(
+    "lowered",
+    [{"warmup_days": 10, "warmup_start_cap": 2}, {"daily_cap": 2}],
+    ids=["warm-up turned on", "daily cap lowered"],
+)
+async def test_a_backlog_held_by_a_cap_lowered_below_todays_count_is_not_late(
+    conn: asyncpg.Connection, rpc: PostgresRpc, lowered: dict[str, int]
+) -> None:
+    # The operator's SQL (README) puts an inbox that sent 3 today under a cap of 2, an hour
+    # after its last slot: held until its next local day, and its backlog not late meanwhile.
+    seeded = await seed_campaign(conn, leads=4)
+    items = await claim_unpaced(rpc, 3)
+    await set_pacing(conn, seeded.inbox_id, min_gap_s=0, max_gap_s=0, daily_cap=10)
+    for item in items:
+        assert (await take(rpc, item, **pacing(0)))["ok"] is True
+    await pass_time(conn, seeded.inbox_id, 70)
+    await conn.execute(
+        "update campaign_messages set scheduled_at = now() - '2 hours'::interval "
+        "where status = 'pending'"
+    )
+
+    await set_pacing(conn, seeded.inbox_id, **lowered)
+
+    assert await claim(rpc, 5, **pacing(0)) == []
+    assert await skip_late(rpc) == 0
+    status = await rpc.call("campaign_queue_status", pacing(0))
+    [inbox] = status["inboxes"]
+    assert (inbox["held"], inbox["today_cap"], inbox["sent_today"]) == ("daily_cap", 2, 3)
