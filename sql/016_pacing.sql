@@ -312,7 +312,10 @@ begin
                                       then (v_state.sent_day + 1)::timestamp
                                            at time zone cq_valid_timezone(v_state.day_timezone)
                                       else capped_until end,
-                                 cq_hourly_hold_until(v_hour_slots, v_hourly_cap)),
+                                 case when cq_hourly_hold_until(v_hour_slots, v_hourly_cap)
+                                           > v_now
+                                      then cq_hourly_hold_until(v_hour_slots, v_hourly_cap)
+                                 end),
          first_sent_day = coalesce(first_sent_day, v_state.sent_day),
          hour_slots = v_hour_slots,
          day_timezone = v_state.day_timezone,

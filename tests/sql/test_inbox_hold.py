@@ -404,3 +404,22 @@ async def test_a_backlog_held_by_a_cap_lowered_below_todays_count_is_not_late(
     status = await rpc.call("campaign_queue_status", pacing(0))
     [inbox] = status["inboxes"]
     assert (inbox["held"], inbox["today_cap"], inbox["sent_today"]) == ("daily_cap", 2, 3)
+
+
+async def test_a_slot_that_leaves_the_hour_below_its_cap_stamps_no_hold(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    seeded = await seed_campaign(conn, leads=3)
+    items = await claim_unpaced(rpc, 3)
+    await set_pacing(conn, seeded.inbox_id, min_gap_s=0, max_gap_s=0, hourly_cap=2)
+    assert (await take(rpc, items[0], **pacing(0)))["ok"] is True
+    await pass_time(conn, seeded.inbox_id, 61)
+    assert (await take(rpc, items[1], **pacing(0)))["ok"] is True  # one slot in the hour
+    state = await state_row(conn, seeded.inbox_id)
+    assert state is not None
+    assert state["capped_until"] is None
+
+    assert (await take(rpc, items[2], **pacing(0)))["ok"] is True  # the hour is full now
+    state = await state_row(conn, seeded.inbox_id)
+    assert state is not None
+    assert state["capped_until"] == state["hour_slots"][0] + timedelta(hours=1)
