@@ -171,6 +171,7 @@ declare
   v_limits record;
   v_hold record;
   v_hourly_cap int;
+  v_hour_slots timestamptz[];  -- the last hourly_cap slots, this one included
   v_now timestamptz;
   v_gap double precision := 0;
   v_after_last timestamptz;  -- the soonest the next first part may go, from the last one's:
@@ -290,6 +291,11 @@ begin
     -- the guarantee is on when the first parts reach the send endpoint.
     v_gap := v_limits.min_gap_s + random() * (v_limits.max_gap_s - v_limits.min_gap_s) + 0.05;
   end if;
+  v_hour_slots := case when v_hourly_cap > 0
+                       then v_state.hour_slots[greatest(cardinality(v_state.hour_slots)
+                                                        - v_hourly_cap + 2, 1)
+                                               : cardinality(v_state.hour_slots)] || v_now
+                       else '{}' end;
   update campaign_inbox_pacing_state
      set next_slot_at = v_now + make_interval(secs => v_gap),
          paced = v_limits.min_gap_s > 0 or v_limits.daily_cap > 0 or v_hourly_cap > 0,
@@ -299,17 +305,19 @@ begin
          sent_today = v_state.sent_today + 1,
          capped_day = case when v_hold.day_cap > 0 and v_state.sent_today + 1 >= v_hold.day_cap
                            then v_state.sent_day else capped_day end,
-         capped_until = case when v_hold.day_cap > 0
-                              and v_state.sent_today + 1 >= v_hold.day_cap
-                             then (v_state.sent_day + 1)::timestamp
-                                  at time zone cq_valid_timezone(v_state.day_timezone)
-                             else capped_until end,
+         -- the end of the hold this slot starts, if any: the day's end at the daily cap
+         -- (the warm-up's), the rolling hour's at the hourly cap (the late rule reads it)
+         capped_until = greatest(case when v_hold.day_cap > 0
+                                       and v_state.sent_today + 1 >= v_hold.day_cap
+                                      then (v_state.sent_day + 1)::timestamp
+                                           at time zone cq_valid_timezone(v_state.day_timezone)
+                                      else capped_until end,
+                                 case when cq_hourly_hold_until(v_hour_slots, v_hourly_cap)
+                                           > v_now
+                                      then cq_hourly_hold_until(v_hour_slots, v_hourly_cap)
+                                 end),
          first_sent_day = coalesce(first_sent_day, v_state.sent_day),
-         -- the last hourly_cap slots, this one included
-         hour_slots = case when v_hourly_cap > 0
-                           then hour_slots[greatest(cardinality(hour_slots) - v_hourly_cap + 2, 1)
-                                           : cardinality(hour_slots)] || v_now
-                           else '{}' end,
+         hour_slots = v_hour_slots,
          day_timezone = v_state.day_timezone,
          turn_message_id = case when turn_message_id = p_message_id then null
                                 else turn_message_id end,

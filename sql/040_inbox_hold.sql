@@ -22,8 +22,9 @@ alter table campaign_inbox_pacing_state
   -- The slot times of the inbox's last hourly_cap first parts, oldest first (bounded by the
   -- cap: empty while no hourly cap is in force).
   add column if not exists hour_slots timestamptz[] not null default '{}',
-  -- The end (the next local midnight) of the last day the daily cap was reached: until then
-  -- and a horizon after, its backlog is not late.
+  -- The end of the last cap hold a slot started: the next local midnight when it reached the
+  -- daily cap, an hour after the hour's first slot when it filled the hourly cap (016's
+  -- take_inbox_slot). Until then and a horizon after, its backlog is not late.
   add column if not exists capped_until timestamptz;
 
 do $$
@@ -153,11 +154,10 @@ $$;
 -- sending: those messages are not late (docs/architecture.md, "Pacing"). Not late while:
 -- - its gap held it: its next slot is after the horizon, or its last slot since (a gap longer
 --   than the horizon included; the caller's horizon already leaves out closed-window time);
--- - its daily cap held it: the capped day ended after the horizon (capped_until; a row capped
---   before that column was kept: within two days);
--- - the brake held it: brake_until is after the horizon (lifted: set to now, not null);
--- - the hourly cap held it: it lasts at most an hour after a slot, so the last slot is within
---   the horizon.
+-- - its daily cap or its hourly cap held it: that hold ended after the horizon (capped_until;
+--   a row capped before that column was kept: within two days). The hourly cap's hold can
+--   outlast a horizon shorter than the hour after the last slot (SKIP_AFTER_MINUTES < 60);
+-- - the brake held it: brake_until is after the horizon (lifted: set to now, not null).
 -- Lateness is for an inbox that could send and was not served. The claim's pick (018) writes
 -- the same rule out.
 create or replace function cq_inbox_holds_backlog(p_inbox_id uuid, p_horizon timestamptz)
@@ -171,3 +171,39 @@ as $$
                                         p.capped_day >= (now() - interval '2 days')::date)))
       from campaign_inbox_pacing_state p where p.inbox_id = p_inbox_id), false);
 $$;
+
+
+-- An override written below what the inbox sent today (a daily cap cut, a warm-up turned on
+-- for a number that sent more than its day's warm-up cap, an hourly cap cut) holds the inbox
+-- with no slot asked for (the claim skips it), so no slot stamps the hold's end, and its
+-- backlog would be late a horizon after its last slot. The write stamps it, as a slot does.
+-- Only the row's own values are known here: a cap the row leaves to a setting (INBOX_*) is
+-- not judged. Lock order: the override row, then the inbox's state row (nothing holding a
+-- state row writes an override).
+create or replace function cq_stamp_override_hold()
+returns trigger
+language plpgsql security definer set search_path = public
+as $$
+declare
+  v_state campaign_inbox_pacing_state;
+  v_hold record;
+begin
+  select * into v_state from campaign_inbox_pacing_state
+   where inbox_id = new.inbox_id for update;
+  if found then
+    v_hold := cq_inbox_hold(v_state, new, new.daily_cap, null, null, null, now());
+    if v_hold.reason in ('daily_cap', 'hourly_cap') then
+      update campaign_inbox_pacing_state
+         set capped_until = greatest(capped_until, v_hold.until),
+             capped_day = case when v_hold.reason = 'daily_cap' then sent_day else capped_day end
+       where inbox_id = new.inbox_id;
+    end if;
+  end if;
+  return null;
+end;
+$$;
+
+create or replace trigger campaign_inbox_pacing_hold_stamped
+  after insert or update of daily_cap, warmup_days, warmup_start_cap, hourly_cap
+  on campaign_inbox_pacing
+  for each row execute function cq_stamp_override_hold();

@@ -90,7 +90,8 @@ begin
     'cq_inbox_overrides(campaign_inbox_pacing)',
     'cq_masked_phone(text)',
     'cq_contact_answer(boolean,text,uuid,text,boolean,boolean,campaign_suppressions)',
-    'cq_contact_refusal(uuid,text)'
+    'cq_contact_refusal(uuid,text)',
+    'cq_stamp_override_hold()'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);

@@ -93,6 +93,7 @@ INTERNAL_FUNCTIONS = [
     "cq_claim_text_at_slot",
     "cq_forget_sent_texts",
     "cq_skip_late_in_lead_zones",
+    "cq_stamp_override_hold",
 ]
 
 

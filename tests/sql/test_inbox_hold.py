@@ -329,3 +329,97 @@ async def test_invalid_warmup_and_hourly_overrides_are_refused_naming_the_rule(
     )
     assert tuple(row) == (100, 7, 20, None)  # nothing changed
     await set_pacing(conn, seeded.inbox_id, warmup_start_cap=100, hourly_cap=3600)  # the bounds
+
+
+async def pass_time(conn: asyncpg.Connection, inbox_id: Any, minutes: int) -> None:
+    """`minutes` pass for the inbox's pacing state: every time it keeps moves back."""
+    await conn.execute(
+        """update campaign_inbox_pacing_state
+              set hour_slots = array(select s - make_interval(mins => $2)
+                                       from unnest(hour_slots) s),
+                  last_slot_at = last_slot_at - make_interval(mins => $2),
+                  next_slot_at = next_slot_at - make_interval(mins => $2),
+                  capped_until = capped_until - make_interval(mins => $2)
+            where inbox_id = $1""",
+        inbox_id,
+        minutes,
+    )
+
+
+async def test_an_hourly_capped_backlog_is_not_late_with_a_horizon_shorter_than_the_hour(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    # SKIP_AFTER_MINUTES=30: the hourly cap holds the inbox longer than the horizon after its
+    # last slot, and the backlog it holds must not be skipped as late meanwhile.
+    seeded = await seed_campaign(conn, leads=5)
+    items = await claim_unpaced(rpc, 2)
+    await set_pacing(conn, seeded.inbox_id, min_gap_s=0, max_gap_s=0, hourly_cap=2)
+    settings = pacing(0)
+    assert (await take(rpc, items[0], **settings))["ok"] is True
+    assert (await take(rpc, items[1], **settings))["ok"] is True
+    await pass_time(conn, seeded.inbox_id, 50)  # held for 10 more minutes
+    await conn.execute(
+        "update campaign_messages set scheduled_at = now() - '45 minutes'::interval "
+        "where status = 'pending'"
+    )
+    horizon = {"p_one_hour_ago": await conn.fetchval("select now() - '30 minutes'::interval")}
+
+    assert await claim(rpc, 5, **settings, **horizon) == []
+    wait_s = await next_start(rpc, **settings)
+    assert wait_s is not None
+    assert 590 < wait_s <= 600
+    skipped = await rpc.call("mark_old_campaign_messages_as_skipped", horizon)
+    assert skipped == 0
+
+    await pass_time(conn, seeded.inbox_id, 11)  # the hold ended a minute ago
+    assert await rpc.call("mark_old_campaign_messages_as_skipped", horizon) == 0
+    assert len(await claim(rpc, 5, **settings, **horizon)) == 2  # the room the hour leaves
+
+
+@pytest.mark.parametrize(
+    "lowered",
+    [{"warmup_days": 10, "warmup_start_cap": 2}, {"daily_cap": 2}],
+    ids=["warm-up turned on", "daily cap lowered"],
+)
+async def test_a_backlog_held_by_a_cap_lowered_below_todays_count_is_not_late(
+    conn: asyncpg.Connection, rpc: PostgresRpc, lowered: dict[str, int]
+) -> None:
+    # The operator's SQL (README) puts an inbox that sent 3 today under a cap of 2, an hour
+    # after its last slot: held until its next local day, and its backlog not late meanwhile.
+    seeded = await seed_campaign(conn, leads=4)
+    items = await claim_unpaced(rpc, 3)
+    await set_pacing(conn, seeded.inbox_id, min_gap_s=0, max_gap_s=0, daily_cap=10)
+    for item in items:
+        assert (await take(rpc, item, **pacing(0)))["ok"] is True
+    await pass_time(conn, seeded.inbox_id, 70)
+    await conn.execute(
+        "update campaign_messages set scheduled_at = now() - '2 hours'::interval "
+        "where status = 'pending'"
+    )
+
+    await set_pacing(conn, seeded.inbox_id, **lowered)
+
+    assert await claim(rpc, 5, **pacing(0)) == []
+    assert await skip_late(rpc) == 0
+    status = await rpc.call("campaign_queue_status", pacing(0))
+    [inbox] = status["inboxes"]
+    assert (inbox["held"], inbox["today_cap"], inbox["sent_today"]) == ("daily_cap", 2, 3)
+
+
+async def test_a_slot_that_leaves_the_hour_below_its_cap_stamps_no_hold(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    seeded = await seed_campaign(conn, leads=3)
+    items = await claim_unpaced(rpc, 3)
+    await set_pacing(conn, seeded.inbox_id, min_gap_s=0, max_gap_s=0, hourly_cap=2)
+    assert (await take(rpc, items[0], **pacing(0)))["ok"] is True
+    await pass_time(conn, seeded.inbox_id, 61)
+    assert (await take(rpc, items[1], **pacing(0)))["ok"] is True  # one slot in the hour
+    state = await state_row(conn, seeded.inbox_id)
+    assert state is not None
+    assert state["capped_until"] is None
+
+    assert (await take(rpc, items[2], **pacing(0)))["ok"] is True  # the hour is full now
+    state = await state_row(conn, seeded.inbox_id)
+    assert state is not None
+    assert state["capped_until"] == state["hour_slots"][0] + timedelta(hours=1)
