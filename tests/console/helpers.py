@@ -4,6 +4,7 @@ Postgres, and a client signed in through the form (its cookie kept by httpx)."""
 from __future__ import annotations
 
 import base64
+import html
 import re
 from dataclasses import dataclass
 
@@ -55,7 +56,7 @@ def csrf_of(page: str) -> str:
 def flash_of(page: str) -> str:
     match = re.search(r'<p id="flash"[^>]*>([^<]*)</p>', page)
     assert match, "no #flash on the page"
-    return match.group(1)
+    return html.unescape(match.group(1))
 
 
 def run_rows(page: str) -> list[str]:
