@@ -76,7 +76,9 @@ async def run_button(request: Request, run_id: str, action: str) -> Response:
     group = (form.get("reason") or None) if action == "requeue" else None
     target = _uuid(run_id)
     if target is None:
-        return back_to_console(request, refused(f"{action} run", {"reason": "run_not_found"}))
+        return back_to_console(
+            request, refused(f"{action} run {run_id[:8]}…", {"reason": "run_not_found"})
+        )
     return await _act(
         request,
         lambda rpc: run_action(rpc, action, target, group),
@@ -91,7 +93,9 @@ async def pacing_button(request: Request, inbox_id: str) -> Response:
         return form
     target = _uuid(inbox_id)
     if target is None:
-        return back_to_console(request, refused("pacing", {"reason": "inbox_not_found"}))
+        return back_to_console(
+            request, refused(f"set pacing of inbox {inbox_id[:8]}…", {"reason": "inbox_not_found"})
+        )
     values = {k: v.strip() for k, v in form.items() if k in PacingBody.model_fields and v.strip()}
     try:
         body = PacingBody.model_validate(values)
@@ -100,11 +104,13 @@ async def pacing_button(request: Request, inbox_id: str) -> Response:
             f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}"
             for e in exc.errors(include_url=False, include_input=False, include_context=False)
         )
-        return back_to_console(request, f"Refused: pacing of inbox {inbox_id[:8]}…: {problems}.")
+        return back_to_console(
+            request, f"Refused: set pacing of inbox {inbox_id[:8]}…: {problems}. Nothing changed."
+        )
     return await _act(
         request,
         lambda rpc: set_inbox_pacing(rpc, target, body),
-        lambda answer: inbox_flash("pacing", answer),
+        lambda answer: inbox_flash("set pacing", answer),
     )
 
 
@@ -115,11 +121,14 @@ async def clear_pacing_button(request: Request, inbox_id: str) -> Response:
         return form
     target = _uuid(inbox_id)
     if target is None:
-        return back_to_console(request, refused("clear pacing", {"reason": "inbox_not_found"}))
+        return back_to_console(
+            request,
+            refused(f"clear pacing of inbox {inbox_id[:8]}…", {"reason": "inbox_not_found"}),
+        )
     return await _act(
         request,
         lambda rpc: clear_inbox_pacing(rpc, target),
-        lambda answer: inbox_flash("cleared pacing", answer),
+        lambda answer: inbox_flash("clear pacing", answer),
     )
 
 

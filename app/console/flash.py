@@ -52,13 +52,15 @@ def run_flash(action: str, answer: Mapping[str, Any], group: str | None) -> str:
 
 
 def inbox_flash(action: str, answer: Mapping[str, Any]) -> str:
+    """action: "set pacing", "clear pacing" or "lift brake"."""
     inbox = f"inbox {short_id(answer.get('inbox_id'))}…"
     if not answer.get("ok"):
         return refused(f"{action} of {inbox}", answer)
     if action == "lift brake":
         return f"Lifted the brake of {inbox}" + _brake(answer) + "."
+    done = "Set pacing" if action == "set pacing" else "Cleared pacing"
     return (
-        f"{action.capitalize()} of {inbox}: {_overrides(answer.get('overrides_before'))} → "
+        f"{done} of {inbox}: {_overrides(answer.get('overrides_before'))} → "
         f"{_overrides(answer.get('overrides_after'))}."
     )
 
