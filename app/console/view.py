@@ -111,8 +111,7 @@ class InboxRow:
     pace: str
     sent_today: str
     cap: str
-    warmup: str
-    today_cap: str
+    warmup: str  # its day and today's cap, while it warms up
     last_hour: str
     next_slot: str
     held: str
@@ -229,9 +228,8 @@ def _inbox(inbox: Mapping[str, Any], at: datetime | None) -> InboxRow:
         short=short_id(inbox.get("inbox_id")),
         pace=gap_range(as_number(inbox.get("min_gap_s")), as_number(inbox.get("max_gap_s"))),
         sent_today=count(as_number(inbox.get("sent_today"))),
-        cap="none" if not cap else count(cap),
-        warmup=NONE if warmup is None else f"day {int(warmup)}",
-        today_cap=NONE if today_cap is None else ("none" if not today_cap else count(today_cap)),
+        cap=_cap(today_cap if today_cap is not None else cap),
+        warmup="off" if warmup is None else f"day {int(warmup)}, cap {_cap(today_cap)}",
         last_hour=NONE
         if not hourly
         else f"{count(as_number(inbox.get('sent_last_hour')) or 0)} / {count(hourly)}",
@@ -242,6 +240,10 @@ def _inbox(inbox: Mapping[str, Any], at: datetime | None) -> InboxRow:
         braked=brake_until is not None,
         pending=count(as_number(inbox.get("pending"))),
     )
+
+
+def _cap(cap: float | None) -> str:
+    return "none" if not cap else count(cap)
 
 
 def _reasons(rows: object, at: datetime | None) -> list[Reason]:
