@@ -1,4 +1,5 @@
-"""Command line: `python -m app serve | migrate | process | demo | local | status | run | inbox`."""
+"""Command line: `python -m app serve | migrate | process | demo | local | status | run | inbox |
+contact`."""
 
 from __future__ import annotations
 
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_process(args)
     if args.command == "status":
         return _status(args)
-    if args.command in ("run", "inbox"):
+    if args.command in ("run", "inbox", "contact"):
         from app.operator_cli import run_operator_command
 
         return run_operator_command(args)

@@ -69,7 +69,8 @@ declare
     ['cq_status_skipped(timestamp with time zone,uuid)', 'jsonb'],
     ['cq_claim_text(uuid,text,uuid)', 'boolean'],
     ['cq_claim_text_at_slot(uuid,uuid)', 'boolean'],
-    ['cq_forget_sent_texts(integer)', 'integer']
+    ['cq_forget_sent_texts(integer)', 'integer'],
+    ['set_inbox_pacing(uuid,real,real,integer,text,integer,integer,integer,date)', 'jsonb']
   ];
   v_fn record;
   v_keep boolean;

@@ -36,8 +36,11 @@ begin
     'operator_resume_campaign_run(uuid)',
     'cancel_campaign_run(uuid,text)',
     'requeue_campaign_run_failures(uuid,text)',
-    'set_inbox_pacing(uuid,real,real,integer,text)',
-    'clear_inbox_pacing(uuid)'
+    'set_inbox_pacing(uuid,real,real,integer,text,integer,integer,integer,date)',
+    'clear_inbox_pacing(uuid)',
+    'operator_lift_inbox_brake(uuid)',
+    'operator_suppress_campaign_contact(uuid,text,text)',
+    'operator_unsuppress_campaign_contact(uuid,text)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated', v_fn);
     execute format('grant execute on function %s to service_role', v_fn);
@@ -87,7 +90,10 @@ begin
     'cq_skip_late_in_lead_zones(uuid,time,time,text,uuid,timestamptz,integer)',
     'cq_run_answer(uuid,boolean,text,text,text,integer)',
     'cq_skip_cancelled_message()',
-    'cq_inbox_overrides(campaign_inbox_pacing)'
+    'cq_inbox_overrides(campaign_inbox_pacing)',
+    'cq_masked_phone(text)',
+    'cq_contact_answer(boolean,text,uuid,text,boolean,boolean,campaign_suppressions)',
+    'cq_contact_refusal(uuid,text)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);
