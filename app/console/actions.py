@@ -5,6 +5,8 @@ with `#flash` saying what changed or why nothing did.
     POST /console/runs/{run_id}/{pause|resume|cancel|requeue}   requeue: reason ("" = all)
     POST /console/inboxes/{inbox_id}/pacing                      the overrides to set
     POST /console/inboxes/{inbox_id}/clear-pacing
+    POST /console/inboxes/{inbox_id}/lift-brake
+    POST /console/contacts/{suppress|unsuppress}                workspace_id, phone (, reason)
 """
 
 from __future__ import annotations
@@ -17,16 +19,21 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from app.console.flash import inbox_flash, refused, run_flash
+from app.console.flash import contact_flash, inbox_flash, refused, run_flash
 from app.console.pages import back_to_console, read_form, session_or_answer, text
 from app.console.session import operator_token, signer
 from app.logs import log
 from app.operator_actions import (
+    CONTACT_ACTIONS,
     RUN_ACTIONS,
     PacingBody,
+    SuppressBody,
     clear_inbox_pacing,
+    lift_inbox_brake,
     run_action,
     set_inbox_pacing,
+    suppress_contact,
+    unsuppress_contact,
 )
 from app.store.rpc import DatabaseError, Rpc
 
@@ -129,6 +136,54 @@ async def clear_pacing_button(request: Request, inbox_id: str) -> Response:
         request,
         lambda rpc: clear_inbox_pacing(rpc, target),
         lambda answer: inbox_flash("clear pacing", answer),
+    )
+
+
+@router.post("/console/inboxes/{inbox_id}/lift-brake")
+async def lift_brake_button(request: Request, inbox_id: str) -> Response:
+    form = await _checked_form(request)
+    if isinstance(form, Response):
+        return form
+    target = _uuid(inbox_id)
+    if target is None:
+        what = f"lift brake of inbox {inbox_id[:8]}…"
+        return back_to_console(request, refused(what, {"reason": "inbox_not_found"}))
+    return await _act(
+        request,
+        lambda rpc: lift_inbox_brake(rpc, target),
+        lambda answer: inbox_flash("lift brake", answer),
+    )
+
+
+@router.post("/console/contacts/{action}")
+async def contact_button(request: Request, action: str) -> Response:
+    if action not in CONTACT_ACTIONS:
+        raise HTTPException(404)
+    form = await _checked_form(request)
+    if isinstance(form, Response):
+        return form
+    fields = {k: v.strip() for k, v in form.items() if k in SuppressBody.model_fields}
+    if action == "unsuppress" or not fields.get("reason"):
+        fields.pop("reason", None)
+    try:
+        body = SuppressBody.model_validate(fields)
+    except ValidationError as exc:
+        return back_to_console(request, f"Refused: {action}: {_problems(exc)}. Nothing changed.")
+    workspace, phone, reason = body.workspace_id, body.phone, body.reason
+
+    async def call(rpc: Rpc) -> dict[str, Any]:
+        if action == "suppress":
+            return await suppress_contact(rpc, workspace, phone, reason)
+        return await unsuppress_contact(rpc, workspace, phone)
+
+    return await _act(request, call, lambda answer: contact_flash(action, answer))
+
+
+def _problems(exc: ValidationError) -> str:
+    """Which fields were wrong and why, never their values (a phone)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}"
+        for e in exc.errors(include_url=False, include_input=False, include_context=False)
     )
 
 

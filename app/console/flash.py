@@ -22,6 +22,9 @@ REFUSALS = {
     "no_overrides": "it has no pacing overrides",
     "invalid_value": "a value was refused",
     "not_braked": "it is not braked",
+    "workspace_not_found": "no such workspace",
+    "already_suppressed": "it is already suppressed",
+    "not_suppressed": "it is not suppressed",
 }
 DONE = {"pause": "paused", "resume": "resumed", "cancel": "cancelled", "requeue": "requeued"}
 
@@ -65,13 +68,18 @@ def inbox_flash(action: str, answer: Mapping[str, Any]) -> str:
     )
 
 
-def contact_flash(action: str, phone: str, answer: Mapping[str, Any]) -> str:
-    contact = f"contact {mask_phones(phone) if len(phone) > 6 else '…'}"
+def contact_flash(action: str, answer: Mapping[str, Any]) -> str:
+    """The answer names the contact by its last digits (never the whole phone)."""
+    contact = f"contact {answer.get('phone') or '(phone not shown)'}"
     if not answer.get("ok"):
         return refused(f"{action} {contact}", answer)
-    changed = answer.get("messages_changed", answer.get("messages_skipped"))
-    extra = f"; {changed} pending message(s) skipped" if changed else ""
-    return f"{action.capitalize()}ed {contact}{extra}."
+    moved = f"suppressed {_yes(answer.get('suppressed_before'))} → "
+    moved += _yes(answer.get("suppressed_after"))
+    return f"{action.capitalize()}ed {contact}: {moved}."
+
+
+def _yes(value: object) -> str:
+    return "yes" if value else "no"
 
 
 def _overrides(value: object) -> str:
