@@ -83,6 +83,13 @@ async def test_the_form_sets_a_strict_httponly_cookie_and_a_wrong_token_is_401(
         flags = {part.strip().lower() for part in cookie.split(";")[1:]}
         assert {"httponly", "samesite=strict", "path=/console"} <= flags
         assert "secure" not in flags  # plain http on loopback
+        async with httpx.AsyncClient() as behind_a_proxy:
+            proxied = await behind_a_proxy.post(
+                url + "/console/sign-in",
+                data={"token": OPERATOR_TOKEN},
+                headers={"X-Forwarded-Proto": "https"},  # https to the proxy in front
+            )
+        assert "secure" in proxied.headers["set-cookie"].lower().split("; ")
         assert OPERATOR_TOKEN not in cookie
         page = await http.get(url + "/console")
         assert page.status_code == 200
