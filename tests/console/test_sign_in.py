@@ -43,6 +43,10 @@ async def test_http_basic_with_the_token_signs_in_a_wrong_one_and_the_cron_secre
         for section in ('id="queue"', 'id="sent-per-minute"', 'id="runs"', 'id="inboxes"'):
             assert section in page.text
         assert "cq_console" not in page.headers.get("set-cookie", "")
+        part = await http.get(url + "/console/part", headers=basic(OPERATOR_TOKEN, user))
+        assert part.status_code == 200
+        assert 'id="runs"' in part.text
+        assert "<html" not in part.text
     for password in ("not-the-operator-token", CRON_SECRET, ""):
         refused = await http.get(url + "/console", headers=basic(password))
         assert refused.status_code == 401, password
