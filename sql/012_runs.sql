@@ -9,11 +9,17 @@
 --   resume) waits for none of them again.
 -- - A message row before its run is only ever a leased one (queued, generating, sending): an
 --   ending's own message (017_message_end.sql), the claim's stale leases (skip locked).
---   Holding a run, a function waits only on runs of a higher id, on that run's pending or
---   failed messages (resume_campaign_run, requeue_failed_campaign_messages; never a leased
---   one), or last on fair-share turn rows in run order (the claim, 018_fair_claim.sql).
--- - Pending messages are taken with skip locked (the claim, the late skip); the claim's pick
---   holds them without their run, and then waits on turn rows only.
+--   Holding a run, a function waits only on runs of a higher id, on that run's failed
+--   messages (requeue_failed_campaign_messages, requeue_campaign_run_failures: only a requeue,
+--   holding the run, changes a failed message), or last on fair-share turn rows in run order
+--   (the claim, 018_fair_claim.sql). Never on a message that is or was pending or leased.
+-- - Pending messages are taken with skip locked, by every function (the claim, the late skip,
+--   resume_campaign_run, cancel_campaign_run); the claim's pick holds them without their run,
+--   and then waits on turn rows only. Waiting on one would deadlock: a message pending in a
+--   statement's snapshot may have been claimed since, and read committed waits on the holder
+--   of its newest version, which may be its ending, waiting for the run (fail_campaign_message,
+--   finalize_campaign_runs). One skipped is being claimed: the claim queues it, and its
+--   worker works it or gives it back (cancelled: skipped by 052_operator_runs.sql's trigger).
 
 create or replace function pause_campaign_run(p_run_id uuid, p_reason text)
 returns boolean
@@ -54,12 +60,19 @@ begin
 
   -- Shift every pending message by how late the earliest one is: order and gaps are kept,
   -- and none is late when the run starts again. Messages not yet due are never moved earlier.
+  -- One another transaction holds is being claimed (the lock order above: never waited on).
   select greatest(now() - min(scheduled_at), interval '0') into v_shift
     from campaign_messages where run_id = p_run_id and status = 'pending';
   if v_shift > interval '0' then
-    update campaign_messages
-       set scheduled_at = scheduled_at + v_shift, updated_at = now()
-     where run_id = p_run_id and status = 'pending';
+    with free as (
+      select m.id from campaign_messages m
+       where m.run_id = p_run_id and m.status = 'pending'
+         for update of m skip locked
+    )
+    update campaign_messages m
+       set scheduled_at = m.scheduled_at + v_shift, updated_at = now()
+      from free
+     where m.id = free.id;
     get diagnostics v_count = row_count;
   end if;
 
@@ -79,8 +92,9 @@ $$;
 -- that person. At most 100 runs a call, the oldest campaigns first (started_at, id); each
 -- inbox's status is asked once a call. Each run goes through resume_campaign_run, in id order
 -- (the order every function locks runs in, above), which re-checks the inbox and re-spaces the
--- pending messages from now: holding the runs before, it waits on a run of a higher id and on
--- that run's pending messages, never on a lower run. Returns the ids of the runs resumed.
+-- pending messages from now: holding the runs before, it waits on a run of a higher id only
+-- (that run's pending messages it takes with skip locked), never on a lower run. Returns the
+-- ids of the runs resumed.
 create or replace function resume_reconnected_campaign_runs()
 returns jsonb
 language plpgsql security definer set search_path = public

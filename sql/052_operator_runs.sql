@@ -4,10 +4,12 @@
 -- (run_not_found, not_running, not_paused, not_cancellable, run_cancelled,
 -- inbox_disconnected, nothing_to_requeue) changes nothing.
 --
--- Lock order (012_runs.sql): each locks its one run first, then only that run's pending or
--- failed messages, never a leased one (queued, generating, sending).
+-- Lock order (012_runs.sql): each locks its one run first, then only that run's messages:
+-- pending ones with skip locked (cancel, and resume through resume_campaign_run), failed ones
+-- (requeue), never a leased one (queued, generating, sending).
 --
 -- Cancel: the run becomes cancelled and its pending messages skipped with reason 'cancelled'.
+-- A pending one another transaction holds is being claimed: it is queued, then worked as below.
 -- A message being worked stops at the next message boundary: start_campaign_message and
 -- save_generated_message refuse it (run_not_running), the service gives it back, and the
 -- trigger below skips it as 'cancelled' as it comes back. One whose text was saved before
@@ -101,9 +103,19 @@ begin
      where id = p_run_id;
   end if;
   -- A new statement: it sees the pending messages committed while we waited on the run.
-  update campaign_messages
+  -- Those another transaction holds are left to it (the lock order, 012_runs.sql): a claim's
+  -- pick holds them, then queues them, and the trigger below skips each one its worker gives
+  -- back. Waiting would deadlock: a message pending in this snapshot may have been claimed
+  -- since and be held by its ending, which waits for this run.
+  with free as (
+    select m.id from campaign_messages m
+     where m.run_id = p_run_id and m.status = 'pending'
+       for update of m skip locked
+  )
+  update campaign_messages m
      set status = 'skipped', error_message = 'cancelled', updated_at = now()
-   where run_id = p_run_id and status = 'pending';
+    from free
+   where m.id = free.id;
   get diagnostics v_count = row_count;
   begin
     perform log_campaign_step(p_run_id, 'cancel', 'warning',
