@@ -4,9 +4,8 @@
 -- (run_not_found, not_running, not_paused, not_cancellable, run_cancelled,
 -- inbox_disconnected, nothing_to_requeue) changes nothing.
 --
--- Lock order (012_runs.sql): each locks its one run first, then only that run's messages:
--- pending ones with skip locked (cancel, and resume through resume_campaign_run), failed ones
--- (requeue), never a leased one (queued, generating, sending).
+-- Lock order (012_runs.sql): each locks its one run first, then only that run's pending or
+-- failed messages, with skip locked: it never waits on a message row.
 --
 -- Cancel: the run becomes cancelled and its pending messages skipped with reason 'cancelled'.
 -- A pending one another transaction holds is being claimed: it is queued, then worked as below.
@@ -179,13 +178,20 @@ begin
   if v_status = 'cancelled' then
     return cq_run_answer(p_run_id, false, 'run_cancelled', v_status, v_status, 0);
   end if;
+  -- One another transaction holds stays failed for the next requeue (the lock order).
+  with free as (
+    select m.id from campaign_messages m
+     where m.run_id = p_run_id and m.status = 'failed'
+       and (p_reason is null or cq_failure_reason(m.error_message) = p_reason)
+       for update of m skip locked
+  )
   update campaign_messages m
      set status = 'pending', scheduled_at = now(), retry_count = 0, error_message = null,
          generated_message = case when m.parts_sent > 0 then m.generated_message end,
          message_parts = case when m.parts_sent > 0 then m.message_parts end,
          lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
-   where m.run_id = p_run_id and m.status = 'failed'
-     and (p_reason is null or cq_failure_reason(m.error_message) = p_reason);
+    from free
+   where m.id = free.id;
   get diagnostics v_count = row_count;
   if v_count = 0 then
     return cq_run_answer(p_run_id, false, 'nothing_to_requeue', v_status, v_status, 0);

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 
 from app.sandbox.seed import SeededCampaign, seed_campaign
 from tests.sql.helpers import message_row, run_row
@@ -157,3 +158,66 @@ async def test_a_resume_and_the_ending_of_a_message_claimed_under_it_never_deadl
     ]
     run = await run_row(conn, seeded.run_id)
     assert (run["status"], run["leads_failed"]) == ("running", 1)
+
+
+REQUEUES = {
+    "requeue_failed_campaign_messages": "select requeue_failed_campaign_messages($1)",
+    "requeue_campaign_run_failures": "select (requeue_campaign_run_failures($1))"
+    "->'messages_changed'",
+}
+
+
+@pytest.mark.parametrize("requeue", sorted(REQUEUES))
+async def test_a_requeue_never_waits_on_a_failed_message_a_claim_holds(
+    conn: asyncpg.Connection, db_dsn: str, requeue: str
+) -> None:
+    # A claim's stale-lease step locks the newest version of each row it meets, and keeps that
+    # lock when the recheck finds the row has ended since its snapshot (failed by another
+    # claim): the stress test saw a claim hold a failed message so, then wait for its run in
+    # its first round while a requeue held the run and waited on that message. That lock on
+    # an ended row cannot be timed from here: the claim's transaction takes it by hand first.
+    seeded = await seed_campaign(conn, leads=3)
+    held, other, stale = seeded.message_ids
+    await conn.execute(
+        "update campaign_messages set status = 'failed', error_message = 'HTTP 500'"
+        " where id = any($1)",
+        [held, other],
+    )
+    await conn.execute(
+        """update campaign_messages
+              set status = 'queued', lock_token = gen_random_uuid(), claimed_by = 'dead',
+                  locked_at = now() - interval '30 minutes'
+            where id = $1""",
+        stale,
+    )
+    await conn.execute("update campaign_runs set leads_failed = 2 where id = $1", seeded.run_id)
+
+    async with connection(db_dsn) as claimer, connection(db_dsn) as actor:
+        for c in (claimer, actor):
+            await c.execute("set deadlock_timeout = '100ms'")
+        claiming = claimer.transaction()
+        await claiming.start()
+        await claimer.execute("select 1 from campaign_messages where id = $1 for update", held)
+        acting = asyncio.create_task(actor.fetchval(REQUEUES[requeue], seeded.run_id))
+        # Before the fix: holds the run, waits on the failed message the claim holds.
+        await wait_until_blocked_or_done(conn, actor.get_server_pid(), acting)
+        claim = asyncio.create_task(
+            claimer.fetchval(
+                """select get_and_lock_campaign_messages(
+                            p_batch_size => 1, p_one_hour_ago => now() - interval '1 hour')"""
+            )
+        )
+        # The claim's first round: the stale lease's run, which the requeue may hold.
+        await wait_until_blocked_or_done(conn, claimer.get_server_pid(), claim)
+        requeued, claimed = await asyncio.gather(acting, claim)
+        await claiming.commit()
+
+    assert int(requeued) == 1  # the message held elsewhere is left failed, not waited on
+    assert [c["id"] for c in claimed] == [str(stale)]
+    assert [(await message_row(conn, m))["status"] for m in (held, other)] == [
+        "failed",
+        "pending",
+    ]
+    run = await run_row(conn, seeded.run_id)
+    assert (run["status"], run["leads_failed"]) == ("running", 1)
+    assert int(await conn.fetchval(REQUEUES[requeue], seeded.run_id)) == 1  # now free
