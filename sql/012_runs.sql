@@ -9,11 +9,21 @@
 --   resume) waits for none of them again.
 -- - A message row before its run is only ever a leased one (queued, generating, sending): an
 --   ending's own message (017_message_end.sql), the claim's stale leases (skip locked).
---   Holding a run, a function waits only on runs of a higher id, on that run's pending or
---   failed messages (resume_campaign_run, requeue_failed_campaign_messages; never a leased
---   one), or last on fair-share turn rows in run order (the claim, 018_fair_claim.sql).
--- - Pending messages are taken with skip locked (the claim, the late skip); the claim's pick
---   holds them without their run, and then waits on turn rows only.
+--   Holding a run, a function waits only on runs of a higher id, or last on fair-share turn
+--   rows in run order (the claim, 018_fair_claim.sql); never on a message row: it takes that
+--   run's messages with skip locked (resume_campaign_run, requeue_failed_campaign_messages,
+--   the late skip, the claim's later rounds; cancel_campaign_run and
+--   requeue_campaign_run_failures, 052_operator_runs.sql). Waiting on one would deadlock, in
+--   read committed, whatever its status in the statement's snapshot: a message pending there
+--   may have been claimed since and be held by its ending, which waits for the run
+--   (fail_campaign_message, finalize_campaign_runs), as the waiter follows the row to its
+--   newest version; and a claim's stale-lease step keeps its lock on a row it found ended
+--   (failed, or pending again) since its snapshot, then waits for that row's run.
+-- - Pending messages are taken with skip locked by every function; the claim's pick holds them
+--   without their run, and then waits on turn rows only. A pending message skipped so is being
+--   claimed: the claim queues it, and its worker works it or gives it back (in a cancelled run
+--   052_operator_runs.sql's trigger skips it); a failed one skipped stays failed for the next
+--   requeue.
 
 create or replace function pause_campaign_run(p_run_id uuid, p_reason text)
 returns boolean
@@ -54,12 +64,19 @@ begin
 
   -- Shift every pending message by how late the earliest one is: order and gaps are kept,
   -- and none is late when the run starts again. Messages not yet due are never moved earlier.
+  -- One another transaction holds is being claimed (the lock order above: never waited on).
   select greatest(now() - min(scheduled_at), interval '0') into v_shift
     from campaign_messages where run_id = p_run_id and status = 'pending';
   if v_shift > interval '0' then
-    update campaign_messages
-       set scheduled_at = scheduled_at + v_shift, updated_at = now()
-     where run_id = p_run_id and status = 'pending';
+    with free as (
+      select m.id from campaign_messages m
+       where m.run_id = p_run_id and m.status = 'pending'
+         for update of m skip locked
+    )
+    update campaign_messages m
+       set scheduled_at = m.scheduled_at + v_shift, updated_at = now()
+      from free
+     where m.id = free.id;
     get diagnostics v_count = row_count;
   end if;
 
@@ -79,8 +96,9 @@ $$;
 -- that person. At most 100 runs a call, the oldest campaigns first (started_at, id); each
 -- inbox's status is asked once a call. Each run goes through resume_campaign_run, in id order
 -- (the order every function locks runs in, above), which re-checks the inbox and re-spaces the
--- pending messages from now: holding the runs before, it waits on a run of a higher id and on
--- that run's pending messages, never on a lower run. Returns the ids of the runs resumed.
+-- pending messages from now: holding the runs before, it waits on a run of a higher id only
+-- (that run's pending messages it takes with skip locked), never on a lower run. Returns the
+-- ids of the runs resumed.
 create or replace function resume_reconnected_campaign_runs()
 returns jsonb
 language plpgsql security definer set search_path = public
@@ -202,13 +220,20 @@ begin
   -- A message partly delivered (parts_sent > 0) keeps its text and parts: the new attempt
   -- resumes at the first unsent part, never re-sends. One that sent nothing is written again:
   -- its text may be what the endpoint rejected, and re-sending it unchanged would fail forever.
-  -- Its conversation stays (it is the lead's conversation, whatever the text).
+  -- Its conversation stays (it is the lead's conversation, whatever the text). One another
+  -- transaction holds stays failed for the next requeue (the lock order above).
+  with free as (
+    select m.id from campaign_messages m
+     where m.run_id = p_run_id and m.status = 'failed'
+       for update of m skip locked
+  )
   update campaign_messages m
      set status = 'pending', scheduled_at = now(), retry_count = 0, error_message = null,
          generated_message = case when m.parts_sent > 0 then m.generated_message end,
          message_parts = case when m.parts_sent > 0 then m.message_parts end,
          lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
-   where m.run_id = p_run_id and m.status = 'failed';
+    from free
+   where m.id = free.id;
   get diagnostics v_count = row_count;
   if v_count > 0 then
     update campaign_runs

@@ -13,11 +13,11 @@
 -- that trips the brake locks the inbox's pacing state next), then (mark_message_part_sent)
 -- its lead and conversation, then the run row last; holding the run row, an ending waits on nothing else (finalize reads the
 -- messages, it locks none). A deadlock would need a transaction holding the run row and
--- waiting on the message being ended, and none does: requeue_failed_campaign_messages and
--- resume_campaign_run lock the run, then update its failed or pending messages, and a message
--- being ended is queued/generating/sending to them until its ending commits (they skip it, they
--- do not wait on it); the skip of late messages and the claim take message rows with skip
--- locked; the claim's stale-lease step takes messages, then runs (the order here; after its
+-- waiting on the message being ended, and none does: holding a run, every function takes its
+-- messages with skip locked (the requeues, resume_campaign_run, cancel_campaign_run, the skip
+-- of late messages, the claim; a message pending in their snapshot may have been claimed and
+-- be being ended since, and read committed would wait on its newest version's holder); the claim's
+-- stale-lease step takes messages, then runs (the order here; after its
 -- first round, runs with skip locked: the lock order of 012_runs.sql);
 -- finalize_campaign_runs and pause_campaign_run lock runs only. (Each call its own
 -- transaction, as the service makes them: ending messages of two runs in one transaction

@@ -5,9 +5,10 @@
 -- inbox_disconnected, nothing_to_requeue) changes nothing.
 --
 -- Lock order (012_runs.sql): each locks its one run first, then only that run's pending or
--- failed messages, never a leased one (queued, generating, sending).
+-- failed messages, with skip locked: it never waits on a message row.
 --
 -- Cancel: the run becomes cancelled and its pending messages skipped with reason 'cancelled'.
+-- A pending one another transaction holds is being claimed: it is queued, then worked as below.
 -- A message being worked stops at the next message boundary: start_campaign_message and
 -- save_generated_message refuse it (run_not_running), the service gives it back, and the
 -- trigger below skips it as 'cancelled' as it comes back. One whose text was saved before
@@ -101,9 +102,19 @@ begin
      where id = p_run_id;
   end if;
   -- A new statement: it sees the pending messages committed while we waited on the run.
-  update campaign_messages
+  -- Those another transaction holds are left to it (the lock order, 012_runs.sql): a claim's
+  -- pick holds them, then queues them, and the trigger below skips each one its worker gives
+  -- back. Waiting would deadlock: a message pending in this snapshot may have been claimed
+  -- since and be held by its ending, which waits for this run.
+  with free as (
+    select m.id from campaign_messages m
+     where m.run_id = p_run_id and m.status = 'pending'
+       for update of m skip locked
+  )
+  update campaign_messages m
      set status = 'skipped', error_message = 'cancelled', updated_at = now()
-   where run_id = p_run_id and status = 'pending';
+    from free
+   where m.id = free.id;
   get diagnostics v_count = row_count;
   begin
     perform log_campaign_step(p_run_id, 'cancel', 'warning',
@@ -167,13 +178,20 @@ begin
   if v_status = 'cancelled' then
     return cq_run_answer(p_run_id, false, 'run_cancelled', v_status, v_status, 0);
   end if;
+  -- One another transaction holds stays failed for the next requeue (the lock order).
+  with free as (
+    select m.id from campaign_messages m
+     where m.run_id = p_run_id and m.status = 'failed'
+       and (p_reason is null or cq_failure_reason(m.error_message) = p_reason)
+       for update of m skip locked
+  )
   update campaign_messages m
      set status = 'pending', scheduled_at = now(), retry_count = 0, error_message = null,
          generated_message = case when m.parts_sent > 0 then m.generated_message end,
          message_parts = case when m.parts_sent > 0 then m.message_parts end,
          lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
-   where m.run_id = p_run_id and m.status = 'failed'
-     and (p_reason is null or cq_failure_reason(m.error_message) = p_reason);
+    from free
+   where m.id = free.id;
   get diagnostics v_count = row_count;
   if v_count = 0 then
     return cq_run_answer(p_run_id, false, 'nothing_to_requeue', v_status, v_status, 0);

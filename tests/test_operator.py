@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from pydantic import SecretStr
 from app.main import create_app
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
-from app.sandbox.stubs import Latency
+from app.sandbox.stubs import Latency, RequestInfo
 from app.settings import Settings
 from tests.processing.invariants import assert_no_lease_left
 from tests.service import Service
@@ -327,6 +329,60 @@ async def test_cancel_while_the_model_is_writing_stops_at_the_message_boundary(
     await assert_no_lease_left(conn)
     assert await operator.process() is not None
     assert (await conn.fetchval("select status from campaign_runs")) == "cancelled"
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+async def test_cancel_while_a_message_has_parts_out_lets_it_finish_its_parts(
+    operator: Service, conn: asyncpg.Connection
+) -> None:
+    # One message due, the other an hour later (never claimed here: the cancel skips it).
+    seeded = await seed_campaign(
+        conn, leads=2, split_messages=True, min_chars_to_split=10, spacing=timedelta(hours=1)
+    )
+    first, later = seeded.message_ids
+    second_part_asked, cancel_done = threading.Event(), threading.Event()
+
+    def hold_the_second_part(info: RequestInfo) -> None:
+        # The send stub's own thread: its first part delivered and recorded, the message
+        # waits here, mid-send, until the operator's cancel has answered.
+        if info.headers.get("idempotency-key") == f"{first}:1":
+            second_part_asked.set()
+            cancel_done.wait(timeout=20)
+
+    operator.stubs.send.faults.rules.append(hold_the_second_part)
+    call = asyncio.create_task(operator.process({"batch_size": 1, "concurrency": 1}))
+    try:
+        assert await asyncio.to_thread(second_part_asked.wait, 20)
+        out = await conn.fetchrow(
+            "select status, parts_sent from campaign_messages where id = $1", first
+        )
+        assert (out["status"], out["parts_sent"]) == ("sending", 1)
+        cancelled = await act(operator, f"/operator/runs/{seeded.run_id}/cancel")
+    finally:
+        cancel_done.set()
+    response = await call
+
+    assert cancelled.status_code == 200
+    assert (cancelled.json()["status_after"], cancelled.json()["messages_changed"]) == (
+        "cancelled",
+        1,  # the later message; the one being sent is leased, not waited on
+    )
+    assert response.status_code == 200
+    sent = await conn.fetchrow(
+        """select status, parts_sent, jsonb_array_length(message_parts) as parts
+             from campaign_messages where id = $1""",
+        first,
+    )
+    delivered = Counter(k.split(":")[0] for k in operator.stubs.send.delivered_keys())
+    assert sent["status"] == "sent"  # finished: every part out, none twice
+    assert sent["parts_sent"] == sent["parts"] == delivered[str(first)] >= 2
+    assert operator.stubs.send.duplicate_keys == 0
+    skipped = await conn.fetchrow(
+        "select status, error_message, parts_sent from campaign_messages where id = $1", later
+    )
+    assert tuple(skipped) == ("skipped", "cancelled", 0)
+    assert (await conn.fetchval("select status from campaign_runs")) == "cancelled"
+    await assert_no_lease_left(conn)
 
 
 async def wait_for_status(conn: asyncpg.Connection, status: str) -> None:
