@@ -196,7 +196,8 @@ begin
                        for update skip locked);
   get diagnostics v_forgotten = row_count;
   return jsonb_build_object('folded', cq_fold_message_counts(), 'turns_forgotten', v_forgotten,
-                            'sent_texts_forgotten', cq_forget_sent_texts());  -- 047
+                            'sent_texts_forgotten', cq_forget_sent_texts(),  -- 047
+                            'cancelled_skipped', cq_skip_cancelled_leftovers());  -- 052
 end;
 $$;
 

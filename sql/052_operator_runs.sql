@@ -160,6 +160,35 @@ end
 $$;
 
 
+-- What a cancel left pending (it takes its run's messages with skip locked: one held at that
+-- instant by a claim's pick that then rolled back, or given back by a transaction that read
+-- the run before the cancel committed), skipped as 'cancelled' by each call's tidy
+-- (tidy_campaign_queue, 012_runs.sql): nothing of a cancelled run stays pending. Runs
+-- cancelled in the last 7 days (idx_campaign_runs_ended, 055), their pending messages by
+-- idx_campaign_messages_run_status; taken with skip locked, and no run locked (the lock order).
+create or replace function cq_skip_cancelled_leftovers(p_limit int default 500)
+returns int
+language plpgsql security definer set search_path = public
+as $$
+declare
+  v_count int;
+begin
+  update campaign_messages m
+     set status = 'skipped', error_message = 'cancelled', updated_at = now()
+   where m.id in (select p.id
+                    from campaign_runs r
+                    join campaign_messages p on p.run_id = r.id and p.status = 'pending'
+                   where r.status = 'cancelled'
+                     and coalesce(r.completed_at, r.started_at) > now() - interval '7 days'
+                   limit p_limit
+                   for update of p skip locked)
+     and m.status = 'pending';
+  get diagnostics v_count = row_count;
+  return v_count;
+end;
+$$;
+
+
 -- Failed messages back to pending, as requeue_failed_campaign_messages does (012_runs.sql),
 -- all of them or those of one reason group: the reason as the status groups failures
 -- (cq_failure_reason, 020_status.sql), e.g. 'send failed: HTTP 500'.

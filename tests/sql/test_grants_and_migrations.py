@@ -97,6 +97,7 @@ INTERNAL_FUNCTIONS = [
     "cq_forget_sent_texts",
     "cq_skip_late_in_lead_zones",
     "cq_stamp_override_hold",
+    "cq_skip_cancelled_leftovers",
 ]
 
 
