@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
-from tests.browser.helpers import Console, chromium_executable
+from tests.browser.helpers import Console, OpenPage, chromium_executable
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -131,9 +131,6 @@ async def browser() -> AsyncIterator[Browser]:
         )
         yield launched
         await launched.close()
-
-
-OpenPage = Callable[..., Awaitable[Page]]
 
 
 @pytest_asyncio.fixture

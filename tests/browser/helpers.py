@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+import asyncpg
 import pytest
 from playwright.async_api import Page
+
+# open_page(**browser context options): a new page (the fixture of the same name)
+OpenPage = Callable[..., Awaitable[Page]]
 
 # Every test here waits for one demo: it runs in one xdist worker (`--dist loadgroup`), and
 # its first test's timeout covers the demo's start.
@@ -47,3 +52,37 @@ async def sign_in(page: Page, console: Console) -> None:
     async with page.expect_navigation():
         await page.click("form#sign-in button[type=submit]")
     assert page.url.split("?")[0] == console.url, page.url
+
+
+# --- the demo's database, read directly ------------------------------------------------------
+
+
+async def run_statuses(db: asyncpg.Connection) -> dict[str, str]:
+    return {
+        str(r["id"]): r["status"] for r in await db.fetch("select id, status from campaign_runs")
+    }
+
+
+async def phone_numbers(db: asyncpg.Connection) -> list[str]:
+    return [r["phone_number"] for r in await db.fetch("select phone_number from campaign_messages")]
+
+
+async def failed_by_reason(db: asyncpg.Connection) -> dict[tuple[str, str], set[str]]:
+    """(run id, reason group as the status groups failures) -> its failed messages' ids."""
+    groups: dict[tuple[str, str], set[str]] = {}
+    for row in await db.fetch(
+        "select run_id, cq_failure_reason(error_message) as reason, id"
+        "  from campaign_messages where status = 'failed'"
+    ):
+        groups.setdefault((str(row["run_id"]), row["reason"]), set()).add(str(row["id"]))
+    return groups
+
+
+async def message_statuses(db: asyncpg.Connection, run_id: str) -> dict[str, tuple[str, str]]:
+    """A run's messages: id -> (status, error_message or '')."""
+    rows = await db.fetch(
+        "select id, status, coalesce(error_message, '') as error from campaign_messages"
+        " where run_id = $1::uuid",
+        run_id,
+    )
+    return {str(r["id"]): (r["status"], r["error"]) for r in rows}
