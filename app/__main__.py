@@ -1,4 +1,5 @@
-"""Command line: `python -m app serve | migrate | process | demo | local | status | run | inbox`."""
+"""Command line: `python -m app serve | migrate | process | demo | local | status | run | inbox |
+contact`."""
 
 from __future__ import annotations
 
@@ -58,7 +59,9 @@ def _serve() -> int:
 def _demo(args: argparse.Namespace) -> int:
     from app.sandbox.demo import run_demo
 
-    return asyncio.run(run_demo(leads=args.leads, real=args.real))
+    return asyncio.run(
+        run_demo(leads=args.leads, real=args.real, console=args.console, port=args.port)
+    )
 
 
 def _status_limit(text: str) -> int:
@@ -162,6 +165,15 @@ def main(argv: list[str] | None = None) -> int:
         help="call the real OpenRouter / send endpoint whose keys are set in the environment "
         "(without it, loopback stubs only)",
     )
+    demo.add_argument(
+        "--console",
+        action="store_true",
+        help="then keep the service up with the operator console and data for each of its "
+        "parts, printing its address, a made-up OPERATOR_TOKEN and the database, until Ctrl-C",
+    )
+    demo.add_argument(
+        "--port", type=int, default=0, help="the service's port on 127.0.0.1 (0: any free)"
+    )
     local = commands.add_parser(
         "local",
         help="the service on this machine with demo data, until Ctrl-C (embedded Postgres, "
@@ -199,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_process(args)
     if args.command == "status":
         return _status(args)
-    if args.command in ("run", "inbox"):
+    if args.command in ("run", "inbox", "contact"):
         from app.operator_cli import run_operator_command
 
         return run_operator_command(args)

@@ -39,6 +39,7 @@ from app.auth import (
     require_cron_secret,
     require_status_reader,
 )
+from app.console import router as console_router
 from app.delivery.sender import Sender
 from app.error_answers import forbidden, invalid_request, unauthorized
 from app.logs import configure_logging, log
@@ -256,6 +257,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dependencies=[Depends(require_status_reader)],
     )(metrics)
     add_operator_routes(app)
+    app.include_router(console_router)
     app.add_exception_handler(UnauthorizedError, unauthorized)
     app.add_exception_handler(ForbiddenError, forbidden)
     app.add_exception_handler(RequestValidationError, invalid_request)

@@ -1,11 +1,13 @@
-"""Operators' actions on runs and inboxes: one RPC each (sql/052_operator_runs.sql,
-053_operator_inboxes.sql), shared by the HTTP routes (app.operator_routes) and the CLI
-(app.operator_cli). Each answers what it changed, or `ok: false` with a reason and nothing
-changed; REFUSAL_STATUS says which HTTP status each reason gets."""
+"""Operators' actions on runs, inboxes and contacts: one RPC each
+(sql/052_operator_runs.sql, 053_operator_inboxes.sql, 054_operator_contacts.sql), shared by
+the HTTP routes (app.operator_routes), the CLI (app.operator_cli) and the console. Each
+answers what it changed, or `ok: false` with a reason and nothing changed; REFUSAL_STATUS
+says which HTTP status each reason gets."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -13,11 +15,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from app.store.rpc import Rpc
 
 RUN_ACTIONS = ("pause", "resume", "cancel", "requeue")
-PACING_FIELDS = ("min_gap_s", "max_gap_s", "daily_cap", "timezone")
+PACING_FIELDS = (
+    "min_gap_s",
+    "max_gap_s",
+    "daily_cap",
+    "timezone",
+    "warmup_days",
+    "warmup_start_cap",
+    "hourly_cap",
+    "first_sent_day",
+)
+CONTACT_ACTIONS = ("suppress", "unsuppress")
 
 REFUSAL_STATUS = {
     "run_not_found": 404,
     "inbox_not_found": 404,
+    "workspace_not_found": 404,
     "not_running": 409,
     "not_paused": 409,
     "not_cancellable": 409,
@@ -25,8 +38,29 @@ REFUSAL_STATUS = {
     "inbox_disconnected": 409,
     "nothing_to_requeue": 409,
     "no_overrides": 409,
+    "not_braked": 409,
+    "already_suppressed": 409,
+    "not_suppressed": 409,
     "invalid_value": 422,
 }
+
+
+class NoBody(BaseModel):
+    """An action that takes no body: empty or `{}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ContactBody(BaseModel):
+    """unsuppress: the contact; suppress also takes the reason kept on the list."""
+
+    model_config = ConfigDict(extra="forbid")
+    workspace_id: uuid.UUID
+    phone: str = Field(min_length=1, max_length=64)
+
+
+class SuppressBody(ContactBody):
+    reason: str | None = Field(default=None, min_length=1, max_length=500)
 
 
 class RunActionBody(BaseModel):
@@ -38,13 +72,19 @@ class RunActionBody(BaseModel):
 
 
 class PacingBody(BaseModel):
-    """The overrides to set; a field left out keeps its value. At least one."""
+    """The overrides to set; a field left out keeps its value. At least one. first_sent_day
+    is the warm-up's day 0 (a number in use before this service sent from it), not an
+    override: clearing the overrides keeps it."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     min_gap_s: float | None = Field(default=None, ge=0, le=86400)
     max_gap_s: float | None = Field(default=None, ge=0, le=86400)
     daily_cap: int | None = Field(default=None, ge=0, le=2_147_483_647)
     timezone: str | None = Field(default=None, min_length=1, max_length=64)
+    warmup_days: int | None = Field(default=None, ge=0, le=3650)
+    warmup_start_cap: int | None = Field(default=None, ge=1, le=2_147_483_647)
+    hourly_cap: int | None = Field(default=None, ge=0, le=3600)
+    first_sent_day: date | None = None
 
     @model_validator(mode="after")
     def _something_to_set(self) -> PacingBody:
@@ -82,6 +122,28 @@ async def set_inbox_pacing(rpc: Rpc, inbox_id: uuid.UUID, body: PacingBody) -> d
 
 async def clear_inbox_pacing(rpc: Rpc, inbox_id: uuid.UUID) -> dict[str, Any]:
     return dict(await rpc.call("clear_inbox_pacing", {"p_inbox_id": str(inbox_id)}))
+
+
+async def lift_inbox_brake(rpc: Rpc, inbox_id: uuid.UUID) -> dict[str, Any]:
+    """{ok, reason, inbox_id, brake_until_before, brake_reason_before, brake_until_after,
+    brake_reason_after}; refused: inbox_not_found, not_braked."""
+    return dict(await rpc.call("operator_lift_inbox_brake", {"p_inbox_id": str(inbox_id)}))
+
+
+async def suppress_contact(
+    rpc: Rpc, workspace_id: uuid.UUID, phone: str, reason: str | None = None
+) -> dict[str, Any]:
+    """{ok, reason, workspace_id, phone (masked: its last 4 digits), suppressed_before,
+    suppressed_after, suppression_reason, suppressed_at}; refused: invalid_value (field
+    `phone` or `workspace_id`), workspace_not_found, already_suppressed."""
+    args = {"p_workspace_id": str(workspace_id), "p_phone": phone, "p_reason": reason}
+    return dict(await rpc.call("operator_suppress_campaign_contact", args))
+
+
+async def unsuppress_contact(rpc: Rpc, workspace_id: uuid.UUID, phone: str) -> dict[str, Any]:
+    """suppress_contact's answer; refused: invalid_value, workspace_not_found, not_suppressed."""
+    args = {"p_workspace_id": str(workspace_id), "p_phone": phone}
+    return dict(await rpc.call("operator_unsuppress_campaign_contact", args))
 
 
 def refusal_status(answer: dict[str, Any]) -> int:

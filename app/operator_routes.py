@@ -4,8 +4,13 @@
     POST   /operator/runs/{run_id}/resume
     POST   /operator/runs/{run_id}/cancel    {"reason": "..."} optional
     POST   /operator/runs/{run_id}/requeue   {"reason": "<failure group>"} optional: all
-    POST   /operator/inboxes/{inbox_id}/pacing   {min_gap_s, max_gap_s, daily_cap, timezone}
+    POST   /operator/inboxes/{inbox_id}/pacing   {min_gap_s, max_gap_s, daily_cap, timezone,
+                                                  warmup_days, warmup_start_cap, hourly_cap,
+                                                  first_sent_day}
     DELETE /operator/inboxes/{inbox_id}/pacing
+    POST   /operator/inboxes/{inbox_id}/lift-brake
+    POST   /operator/contacts/suppress     {"workspace_id", "phone", "reason"} (reason optional)
+    POST   /operator/contacts/unsuppress   {"workspace_id", "phone"}
 
 `Authorization: Bearer <OPERATOR_TOKEN>` (app.auth.require_operator_token): without the
 setting every route answers 404; the CRON_SECRET 403. 200 with what changed; a bad id 404, a
@@ -26,28 +31,38 @@ from app.auth import require_operator_token
 from app.error_answers import unprocessable
 from app.logs import log
 from app.operator_actions import (
+    ContactBody,
+    NoBody,
     PacingBody,
     RunActionBody,
+    SuppressBody,
     clear_inbox_pacing,
+    lift_inbox_brake,
     refusal_status,
     run_action,
     set_inbox_pacing,
+    suppress_contact,
+    unsuppress_contact,
 )
 from app.request_body import parse_body
 from app.store.rpc import DatabaseError, Rpc
 
 OPERATOR_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "Done: `success: true` and what changed (status or overrides before "
-        "and after, `messages_changed`)."
+        "description": "Done: `success: true` and what changed (status, overrides, brake or "
+        "suppression before and after, `messages_changed`)."
     },
     401: {"description": "No OPERATOR_TOKEN, or a wrong one."},
     403: {"description": "The CRON_SECRET: it never acts on campaigns."},
-    404: {"description": "OPERATOR_TOKEN is not set, or no such run or inbox."},
+    404: {"description": "OPERATOR_TOKEN is not set, or no such run, inbox or workspace."},
     409: {"description": "A wrong state (`error` names it); nothing changed."},
     422: {"description": "A bad body or id, or a value the table refuses (the field named)."},
     503: {"description": "The database is unavailable."},
 }
+
+
+# What an action's log line carries: ids and states, never a phone (masked or not).
+_LOGGED = ("run_id", "inbox_id", "workspace_id", "status_after")
 
 
 def add_operator_routes(app: FastAPI) -> None:
@@ -74,6 +89,27 @@ def add_operator_routes(app: FastAPI) -> None:
         responses=OPERATOR_RESPONSES,
         dependencies=guard,
     )(clear_pacing)
+    app.post(
+        "/operator/inboxes/{inbox_id}/lift-brake",
+        operation_id="operator_lift_inbox_brake",
+        summary="Lift an inbox's failure brake (operator)",
+        responses=OPERATOR_RESPONSES,
+        dependencies=guard,
+    )(lift_brake)
+    app.post(
+        "/operator/contacts/suppress",
+        operation_id="operator_suppress_contact",
+        summary="Put a contact on the suppression list (operator)",
+        responses=OPERATOR_RESPONSES,
+        dependencies=guard,
+    )(suppress)
+    app.post(
+        "/operator/contacts/unsuppress",
+        operation_id="operator_unsuppress_contact",
+        summary="Take a contact off the suppression list (operator)",
+        responses=OPERATOR_RESPONSES,
+        dependencies=guard,
+    )(unsuppress)
 
 
 def _run_route(action: str) -> Any:
@@ -102,6 +138,28 @@ async def clear_pacing(request: Request, inbox_id: uuid.UUID) -> JSONResponse:
     return await _answer(clear_inbox_pacing(_rpc(request), inbox_id))
 
 
+async def lift_brake(request: Request, inbox_id: uuid.UUID) -> JSONResponse:
+    body = await parse_body(request, NoBody)
+    if isinstance(body, JSONResponse):
+        return body
+    return await _answer(lift_inbox_brake(_rpc(request), inbox_id))
+
+
+async def suppress(request: Request) -> JSONResponse:
+    body = await parse_body(request, SuppressBody)
+    if isinstance(body, JSONResponse):
+        return body
+    rpc = _rpc(request)
+    return await _answer(suppress_contact(rpc, body.workspace_id, body.phone, body.reason))
+
+
+async def unsuppress(request: Request) -> JSONResponse:
+    body = await parse_body(request, ContactBody)
+    if isinstance(body, JSONResponse):
+        return body
+    return await _answer(unsuppress_contact(_rpc(request), body.workspace_id, body.phone))
+
+
 def _rpc(request: Request) -> Rpc:
     rpc: Rpc = request.app.state.services.rpc
     return rpc
@@ -120,11 +178,14 @@ async def _answer(action: Awaitable[dict[str, Any]]) -> JSONResponse:
     if status != 200:
         log.info(
             "operator action refused",
-            extra={"error": answer.get("reason"), "run_id": answer.get("run_id")},
+            extra={
+                "error": answer.get("reason"),
+                **{k: v for k, v in answer.items() if k in _LOGGED},
+            },
         )
         return JSONResponse({"success": False, "error": answer.get("reason"), **answer}, status)
     log.info(
         "operator action",
-        extra={k: v for k, v in answer.items() if k in ("run_id", "inbox_id", "status_after")},
+        extra={k: v for k, v in answer.items() if k in _LOGGED},
     )
     return JSONResponse({"success": True, **answer}, status)

@@ -32,7 +32,10 @@ declare
     ['cq_horizon_since(timestamp with time zone,timestamp with time zone)', 'timestamp with time zone'],
     ['cq_note_window_change()', 'trigger'],
     ['cq_local_date(text,timestamp with time zone)', 'date'],
-    ['campaign_queue_status(uuid,real,real,integer,text,integer,integer,integer,integer)', 'jsonb'],
+    ['campaign_queue_status(uuid,real,real,integer,text,integer,integer,integer,integer,integer,text)', 'jsonb'],
+    ['cq_status_page_of(integer,integer,text,timestamp with time zone)', 'record'],
+    ['campaign_console_sent_per_minute()', 'jsonb'],
+    ['campaign_console_run_failures(uuid[])', 'jsonb'],
     ['campaign_queue_next_start(timestamp with time zone,uuid,real,real,integer,real,integer,integer,integer,integer,boolean)', 'double precision'],
     ['cq_inbox_hold(campaign_inbox_pacing_state,campaign_inbox_pacing,integer,integer,integer,integer,timestamp with time zone)', 'record'],
     ['cq_warmup_cap(integer,integer,integer,integer)', 'integer'],
@@ -66,7 +69,8 @@ declare
     ['cq_status_skipped(timestamp with time zone,uuid)', 'jsonb'],
     ['cq_claim_text(uuid,text,uuid)', 'boolean'],
     ['cq_claim_text_at_slot(uuid,uuid)', 'boolean'],
-    ['cq_forget_sent_texts(integer)', 'integer']
+    ['cq_forget_sent_texts(integer)', 'integer'],
+    ['set_inbox_pacing(uuid,real,real,integer,text,integer,integer,integer,date)', 'jsonb']
   ];
   v_fn record;
   v_keep boolean;

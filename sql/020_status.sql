@@ -74,7 +74,8 @@ $$;
 --                 pending, in_flight, ai_tokens, ai_cost_usd, started_at, error_message,
 --                 eta_s}], running and paused runs, or the one asked for: a page of at
 --                 most p_limit (1 to 500): running first, the most recently active first
---                 (cq_status_page, 050_status_pages.sql)
+--                 (cq_status_page, 050_status_pages.sql); p_offset and p_status page
+--                 and filter them (cq_status_page_of, 055_console.sql)
 --   runs_total    how many runs the page is taken from (all running and paused, or 1)
 --   inboxes       [{inbox_id, sent_today, daily_cap, timezone, next_slot_at, min_gap_s,
 --                 max_gap_s, pending, warmup_day, today_cap, hourly_cap, sent_last_hour,
@@ -129,7 +130,11 @@ create or replace function campaign_queue_status(
   p_warmup_days int default null,
   p_warmup_start_cap int default null,
   p_hourly_cap int default null,
-  p_limit int default 50  -- the runs shown, at most
+  p_limit int default 50,  -- the runs shown, at most
+  -- the console's pages and filter (cq_status_page_of, 055_console.sql): runs passed over,
+  -- and which runs (null: running and paused)
+  p_offset int default 0,
+  p_status text default null
 ) returns jsonb
 language plpgsql security definer set search_path = public
 as $$
@@ -154,7 +159,7 @@ begin
   end if;
   if p_run_id is null then
     select p.shown, p.active, p.total into v_shown, v_active, v_runs_total
-      from cq_status_page(p_limit, v_now) p;
+      from cq_status_page_of(p_limit, p_offset, p_status, v_now) p;
   else
     v_shown := array[p_run_id];
     v_active := v_shown;

@@ -24,7 +24,9 @@ begin
     'record_provider_outage(text)',
     'campaign_queue_effective_horizon(timestamptz)',
     'resume_reconnected_campaign_runs()',
-    'campaign_queue_status(uuid,real,real,integer,text,integer,integer,integer,integer)',
+    'campaign_queue_status(uuid,real,real,integer,text,integer,integer,integer,integer,integer,text)',
+    'campaign_console_sent_per_minute()',
+    'campaign_console_run_failures(uuid[])',
     'record_campaign_queue_call(text,integer,integer,integer,integer,text,boolean)',
     'campaign_queue_next_start(timestamptz,uuid,real,real,integer,real,integer,integer,integer,integer,boolean)',
     'lift_inbox_brake(uuid)',
@@ -34,8 +36,11 @@ begin
     'operator_resume_campaign_run(uuid)',
     'cancel_campaign_run(uuid,text)',
     'requeue_campaign_run_failures(uuid,text)',
-    'set_inbox_pacing(uuid,real,real,integer,text)',
-    'clear_inbox_pacing(uuid)'
+    'set_inbox_pacing(uuid,real,real,integer,text,integer,integer,integer,date)',
+    'clear_inbox_pacing(uuid)',
+    'operator_lift_inbox_brake(uuid)',
+    'operator_suppress_campaign_contact(uuid,text,text)',
+    'operator_unsuppress_campaign_contact(uuid,text)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated', v_fn);
     execute format('grant execute on function %s to service_role', v_fn);
@@ -64,6 +69,7 @@ begin
     'cq_forget_message_counts()',
     'cq_status_retrying(uuid[])',
     'cq_status_page(integer,timestamptz)',
+    'cq_status_page_of(integer,integer,text,timestamptz)',
     'cq_status_counted(uuid[])',
     'cq_status_queue(uuid[],timestamptz)',
     'cq_status_circuit(timestamptz)',
@@ -84,7 +90,10 @@ begin
     'cq_skip_late_in_lead_zones(uuid,time,time,text,uuid,timestamptz,integer)',
     'cq_run_answer(uuid,boolean,text,text,text,integer)',
     'cq_skip_cancelled_message()',
-    'cq_inbox_overrides(campaign_inbox_pacing)'
+    'cq_inbox_overrides(campaign_inbox_pacing)',
+    'cq_masked_phone(text)',
+    'cq_contact_answer(boolean,text,uuid,text,boolean,boolean,campaign_suppressions)',
+    'cq_contact_refusal(uuid,text)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);

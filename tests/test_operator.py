@@ -208,6 +208,9 @@ async def test_set_and_clear_an_inboxs_pacing_over_http(
         "max_gap_s": 60,
         "daily_cap": 200,
         "timezone": None,
+        "warmup_days": None,
+        "warmup_start_cap": None,
+        "hourly_cap": None,
     }
     refused = await act(operator, path, {"max_gap_s": 10})
     assert refused.status_code == 422

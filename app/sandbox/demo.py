@@ -29,6 +29,7 @@ import httpx
 
 from app.main import create_app
 from app.sandbox.database import create_migrated_database, running_postgres
+from app.sandbox.demo_console import seed_console_data, serve_until_stopped
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
 from app.sandbox.stubs import SEND_PATH, Latency, OpenRouterStub, SendStub
@@ -40,7 +41,12 @@ from app.store.store import Pacing
 DEMO_MIN_GAP_S, DEMO_MAX_GAP_S = 0.3, 0.6  # the stub's pace: short, so the demo ends soon
 
 
-async def run_demo(leads: int = 40, *, real: bool = False) -> int:
+async def run_demo(
+    leads: int = 40, *, real: bool = False, console: bool = False, port: int = 0
+) -> int:
+    """console: then data for every part of the console, and the service stays up on `port`
+    (0: a free one) with a made-up OPERATOR_TOKEN until SIGINT or SIGTERM
+    (app.sandbox.demo_console)."""
     if leads < 2:
         print("error: --leads must be at least 2")
         return 2
@@ -85,6 +91,7 @@ async def run_demo(leads: int = 40, *, real: bool = False) -> int:
                 send_stub,
                 real_openrouter,
                 real_send,
+                console,
             )
             secret = settings.cron_secret.get_secret_value() if settings.cron_secret else ""
             print(
@@ -92,7 +99,9 @@ async def run_demo(leads: int = 40, *, real: bool = False) -> int:
                 "between the first parts of two messages, daily cap "
                 f"{settings.inbox_daily_cap or 'off'}"
             )
-            with LoopbackServer(create_app(settings), lifespan=True) as service:
+            service = LoopbackServer(create_app(settings), lifespan=True, port=port)
+            service.start()
+            try:
                 print(f"service on {service.url}; POST /process-queue as the scheduler does\n")
                 async with httpx.AsyncClient(timeout=120) as http:
                     response = await http.post(
@@ -102,21 +111,28 @@ async def run_demo(leads: int = 40, *, real: bool = False) -> int:
                         # looking for due work for one more gap.
                         json={"concurrency": 10, "batch_size": 10, "max_messages": leads},
                     )
-            print(f"HTTP {response.status_code}")
-            print(json.dumps(response.json(), indent=2))
-            await _print_table(conn)
-            await _print_runs(conn, [plain.run_id, split.run_id])
-            if not real_send:
-                _print_send_times(
-                    send_stub,
-                    {"plain": plain.message_ids, "split": split.message_ids},
-                    settings.inbox_min_gap_s,
-                )
-                print(
-                    f"\nsend stub: {len(send_stub.deliveries)} deliveries, "
-                    f"{send_stub.duplicate_keys} repeated Idempotency-Keys"
-                )
-            await _print_status(conn, settings, split.run_id)
+                print(f"HTTP {response.status_code}")
+                print(json.dumps(response.json(), indent=2))
+                await _print_table(conn)
+                await _print_runs(conn, [plain.run_id, split.run_id])
+                if not real_send:
+                    _print_send_times(
+                        send_stub,
+                        {"plain": plain.message_ids, "split": split.message_ids},
+                        settings.inbox_min_gap_s,
+                    )
+                    print(
+                        f"\nsend stub: {len(send_stub.deliveries)} deliveries, "
+                        f"{send_stub.duplicate_keys} repeated Idempotency-Keys"
+                    )
+                await _print_status(conn, settings, split.run_id)
+                if console and settings.operator_token is not None:
+                    await seed_console_data(conn, service.url, secret, send_stub)
+                    await serve_until_stopped(
+                        service.url, settings.operator_token.get_secret_value(), dsn
+                    )
+            finally:
+                service.stop()
         finally:
             await conn.close()
             for stub in stub_servers:
@@ -133,6 +149,7 @@ def _settings(
     send_stub: SendStub,
     real_openrouter: bool,
     real_send: bool,
+    console: bool = False,
 ) -> Settings:
     values: dict[str, Any] = {
         "database_url": dsn,
@@ -146,6 +163,8 @@ def _settings(
         "inbox_max_gap_s": DEMO_MAX_GAP_S,
         "inbox_daily_cap": 0,
     }
+    if console:
+        values["operator_token"] = secrets.token_urlsafe(24)
     if real_openrouter:
         values["openrouter_api_key"] = os.environ["OPENROUTER_API_KEY"]
         values["openrouter_base_url"] = os.environ.get(

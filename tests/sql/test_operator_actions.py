@@ -15,6 +15,7 @@ from tests.sql.helpers import claim, message_row, run_row
 from tests.sql.messages import fence, save, send_all_parts, to_sending
 
 NOWHERE = uuid.UUID("00000000-0000-4000-8000-000000000000")
+NO_NUMBER_HEALTH = {"warmup_days": None, "warmup_start_cap": None, "hourly_cap": None}
 
 
 async def statuses(conn: asyncpg.Connection, run_id: uuid.UUID) -> list[tuple[str, Any]]:
@@ -246,7 +247,10 @@ async def test_set_and_clear_inbox_pacing_keep_the_pacing_state(
         "reason": None,
         "inbox_id": str(inbox),
         "overrides_before": None,
-        "overrides_after": {"min_gap_s": 30, "max_gap_s": 90, "daily_cap": None, "timezone": "UTC"},
+        "overrides_after": {"min_gap_s": 30, "max_gap_s": 90, "daily_cap": None, "timezone": "UTC"}
+        | NO_NUMBER_HEALTH,
+        "first_sent_day_before": None,
+        "first_sent_day_after": None,
     }
     capped = await rpc.call("set_inbox_pacing", {"p_inbox_id": inbox, "p_daily_cap": 50})
     assert capped["overrides_after"] == {
@@ -254,6 +258,7 @@ async def test_set_and_clear_inbox_pacing_keep_the_pacing_state(
         "max_gap_s": 90,
         "daily_cap": 50,
         "timezone": "UTC",
+        **NO_NUMBER_HEALTH,
     }
 
     cleared = await rpc.call("clear_inbox_pacing", {"p_inbox_id": inbox})
