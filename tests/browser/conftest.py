@@ -49,7 +49,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 DEMO_START_TIMEOUT_S = 120.0  # the demo runs one campaign end to end first (~20 s alone)
-DEMO_STOP_TIMEOUT_S = 20.0
+DEMO_STOP_TIMEOUT_S = 30.0  # it stops its service, the stubs and Postgres (~4-10 s)
 LAUNCH_TIMEOUT_MS = 30_000
 ACTION_TIMEOUT_MS = 10_000
 NAVIGATION_TIMEOUT_MS = 15_000

@@ -6,7 +6,7 @@ import os
 import re
 import shutil
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 import pytest
@@ -35,7 +35,7 @@ def chromium_executable() -> str:
 @dataclass(frozen=True)
 class Console:
     url: str  # http://127.0.0.1:<port>/console
-    token: str
+    token: str = field(repr=False)  # a secret: never in the test output
     dsn: str
 
     def at(self, path: str) -> str:

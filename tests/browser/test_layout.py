@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from playwright.async_api import Page
 
 from tests.browser.helpers import BROWSER_MARKS, Console, OpenPage, sign_in
@@ -21,7 +23,7 @@ BACKGROUND = """() => {
 
 def luminance(colour: str) -> float:
     """0 (black) to 255 (white), from `rgb(r, g, b)` or `rgba(r, g, b, a)`."""
-    red, green, blue = (float(part) for part in colour.split("(")[1].split(",")[:3])
+    red, green, blue = (float(part) for part in re.findall(r"[\d.]+", colour)[:3])
     return 0.2126 * red + 0.7152 * green + 0.0722 * blue
 
 
