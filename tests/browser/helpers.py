@@ -15,9 +15,9 @@ from playwright.async_api import Page
 # open_page(**browser context options): a new page (the fixture of the same name)
 OpenPage = Callable[..., Awaitable[Page]]
 
-# Every test here waits for one demo: it runs in one xdist worker (`--dist loadgroup`), and
-# its first test's timeout covers the demo's start.
-BROWSER_MARKS = [pytest.mark.xdist_group("browser"), pytest.mark.timeout(180)]
+# Every test here waits for one demo: one xdist worker runs them all (tests/browser/
+# scheduling.py), and the first one's timeout covers the demo's start.
+BROWSER_MARKS = [pytest.mark.timeout(180)]
 
 
 def chromium_executable() -> str:
