@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from app.store.rpc import Rpc
 
@@ -45,6 +45,15 @@ REFUSAL_STATUS = {
 }
 
 
+def _without_nul(value: str) -> str:
+    if "\x00" in value:  # Postgres text cannot hold it: bad input, not a database outage
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_without_nul)]
+
+
 class NoBody(BaseModel):
     """An action that takes no body: empty or `{}`."""
 
@@ -56,11 +65,11 @@ class ContactBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     workspace_id: uuid.UUID
-    phone: str = Field(min_length=1, max_length=64)
+    phone: Text = Field(min_length=1, max_length=64)
 
 
 class SuppressBody(ContactBody):
-    reason: str | None = Field(default=None, min_length=1, max_length=500)
+    reason: Text | None = Field(default=None, min_length=1, max_length=500)
 
 
 class RunActionBody(BaseModel):
@@ -68,7 +77,7 @@ class RunActionBody(BaseModel):
     (as the status groups failures); resume takes none."""
 
     model_config = ConfigDict(extra="forbid")
-    reason: str | None = Field(default=None, min_length=1, max_length=2000)
+    reason: Text | None = Field(default=None, min_length=1, max_length=2000)
 
 
 class PacingBody(BaseModel):
@@ -80,7 +89,7 @@ class PacingBody(BaseModel):
     min_gap_s: float | None = Field(default=None, ge=0, le=86400)
     max_gap_s: float | None = Field(default=None, ge=0, le=86400)
     daily_cap: int | None = Field(default=None, ge=0, le=2_147_483_647)
-    timezone: str | None = Field(default=None, min_length=1, max_length=64)
+    timezone: Text | None = Field(default=None, min_length=1, max_length=64)
     warmup_days: int | None = Field(default=None, ge=0, le=3650)
     warmup_start_cap: int | None = Field(default=None, ge=1, le=2_147_483_647)
     hourly_cap: int | None = Field(default=None, ge=0, le=3600)

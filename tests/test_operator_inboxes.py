@@ -390,3 +390,32 @@ async def test_the_cli_refuses_bad_values_and_changes_nothing(
     assert (code, "--reason: unsuppress takes no reason" in err) == (2, True)
     assert await suppressions(conn) == []
     assert await pacing(conn, seeded.inbox_id) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        (SUPPRESS, {"phone": "+55 11 90000\u00000001"}, "phone"),
+        (SUPPRESS, {"phone": PHONE, "reason": "wrote\u0000STOP"}, "reason"),
+        ("/operator/inboxes/{inbox}/pacing", {"timezone": "UTC\u0000"}, "timezone"),
+        ("/operator/runs/{run}/pause", {"reason": "a\u0000b"}, "reason"),
+    ],
+)
+async def test_a_nul_character_is_422_naming_the_field_not_a_database_outage(
+    operator: Service,  # noqa: F811
+    conn: asyncpg.Connection,
+    path: str,
+    body: dict[str, Any],
+    field: str,
+) -> None:
+    """Postgres text cannot hold a NUL: the value is refused as bad input, not sent to the
+    database to come back as a 503 `database unavailable`."""
+    seeded = await seed_campaign(conn, leads=1)
+    path = path.format(inbox=seeded.inbox_id, run=seeded.run_id)
+    if "contacts" in path:
+        body = {"workspace_id": str(seeded.workspace_id), **body}
+    why = field_refused(await act(operator, path, body), field)
+    assert "NUL" in why
+    assert await suppressions(conn) == []
+    assert await pacing(conn, seeded.inbox_id) == (None, None)
+    assert await conn.fetchval("select status from campaign_runs") == "running"

@@ -27,6 +27,7 @@ from app.operator_actions import (
     CONTACT_ACTIONS,
     RUN_ACTIONS,
     PacingBody,
+    RunActionBody,
     SuppressBody,
     clear_inbox_pacing,
     lift_inbox_brake,
@@ -80,12 +81,17 @@ async def run_button(request: Request, run_id: str, action: str) -> Response:
     form = await _checked_form(request)
     if isinstance(form, Response):
         return form
-    group = (form.get("reason") or None) if action == "requeue" else None
+    what = f"{action} run {run_id[:8]}…"
+    try:  # the requeue's reason group ("": all); the other buttons send none
+        body = RunActionBody.model_validate(
+            {"reason": form.get("reason") or None} if action == "requeue" else {}
+        )
+    except ValidationError as exc:
+        return back_to_console(request, f"Refused: {what}: {_problems(exc)}. Nothing changed.")
+    group = body.reason
     target = _uuid(run_id)
     if target is None:
-        return back_to_console(
-            request, refused(f"{action} run {run_id[:8]}…", {"reason": "run_not_found"})
-        )
+        return back_to_console(request, refused(what, {"reason": "run_not_found"}))
     return await _act(
         request,
         lambda rpc: run_action(rpc, action, target, group),

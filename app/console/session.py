@@ -114,9 +114,13 @@ def current_session(request: Request) -> str:
 
 
 def cookie_flags(request: Request) -> dict[str, object]:
+    """Secure when the request came over https: to this server, or to the proxy in front of it
+    (X-Forwarded-Proto, as Cloud Run's and Fly's proxies set it; a client that claims https
+    over plain http only gets a cookie its browser will not send back)."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
     return {
         "path": COOKIE_PATH,
         "httponly": True,
         "samesite": "strict",
-        "secure": request.url.scheme == "https",
+        "secure": request.url.scheme == "https" or forwarded == "https",
     }

@@ -234,7 +234,7 @@ def _inbox(inbox: Mapping[str, Any], at: datetime | None) -> InboxRow:
         if not hourly
         else f"{count(as_number(inbox.get('sent_last_hour')) or 0)} / {count(hourly)}",
         next_slot=until(as_time(inbox.get("next_slot_at")), at),
-        held=f"{held.replace('_', ' ')} until {until(held_until, at)}" if held else "",
+        held=f"{held.replace('_', ' ')}, ends {until(held_until, at)}" if held else "",
         brake_reason=mask_phones(inbox.get("brake_reason")) if brake_until else "",
         brake_until=until(brake_until, at) if brake_until else "",
         braked=brake_until is not None,

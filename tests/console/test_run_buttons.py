@@ -155,3 +155,16 @@ async def test_a_form_without_its_csrf_token_is_403_and_changes_nothing(
     )
     assert basic_post.status_code == 403
     assert await run_state(conn, seeded.run_id) == "running"
+
+
+async def test_a_reason_postgres_cannot_hold_is_refused_naming_it(
+    console: Console, conn: asyncpg.Connection
+) -> None:
+    seeded = await seed_campaign(conn, leads=1)
+    await fail(conn, seeded.message_ids, ["send failed: HTTP 400"])
+
+    flash = await console.act(f"/console/runs/{seeded.run_id}/requeue", {"reason": "a\x00b"})
+
+    assert flash.startswith(f"Refused: requeue run {str(seeded.run_id)[:8]}…: reason: ")
+    assert "NUL" in flash
+    assert await conn.fetchval("select status from campaign_messages") == "failed"

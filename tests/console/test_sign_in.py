@@ -43,6 +43,10 @@ async def test_http_basic_with_the_token_signs_in_a_wrong_one_and_the_cron_secre
         for section in ('id="queue"', 'id="sent-per-minute"', 'id="runs"', 'id="inboxes"'):
             assert section in page.text
         assert "cq_console" not in page.headers.get("set-cookie", "")
+        part = await http.get(url + "/console/part", headers=basic(OPERATOR_TOKEN, user))
+        assert part.status_code == 200
+        assert 'id="runs"' in part.text
+        assert "<html" not in part.text
     for password in ("not-the-operator-token", CRON_SECRET, ""):
         refused = await http.get(url + "/console", headers=basic(password))
         assert refused.status_code == 401, password
@@ -83,6 +87,13 @@ async def test_the_form_sets_a_strict_httponly_cookie_and_a_wrong_token_is_401(
         flags = {part.strip().lower() for part in cookie.split(";")[1:]}
         assert {"httponly", "samesite=strict", "path=/console"} <= flags
         assert "secure" not in flags  # plain http on loopback
+        async with httpx.AsyncClient() as behind_a_proxy:
+            proxied = await behind_a_proxy.post(
+                url + "/console/sign-in",
+                data={"token": OPERATOR_TOKEN},
+                headers={"X-Forwarded-Proto": "https"},  # https to the proxy in front
+            )
+        assert "secure" in proxied.headers["set-cookie"].lower().split("; ")
         assert OPERATOR_TOKEN not in cookie
         page = await http.get(url + "/console")
         assert page.status_code == 200
