@@ -297,6 +297,8 @@ def test_the_document_says_what_the_service_does(openapi: dict[str, Any]) -> Non
     # No docs routes in it; /status is documented with the same security as /process-queue.
     operator = {f"/operator/runs/{{run_id}}/{a}" for a in ("pause", "resume", "cancel", "requeue")}
     operator.add("/operator/inboxes/{inbox_id}/pacing")
+    operator |= {"/operator/inboxes/{inbox_id}/lift-brake", "/operator/contacts/suppress"}
+    operator.add("/operator/contacts/unsuppress")
     assert set(openapi["paths"]) == {"/process-queue", "/healthz", "/status", "/metrics", *operator}
     status = openapi["paths"]["/status"]["get"]
     assert status["security"] == operation["security"]
