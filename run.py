@@ -3,7 +3,8 @@
 
     python3 run.py demo [ARGS]   uv run --frozen --no-dev --group sandbox python -m app demo ARGS
     python3 run.py local [ARGS]  uv run --frozen --no-dev --group sandbox python -m app local ARGS
-    python3 run.py test [ARGS]   uv run --frozen pytest [ARGS]
+    python3 run.py test [ARGS]   uv run --frozen pytest [ARGS]  (tests/browser left out, with
+                                 a line that says so, where no Chromium is found)
     python3 run.py CMD [ARGS]    uv run --frozen --no-dev CMD [ARGS]  (python -m app migrate, ...)
     python3 run.py uv [ARGS]     uv [ARGS]
 
@@ -30,6 +31,11 @@ Where uv comes from, the first way that works:
    binary, so no virtual environment (and no ensurepip) is needed for it.
 
 `rm -rf .tools` forgets it; the next run gets uv again.
+
+The test command runs the browser tests (tests/browser) with the Chromium named by CHROMIUM,
+else `chromium` or `chromium-browser` on PATH, and hands its path on in CHROMIUM. Where there
+is none it deselects them (`--deselect tests/browser`: pytest counts them as deselected) and
+says so in one line; `.ci/run` installs Debian's chromium first, so CI runs them.
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ DEFAULT_INDEX = "https://pypi.org/simple"
 USAGE = """usage: python3 run.py demo | local | test | uv ARGS | CMD ARGS
   demo [ARGS]   one campaign end to end on this machine (python -m app demo)
   local [ARGS]  the service on this machine until Ctrl-C, with demo data (python -m app local)
-  test [ARGS]   the whole test suite (pytest)
+  test [ARGS]   the whole test suite (pytest; tests/browser where a Chromium is found)
   uv ARGS       uv itself
   CMD ARGS      any command inside the project's environment (uv run --frozen CMD ARGS),
                 e.g. python -m app migrate, python -m app serve, ruff check ., mypy"""
@@ -71,6 +77,8 @@ DEV: list[str] = []  # uv's default groups: dev
 DEV_PROGRAMS = ("pytest", "ruff", "mypy")
 DEV_MODULES = ("pytest", "ruff", "mypy", "bench", "tests")
 SANDBOX_APP_COMMANDS = ("demo", "local")
+BROWSER_TESTS = "tests/browser"
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
 
 
 class BootstrapError(Exception):
@@ -349,6 +357,34 @@ def uv_arguments(args: list[str]) -> list[str]:
     return ["run", "--frozen", *groups_for(command), *command]
 
 
+def find_chromium(env: dict[str, str]) -> tuple[str | None, str]:
+    """The Chromium the browser tests drive, or None and why there is none."""
+    named = env.get("CHROMIUM", "")
+    if named:
+        if os.path.isfile(named) and os.access(named, os.X_OK):
+            return named, ""
+        return None, f"CHROMIUM={named} is not an executable file"
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name, path=env.get("PATH"))
+        if found:
+            return found, ""
+    return None, "no Chromium on PATH (chromium, chromium-browser) and CHROMIUM is not set"
+
+
+def with_browser_tests(argv: list[str], env: dict[str, str]) -> list[str]:
+    """The test command's arguments: the browser tests deselected where no Chromium is found
+    (said in one line); else CHROMIUM set in env to the one they drive."""
+    chromium, why = find_chromium(env)
+    if chromium is None:
+        say(
+            f"browser tests ({BROWSER_TESTS}) left out: {why}; "
+            "install one (apt-get install chromium) or set CHROMIUM to run them"
+        )
+        return [argv[0], "--deselect", BROWSER_TESTS, *argv[1:]]
+    env["CHROMIUM"] = chromium
+    return argv
+
+
 def main(argv: list[str]) -> int:
     if sys.version_info < MIN_PYTHON:
         need, have = ".".join(map(str, MIN_PYTHON)), ".".join(map(str, sys.version_info[:2]))
@@ -369,6 +405,8 @@ def main(argv: list[str]) -> int:
     os.chdir(ROOT)
     env = dict(os.environ)
     env.setdefault("UV_PYTHON", sys.executable)
+    if argv[0] == "test":
+        argv = with_browser_tests(argv, env)
     command = [*uv, *uv_arguments(argv)]
     if os.name == "posix":  # the command takes this process's place (signals, exit code)
         os.execvpe(command[0], command, env)

@@ -390,7 +390,8 @@ def test_commands_become_uv_run_frozen_in_the_checkout_with_this_python(
     scratch: Path, tmp_path: Path, args: list[str], expected: str
 ) -> None:
     _place_private_uv(scratch)
-    done = run_py(sys.executable, scratch, args, fresh_env(tmp_path))
+    chromium = _fake_chromium(tmp_path)  # the test command's arguments do not depend on one
+    done = run_py(sys.executable, scratch, args, fresh_env(tmp_path, CHROMIUM=str(chromium)))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         f"fake-uv private args: {expected}",
@@ -400,8 +401,66 @@ def test_commands_become_uv_run_frozen_in_the_checkout_with_this_python(
     assert done.stderr == ""  # a uv already there: nothing to say
 
 
+def _fake_chromium(folder: Path, name: str = "chromium") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    binary = folder / name
+    binary.write_text("#!/bin/sh\nexit 0\n")
+    binary.chmod(0o755)
+    return binary
+
+
+def _run_test_command(
+    scratch: Path, tmp_path: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`python3 run.py test -q` with a private fake uv that also prints CHROMIUM."""
+    binary = private_binary(scratch)
+    binary.parent.mkdir(parents=True)
+    binary.write_text(fake_uv_script("private") + 'echo "fake-uv CHROMIUM=$CHROMIUM"\n')
+    binary.chmod(0o755)
+    return run_py(sys.executable, scratch, ["test", "-q"], fresh_env(tmp_path) | env)
+
+
+def test_the_test_command_leaves_out_the_browser_tests_in_one_line_without_a_chromium(
+    scratch: Path, tmp_path: Path
+) -> None:
+    empty = tmp_path / "no-chromium-here"
+    empty.mkdir()
+    done = _run_test_command(scratch, tmp_path, {"PATH": str(empty)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == (
+        "fake-uv private args: run --frozen pytest --deselect tests/browser -q"
+    )
+    assert done.stderr.splitlines() == [
+        "run.py: browser tests (tests/browser) left out: no Chromium on PATH (chromium, "
+        "chromium-browser) and CHROMIUM is not set; install one (apt-get install chromium) "
+        "or set CHROMIUM to run them"
+    ]
+
+
+def test_a_chromium_that_is_not_there_is_named_when_the_browser_tests_are_left_out(
+    scratch: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere" / "chromium"
+    done = _run_test_command(scratch, tmp_path, {"CHROMIUM": str(missing)})
+    assert "--deselect tests/browser" in done.stdout.splitlines()[0]
+    assert len(done.stderr.splitlines()) == 1
+    assert f"left out: CHROMIUM={missing} is not an executable file" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["chromium", "chromium-browser"])
+def test_a_chromium_on_path_runs_the_browser_tests_and_is_handed_on(
+    scratch: Path, tmp_path: Path, name: str
+) -> None:
+    chromium = _fake_chromium(tmp_path / "bin", name)
+    done = _run_test_command(scratch, tmp_path, {"PATH": str(chromium.parent)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == "fake-uv private args: run --frozen pytest -q"
+    assert done.stdout.splitlines()[-1] == f"fake-uv CHROMIUM={chromium}"
+    assert done.stderr == ""
+
+
 DEV_ONLY = {"pytest", "pytest-asyncio", "pytest-timeout", "pytest-xdist", "hypothesis"}
-DEV_ONLY |= {"ruff", "mypy", "pyyaml", "types-pyyaml"}
+DEV_ONLY |= {"ruff", "mypy", "pyyaml", "types-pyyaml", "playwright"}
 
 
 def installed_by(args: list[str]) -> set[str]:
