@@ -187,7 +187,11 @@ language plpgsql security definer set search_path = public
 as $$
 declare
   v_forgotten int;
+  v_cancelled int;
 begin
+  -- A write of campaign_messages before the fold's advisory lock and the counts, as every
+  -- message writer and 009's migration take them (009_message_counts.sql).
+  v_cancelled := cq_skip_cancelled_leftovers();  -- 052
   delete from campaign_run_turns t
    where t.run_id in (select d.run_id from campaign_run_turns d
                        where not exists (select 1 from campaign_runs r
@@ -197,7 +201,7 @@ begin
   get diagnostics v_forgotten = row_count;
   return jsonb_build_object('folded', cq_fold_message_counts(), 'turns_forgotten', v_forgotten,
                             'sent_texts_forgotten', cq_forget_sent_texts(),  -- 047
-                            'cancelled_skipped', cq_skip_cancelled_leftovers());  -- 052
+                            'cancelled_skipped', v_cancelled);
 end;
 $$;
 

@@ -173,6 +173,14 @@ as $$
 declare
   v_count int;
 begin
+  -- Read first: with nothing left over, no write lock on campaign_messages at all.
+  if not exists (select 1
+                   from campaign_runs r
+                   join campaign_messages p on p.run_id = r.id and p.status = 'pending'
+                  where r.status = 'cancelled'
+                    and coalesce(r.completed_at, r.started_at) > now() - interval '7 days') then
+    return 0;
+  end if;
   update campaign_messages m
      set status = 'skipped', error_message = 'cancelled', updated_at = now()
    where m.id in (select p.id
