@@ -50,7 +50,7 @@ PACING_INPUTS = (
     PacingInput("min_gap_s", "min gap", "s"),
     PacingInput("max_gap_s", "max gap", "s"),
     PacingInput("daily_cap", "daily cap", hint="0 = none"),
-    PacingInput("timezone", "time zone", kind="text", hint="e.g. America/Sao_Paulo"),
+    PacingInput("timezone", "time zone", kind="text", hint="e.g. UTC"),
     PacingInput("warmup_days", "warm-up days", hint="0 = off"),
     PacingInput("warmup_start_cap", "warm-up start cap"),
     PacingInput("hourly_cap", "hourly cap", hint="0 = none"),

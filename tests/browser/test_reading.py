@@ -76,6 +76,8 @@ async def test_at_1280_px_headers_paces_and_etas_keep_to_one_line(
     page: Page, console: Console
 ) -> None:
     await sign_in(page, console)
+    # An opened pacing form widens its column: the others still keep to one line.
+    await page.locator("section#inboxes summary").first.click()
     cells = page.locator(
         "section#runs th, section#inboxes th, [data-field=pace], [data-field=eta],"
         " [data-field=sent_today], [data-field=warmup], td[data-label=Run] small,"
