@@ -34,7 +34,11 @@ def refused(what: str, answer: Mapping[str, Any]) -> str:
     if answer.get("status_before"):
         why += f" ({answer['status_before']})"
     if answer.get("error") and answer.get("field"):
-        why += f": {answer['field']}"
+        field = PACING_LABELS.get(str(answer["field"]))
+        why += f": {field.label if field else answer['field']}"
+        detail = str(answer["error"]).partition(":")[2].strip()
+        if field and detail:  # a pacing constraint's own words ("not after today")
+            why += f" ({mask_phones(detail)})"
     return f"Refused: {what}: {why}. Nothing changed."
 
 

@@ -92,6 +92,17 @@ def test_set_pacing_to_the_values_it_had_says_nothing_changed() -> None:
     assert said == "Set pacing of inbox 9f8e7d6c…: nothing changed, it already was: daily cap 200."
 
 
+def test_a_pacing_value_the_database_refused_is_named_as_the_form_names_it() -> None:
+    answer = {"ok": False, "reason": "invalid_value", "inbox_id": INBOX}
+    answer["error"] = "first_sent_day: not after today"
+    answer["field"] = "first_sent_day"
+
+    assert inbox_flash("set pacing", answer) == (
+        "Refused: set pacing of inbox 9f8e7d6c…: a value was refused: warm-up day 0 "
+        "(not after today). Nothing changed."
+    )
+
+
 def test_the_contact_buttons_say_what_the_suppression_does() -> None:
     answer = {"ok": True, "phone": "***0001", "suppressed_before": False, "suppressed_after": True}
 
