@@ -1,5 +1,6 @@
 """The console's chart: messages sent per minute over the last hour, as SVG bars drawn here
-(the template writes them out; no script, no library)."""
+(the template writes them out; no script, no library). The time labels are HTML under the SVG,
+not SVG text: they keep the page's font size however narrow the chart is drawn."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 WIDTH, HEIGHT = 600, 120  # the plot's area, in the SVG's user units
-LABEL_H = 16  # room under it for the time labels
 BAR_GAP = 2
 
 
@@ -31,12 +31,13 @@ class Chart:
     total: int
     width: int = WIDTH
     height: int = HEIGHT
-    label_h: int = LABEL_H
 
     @property
     def ticks(self) -> list[Bar]:
-        """Bars whose time is written under the chart: every 15 minutes, and the last."""
-        return [b for i, b in enumerate(self.bars) if i % 15 == 0 or i == len(self.bars) - 1]
+        """Bars whose time is written under the chart, spread evenly: every 15 minutes, and the
+        last (five labels fit a phone's width)."""
+        last = len(self.bars) - 1
+        return [b for i, b in enumerate(self.bars) if (i % 15 == 0 and last - i >= 10) or i == last]
 
 
 def sent_per_minute(minutes: Sequence[Mapping[str, Any]]) -> Chart:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from app.console.view import mask_phones
+from app.console.view import PACING_LABELS, mask_phones
 from app.status_format import short_id
 
 REFUSALS = {
@@ -26,7 +26,6 @@ REFUSALS = {
     "already_suppressed": "it is already suppressed",
     "not_suppressed": "it is not suppressed",
 }
-DONE = {"pause": "paused", "resume": "resumed", "cancel": "cancelled", "requeue": "requeued"}
 
 
 def refused(what: str, answer: Mapping[str, Any]) -> str:
@@ -35,23 +34,32 @@ def refused(what: str, answer: Mapping[str, Any]) -> str:
     if answer.get("status_before"):
         why += f" ({answer['status_before']})"
     if answer.get("error") and answer.get("field"):
-        why += f": {answer['field']}"
+        field = PACING_LABELS.get(str(answer["field"]))
+        why += f": {field.label if field else answer['field']}"
+        detail = str(answer["error"]).partition(":")[2].strip()
+        if field and detail:  # a pacing constraint's own words ("not after today")
+            why += f" ({mask_phones(detail)})"
     return f"Refused: {what}: {why}. Nothing changed."
 
 
 def run_flash(action: str, answer: Mapping[str, Any], group: str | None) -> str:
+    """Says what changed: the run's status when it moved ("running → paused"), and the
+    messages the action moved (a requeue leaves a running run running: its messages say it)."""
     run = f"run {short_id(answer.get('run_id'))}…"
     if not answer.get("ok"):
         return refused(f"{action} {run}", answer)
-    moved = f"{answer.get('status_before')} → {answer.get('status_after')}"
     changed = int(answer.get("messages_changed") or 0)
+    moved = _moved(answer)
     if action == "requeue":
-        which = f"“{group}”" if group else "all reasons"
-        return f"Requeued {changed} failed message(s) of {run} ({which}): {moved}."
+        which = f"“{group}”" if group else "every reason"
+        said = f"Requeued {_messages(changed, 'failed message')} of {run} ({which}): pending again"
+        return said + (f"; the run {moved}." if moved else ".")
     if action == "cancel":
-        return f"Cancelled {run}: {moved}; {changed} pending message(s) skipped."
-    extra = f"; {changed} message(s) rescheduled" if action == "resume" and changed else ""
-    return f"{DONE[action].capitalize()} {run}: {moved}{extra}."
+        return f"Cancelled {run}: {moved}; {_messages(changed, 'pending message')} skipped."
+    if action == "resume":
+        extra = f"; {_messages(changed, 'message')} rescheduled" if changed else ""
+        return f"Resumed {run}: {moved}{extra}."
+    return f"Paused {run}: {moved}."
 
 
 def inbox_flash(action: str, answer: Mapping[str, Any]) -> str:
@@ -61,11 +69,15 @@ def inbox_flash(action: str, answer: Mapping[str, Any]) -> str:
         return refused(f"{action} of {inbox}", answer)
     if action == "lift brake":
         return f"Lifted the brake of {inbox}" + _brake(answer) + "."
+    before = _overrides(answer.get("overrides_before"))
+    after = _overrides(answer.get("overrides_after"))
+    changes = [f"{before} → {after}"] if before != after else []
+    day_before, day_after = answer.get("first_sent_day_before"), answer.get("first_sent_day_after")
+    if action == "set pacing" and day_before != day_after:
+        changes.append(f"warm-up day 0 {day_before or 'not set'} → {day_after or 'not set'}")
     done = "Set pacing" if action == "set pacing" else "Cleared pacing"
-    return (
-        f"{done} of {inbox}: {_overrides(answer.get('overrides_before'))} → "
-        f"{_overrides(answer.get('overrides_after'))}."
-    )
+    said = "; ".join(changes) or f"nothing changed, it already was: {after}"
+    return f"{done} of {inbox}: {said}."
 
 
 def contact_flash(action: str, answer: Mapping[str, Any]) -> str:
@@ -73,19 +85,36 @@ def contact_flash(action: str, answer: Mapping[str, Any]) -> str:
     contact = f"contact {answer.get('phone') or '(phone not shown)'}"
     if not answer.get("ok"):
         return refused(f"{action} {contact}", answer)
-    moved = f"suppressed {_yes(answer.get('suppressed_before'))} → "
-    moved += _yes(answer.get("suppressed_after"))
-    return f"{action.capitalize()}ed {contact}: {moved}."
+    if action == "suppress":
+        return f"Suppressed {contact}: no campaign message goes to it from now on."
+    return f"Unsuppressed {contact}: campaigns may message it again."
 
 
-def _yes(value: object) -> str:
-    return "yes" if value else "no"
+def _moved(answer: Mapping[str, Any]) -> str:
+    """ "running → paused", or "" when the status did not change."""
+    before, after = answer.get("status_before"), answer.get("status_after")
+    return "" if before == after else f"{before} → {after}"
+
+
+def _messages(number: int, what: str) -> str:
+    return f"{number} {what}" + ("" if number == 1 else "s")
 
 
 def _overrides(value: object) -> str:
-    if not isinstance(value, Mapping) or not value:
-        return "none (the service's settings)"
-    return ", ".join(f"{k} {v}" for k, v in value.items() if v is not None) or "none"
+    """ "min gap 30 s, daily cap 200", in the form's words."""
+    if not isinstance(value, Mapping):
+        value = {}
+    said = [_override(k, v) for k, v in value.items() if v is not None]
+    return ", ".join(said) or "the service's settings"
+
+
+def _override(name: str, value: object) -> str:
+    field = PACING_LABELS.get(name)
+    if field is None:
+        return f"{name.replace('_', ' ')} {value}"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{field.label} {value}" + (f" {field.unit}" if field.unit else "")
 
 
 def _brake(answer: Mapping[str, Any]) -> str:

@@ -35,6 +35,30 @@ PAGE_SIZE = 20
 _PHONE = re.compile(r"\+?\d[\d\s().-]{5,}\d")
 
 
+@dataclass(frozen=True)
+class PacingInput:
+    """One field of an inbox's "Edit pacing" form (app.operator_actions.PacingBody's names)."""
+
+    name: str
+    label: str
+    unit: str = ""  # written after a value in the flash: "30 s"
+    kind: str = "number"  # the input's type: number, text or date
+    hint: str = ""
+
+
+PACING_INPUTS = (
+    PacingInput("min_gap_s", "min gap", "s"),
+    PacingInput("max_gap_s", "max gap", "s"),
+    PacingInput("daily_cap", "daily cap", hint="0 = none"),
+    PacingInput("timezone", "time zone", kind="text", hint="e.g. UTC"),
+    PacingInput("warmup_days", "warm-up days", hint="0 = off"),
+    PacingInput("warmup_start_cap", "warm-up start cap"),
+    PacingInput("hourly_cap", "hourly cap", hint="0 = none"),
+    PacingInput("first_sent_day", "warm-up day 0", kind="date"),
+)
+PACING_LABELS = {i.name: i for i in PACING_INPUTS}
+
+
 def mask_phones(text: object) -> str:
     """One line, each run of 7 or more digits (with separators) cut to its last two: '…42'."""
     return _PHONE.sub(lambda m: "…" + re.sub(r"\D", "", m.group())[-2:], one_line(text))
@@ -103,6 +127,15 @@ class RunRow:
     def percent(self) -> int:
         return round(100 * self.done / self.total) if self.total else 0
 
+    @property
+    def can_requeue(self) -> bool:
+        return bool(self.failure_groups) and self.status != "cancelled"
+
+    @property
+    def has_actions(self) -> bool:
+        """A button to show (an ended run with no failed message has none)."""
+        return self.status in ("running", "paused") or self.can_requeue
+
 
 @dataclass(frozen=True)
 class InboxRow:
@@ -134,6 +167,7 @@ class ConsoleView:
     failures: list[Reason]
     retrying: list[Reason]
     skipped: list[Reason]
+    pacing_inputs: tuple[PacingInput, ...] = PACING_INPUTS
 
     @property
     def prev_query(self) -> str | None:
@@ -229,7 +263,7 @@ def _inbox(inbox: Mapping[str, Any], at: datetime | None) -> InboxRow:
         pace=gap_range(as_number(inbox.get("min_gap_s")), as_number(inbox.get("max_gap_s"))),
         sent_today=count(as_number(inbox.get("sent_today"))),
         cap=_cap(today_cap if today_cap is not None else cap),
-        warmup="off" if warmup is None else f"day {int(warmup)}, cap {_cap(today_cap)}",
+        warmup=_warmup(warmup, today_cap),
         last_hour=NONE
         if not hourly
         else f"{count(as_number(inbox.get('sent_last_hour')) or 0)} / {count(hourly)}",
@@ -242,8 +276,14 @@ def _inbox(inbox: Mapping[str, Any], at: datetime | None) -> InboxRow:
     )
 
 
+def _warmup(day: float | None, today_cap: float | None) -> str:
+    if day is None:
+        return "off"
+    return f"day {int(day)}" + (f", cap {count(today_cap)}" if today_cap else "")
+
+
 def _cap(cap: float | None) -> str:
-    return "none" if not cap else count(cap)
+    return "no cap" if not cap else count(cap)
 
 
 def _reasons(rows: object, at: datetime | None) -> list[Reason]:

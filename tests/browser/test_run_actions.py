@@ -88,7 +88,13 @@ async def test_a_requeue_of_one_reason_group_requeues_just_those_messages(
     await choice.select_option(value=reason)
     await click_and_follow(page, form.locator("button[data-action=requeue]"))
 
-    await expect(page.locator("#flash")).not_to_be_empty()
+    flash = page.locator("#flash")
+    count = len(requeued)
+    await expect(flash).to_contain_text(
+        f"Requeued {count} failed message{'' if count == 1 else 's'}"
+    )
+    await expect(flash).to_contain_text(f"of run {run_id[:8]}… (“{reason}”): pending again")
+    await expect(flash).not_to_contain_text("running → running")
     after = await failed_by_reason(db)
     assert (run_id, reason) not in after
     assert after == {group: ids for group, ids in before.items() if group != (run_id, reason)}

@@ -53,7 +53,7 @@ async def test_suppress_and_unsuppress_a_contact(
     fields = {"workspace_id": workspace, "phone": PHONE, "reason": "asked by phone"}
     flash = await console.act("/console/contacts/suppress", fields)
 
-    assert flash == "Suppressed contact ***0001: suppressed no → yes."
+    assert flash == "Suppressed contact ***0001: no campaign message goes to it from now on."
     rows = await conn.fetch(
         "select workspace_id, phone_normalized, reason from campaign_suppressions"
     )
@@ -66,7 +66,7 @@ async def test_suppress_and_unsuppress_a_contact(
     flash = await console.act(
         "/console/contacts/unsuppress", {"workspace_id": workspace, "phone": PHONE}
     )
-    assert flash == "Unsuppressed contact ***0001: suppressed yes → no."
+    assert flash == "Unsuppressed contact ***0001: campaigns may message it again."
     assert not await conn.fetchval("select count(*) from campaign_suppressions")
 
     bad = await console.act("/console/contacts/suppress", {"workspace_id": "nope", "phone": PHONE})

@@ -146,9 +146,9 @@ async def test_the_inbox_buttons_set_and_clear_its_pacing(
         f"/console/inboxes/{inbox}/pacing",
         {"min_gap_s": "30", "max_gap_s": "90", "daily_cap": "", "timezone": ""},
     )
-    assert flash.startswith(f"Set pacing of inbox {short}…: none (the service's settings) → ")
-    assert "min_gap_s 30" in flash
-    assert "max_gap_s 90" in flash
+    assert flash.startswith(f"Set pacing of inbox {short}…: the service's settings → ")
+    assert "min gap 30 s" in flash
+    assert "max gap 90 s" in flash
     row = await conn.fetchrow("select * from campaign_inbox_pacing where inbox_id = $1", inbox)
     assert (row["min_gap_s"], row["max_gap_s"], row["daily_cap"]) == (30, 90, None)
 
@@ -161,7 +161,7 @@ async def test_the_inbox_buttons_set_and_clear_its_pacing(
 
     flash = await console.act(f"/console/inboxes/{inbox}/clear-pacing")
     assert flash.startswith(f"Cleared pacing of inbox {short}…: ")
-    assert flash.endswith("→ none (the service's settings).")
+    assert flash.endswith("→ the service's settings.")
     assert not await conn.fetchval("select count(*) from campaign_inbox_pacing")
     again = await console.act(f"/console/inboxes/{inbox}/clear-pacing")
     assert again == (

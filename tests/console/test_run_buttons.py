@@ -48,7 +48,7 @@ async def test_pause_resume_and_cancel_change_the_run_and_say_so(
 
     flash = await console.act(f"/console/runs/{run}/cancel")
     short = str(run)[:8]
-    assert flash == f"Cancelled run {short}…: running → cancelled; 3 pending message(s) skipped."
+    assert flash == f"Cancelled run {short}…: running → cancelled; 3 pending messages skipped."
     assert await run_state(conn, run) == "cancelled"
     statuses = await conn.fetch("select status, error_message from campaign_messages")
     assert {(r["status"], r["error_message"]) for r in statuses} == {("skipped", "cancelled")}
@@ -93,8 +93,8 @@ async def test_requeue_offers_the_runs_reason_groups_and_requeues_just_the_one_c
     flash = await console.act(f"/console/runs/{run}/requeue", {"reason": options[1]})
 
     assert flash == (
-        f"Requeued 2 failed message(s) of run {str(run)[:8]}… "
-        "(“send failed: HTTP 400 invalid number <n>”): running → running."
+        f"Requeued 2 failed messages of run {str(run)[:8]}… "
+        "(“send failed: HTTP 400 invalid number <n>”): pending again."
     )
     rows = await conn.fetch("select id, status from campaign_messages")
     by_id = {r["id"]: r["status"] for r in rows}
@@ -102,7 +102,7 @@ async def test_requeue_offers_the_runs_reason_groups_and_requeues_just_the_one_c
     assert requeue_options(await console.page(), run) == ["", options[2]]
 
     flash = await console.act(f"/console/runs/{run}/requeue", {"reason": ""})
-    assert flash.startswith(f"Requeued 1 failed message(s) of run {str(run)[:8]}… (all reasons)")
+    assert flash.startswith(f"Requeued 1 failed message of run {str(run)[:8]}… (every reason)")
     statuses = await conn.fetch("select status from campaign_messages")
     assert {r["status"] for r in statuses} == {"pending"}
     assert 'data-action="requeue"' not in await console.page()
