@@ -207,3 +207,22 @@ async def test_an_hourly_cap_looser_than_the_gap_changes_nothing(
 
     await set_pacing(conn, seeded.inbox_id, hourly_cap=180)  # 180 * 20 s: the hour, no less
     assert (await eta_and_inbox(rpc, seeded.run_id))[0] == pytest.approx(4 * 20, abs=2)
+
+
+async def test_a_warmup_of_an_inbox_that_never_sent_counts_from_today(
+    conn: asyncpg.Connection, rpc: PostgresRpc
+) -> None:
+    seeded = await seed_campaign(conn, leads=40)  # no override, no pacing state yet
+    settings = {
+        "p_min_gap_s": 10,
+        "p_max_gap_s": 10,
+        "p_daily_cap": 20,
+        "p_warmup_days": 2,
+        "p_warmup_start_cap": 5,
+    }
+
+    eta_s, inbox = await eta_and_inbox(rpc, seeded.run_id, **settings)
+
+    # As above: caps 5, 12, then 20; the last 3 on day 3 (its midnight in INBOX_TIMEZONE).
+    assert eta_s == pytest.approx(await to_midnight_s(conn) + 2 * 86400 + 2 * 10, abs=2)
+    assert (inbox["warmup_day"], inbox["today_cap"], inbox["next_slot_at"]) == (0, 5, None)
