@@ -107,19 +107,22 @@ $$;
 --
 -- eta_s (seconds until the run's last message goes out; null for a paused run, or when it
 -- cannot be told). Pacing limits are the inbox's campaign_inbox_pacing overrides, else
--- p_min_gap_s / p_max_gap_s / p_daily_cap (the service passes its INBOX_* settings), else the
--- service's defaults 20 / 60 / 300. With n = the run's pending plus in-flight messages:
--- - paced inbox (a gap or a cap): runs sharing the inbox interleave (fair share), so the run's
---   last message is the k-th of the inbox, k = sum over the inbox's running runs of
---   least(their n, this n); with g = mean gap (min + max) / 2 and left = cap - sent_today:
---     k <= left (or no cap): wait for the next slot + (k - 1) * g
---     k >  left: the rest go from the inbox's next midnight (its day's timezone), cap a
---                day: to_midnight + 86400 * (days - 1) + ((k - left - 1) % cap) * g,
---                days = ceil((k - left) / cap)
--- - unpaced inbox: n at the run's pace of the last 60 minutes (or since it started, if that
---   is shorter, one minute at least): n * window / sends in the window (null: none sent).
+-- p_min_gap_s / p_max_gap_s / p_daily_cap / p_warmup_* / p_hourly_cap (the service passes its
+-- INBOX_* settings), else the service's defaults 20 / 60 / 300, warm-up and hourly cap off.
+-- With n = the run's pending plus in-flight messages:
+-- - paced inbox (a gap, a daily or an hourly cap): runs sharing the inbox interleave (fair
+--   share), so the run's last message is the k-th of the inbox, k = sum over the inbox's
+--   running runs of least(their n, this n); it goes when cq_status_eta_s
+--   (057_status_eta.sql) says: from the inbox's next slot or the end of its hold (a brake,
+--   the daily or hourly cap: cq_inbox_hold, 040_inbox_hold.sql), one a mean gap (min + max)
+--   / 2, or at most hourly_cap an hour when that is tighter; past what today's cap (a
+--   warm-up's) leaves, from each next midnight (its day's timezone) a day's cap at a time,
+--   a warm-up's growing one on its days;
+-- - unpaced inbox: its hold's end (a brake), then n at the run's pace of the last 60 minutes
+--   (or since it started, if that is shorter, one minute at least): n * window / sends in the
+--   window (null: none sent).
 -- Never sooner than the run's last scheduled_at. The send window (start/end time) is not
--- accounted for.
+-- accounted for. An inbox's next_slot_at is its state's, or its hold's end when later.
 create or replace function campaign_queue_status(
   p_run_id uuid default null,
   p_min_gap_s real default null,
@@ -266,6 +269,16 @@ begin
                               coalesce(i.min_gap_s, p_min_gap_s, 20), 0), 86400)::numeric
                  as max_gap,
                greatest(coalesce(i.daily_cap, p_daily_cap, 300), 0) as cap) l
+  ), held as materialized (
+    -- Number health's hold now (cq_inbox_hold, 040_inbox_hold.sql): the next slot is its end
+    -- when later; the ETA counts it (cq_status_eta_s, 057_status_eta.sql).
+    select ib.inbox_id, g as state, o as overrides, h.*,
+           greatest(ib.next_slot_at, h.until) as slot_at
+      from inboxes ib
+      left join campaign_inbox_pacing o on o.inbox_id = ib.inbox_id
+      left join campaign_inbox_pacing_state g on g.inbox_id = ib.inbox_id
+      cross join lateral cq_inbox_hold(g, o, ib.cap, p_warmup_days, p_warmup_start_cap,
+                                       p_hourly_cap, v_now) h
   ), shares as (
     -- k = sum over the inbox's running runs of least(their remaining, this remaining):
     -- the remaining of the runs with no more than this one, plus this one's for each run
@@ -287,23 +300,20 @@ begin
            case
              when a.status <> 'running' then null
              when a.remaining = 0 then 0
-             when ib.min_gap > 0 or ib.cap > 0 then greatest(
-               case
-                 when ib.cap > 0 and s.k > greatest(ib.cap - ib.sent_today, 0) then
-                   ib.to_midnight_s
-                   + 86400 * (ceil((s.k - greatest(ib.cap - ib.sent_today, 0))::numeric
-                                   / ib.cap) - 1)
-                   + ((s.k - greatest(ib.cap - ib.sent_today, 0) - 1) % ib.cap) * ib.mean_gap
-                 else greatest(extract(epoch from ib.next_slot_at - v_now), 0)
-                      + (s.k - 1) * ib.mean_gap
-               end,
+             when ib.min_gap > 0 or ib.cap > 0 or h.hourly_cap > 0 then greatest(
+               cq_status_eta_s(s.k::bigint, v_now, h.slot_at, ib.mean_gap, ib.cap,
+                               ib.sent_today, ib.to_midnight_s, h.day_cap, h.warmup_day,
+                               h.hourly_cap, ib.inbox_id, h.state, h.overrides,
+                               p_warmup_days, p_warmup_start_cap, p_hourly_cap),
                extract(epoch from a.last_at - v_now))
              when a.sent_60m > 0 then greatest(
-               a.remaining * a.window_s / a.sent_60m,
+               greatest(coalesce(extract(epoch from h.until - v_now), 0), 0)
+                 + a.remaining * a.window_s / a.sent_60m,
                extract(epoch from a.last_at - v_now))
            end as eta_s
       from per_run a
       left join inboxes ib on ib.inbox_id = a.inbox_id
+      left join held h on h.inbox_id = a.inbox_id
       left join shares s on s.id = a.id
      where a.shown
   ), failed as (
@@ -348,7 +358,7 @@ begin
                'sent_today', ib.sent_today,
                'daily_cap', ib.cap,
                'timezone', ib.tz,
-               'next_slot_at', ib.next_slot_at,
+               'next_slot_at', h.slot_at,
                'min_gap_s', ib.min_gap,
                'max_gap_s', ib.max_gap,
                'pending', coalesce(ib.pending, 0),
@@ -358,14 +368,13 @@ begin
                'sent_last_hour', h.sent_last_hour,
                'held', h.reason,
                'held_until', h.until,
-               'brake_reason', case when g.brake_until > v_now then g.brake_reason end,
-               'brake_until', case when g.brake_until > v_now then g.brake_until end)
+               'brake_reason',
+                 case when (h.state).brake_until > v_now then (h.state).brake_reason end,
+               'brake_until',
+                 case when (h.state).brake_until > v_now then (h.state).brake_until end)
              order by ib.inbox_id)
         from inboxes ib
-        left join campaign_inbox_pacing o on o.inbox_id = ib.inbox_id
-        left join campaign_inbox_pacing_state g on g.inbox_id = ib.inbox_id
-        cross join lateral cq_inbox_hold(g, o, ib.cap, p_warmup_days, p_warmup_start_cap,
-                                         p_hourly_cap, v_now) h
+        join held h on h.inbox_id = ib.inbox_id
        where ib.inbox_id in (select pr.inbox_id from per_run pr where pr.shown)), '[]'::jsonb),
     'failures', coalesce((
       select jsonb_agg(jsonb_build_object('reason', f.reason, 'count', f.n)

@@ -74,6 +74,7 @@ begin
     'cq_status_queue(uuid[],timestamptz)',
     'cq_status_circuit(timestamptz)',
     'cq_status_last_call()',
+    'cq_status_eta_s(bigint,timestamptz,timestamptz,numeric,integer,integer,numeric,integer,integer,integer,uuid,campaign_inbox_pacing_state,campaign_inbox_pacing,integer,integer,integer)',
     'cq_window_open(time,time,text,timestamptz)',
     'cq_window_opening(time,time,text,timestamptz)',
     'cq_open_horizon(time,time,text,timestamptz,timestamptz)',

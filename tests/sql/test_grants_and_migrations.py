@@ -79,6 +79,7 @@ INTERNAL_FUNCTIONS = [
     "cq_status_queue",
     "cq_status_circuit",
     "cq_status_last_call",
+    "cq_status_eta_s",
     "cq_window_open",
     "cq_window_opening",
     "cq_open_horizon",
