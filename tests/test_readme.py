@@ -322,7 +322,7 @@ STABLE_HEADINGS = [
     "Pacing",
     "Status",
     "Running it",
-    "Not built yet",
+    "Known limits",
 ]
 
 
