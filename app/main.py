@@ -41,7 +41,7 @@ from app.auth import (
 )
 from app.console import router as console_router
 from app.delivery.sender import Sender
-from app.error_answers import forbidden, invalid_request, unauthorized
+from app.error_answers import forbidden, invalid_request, method_not_allowed, unauthorized
 from app.logs import configure_logging, log
 from app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.metrics import ServiceMetrics
@@ -261,6 +261,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(UnauthorizedError, unauthorized)
     app.add_exception_handler(ForbiddenError, forbidden)
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(405, method_not_allowed)
     _add_docs(app)
     return app
 

@@ -79,6 +79,26 @@ async def test_without_an_operator_token_every_operator_route_is_404(
 
 
 @pytest.mark.parametrize("store_kind", ["postgres"])
+async def test_without_an_operator_token_every_method_on_the_console_and_operator_paths_is_404(
+    service: Service,
+) -> None:
+    # Another method on a route that exists answered 405, which told a prober the console
+    # and the actions are there; without the token they must not seem to exist at all.
+    asked = [
+        ("GET", f"/operator/runs/{NOWHERE}/pause"),
+        ("PUT", f"/operator/inboxes/{NOWHERE}/pacing"),
+        ("GET", "/operator/contacts/suppress"),
+        ("POST", "/console"),
+        ("GET", "/console/sign-out"),
+        ("DELETE", "/console/sign-in"),
+        ("GET", f"/console/runs/{NOWHERE}/pause"),
+    ]
+    for method, path in asked:
+        response = await service.http.request(method, service.url + path, timeout=30)
+        assert response.status_code == 404, (method, path, response.status_code)
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
 async def test_no_token_a_wrong_one_401_and_the_cron_secret_403_each_logged_without_it(
     operator: Service, conn: asyncpg.Connection, capfd: pytest.CaptureFixture[str]
 ) -> None:
