@@ -99,6 +99,12 @@ async def test_without_an_operator_token_every_method_on_the_console_and_operato
 
 
 @pytest.mark.parametrize("store_kind", ["postgres"])
+async def test_with_an_operator_token_another_method_is_still_405(operator: Service) -> None:
+    response = await operator.http.get(operator.url + f"/operator/runs/{NOWHERE}/pause")
+    assert (response.status_code, response.headers["allow"]) == (405, "POST")
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
 async def test_no_token_a_wrong_one_401_and_the_cron_secret_403_each_logged_without_it(
     operator: Service, conn: asyncpg.Connection, capfd: pytest.CaptureFixture[str]
 ) -> None:
