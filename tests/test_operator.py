@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from app.main import create_app
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
-from app.sandbox.stubs import Latency, RequestInfo
+from app.sandbox.stubs import Fault, Latency, RequestInfo
 from app.settings import Settings
 from tests.processing.invariants import assert_no_lease_left
 from tests.service import Service
@@ -317,6 +317,47 @@ async def test_the_cli_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None
     code, _, err = await run_cli(["run", "cancel", NOWHERE], env, tmp_path)
     assert code == 3
     assert "database unavailable" in err
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+async def test_requeue_of_a_message_failed_with_a_part_out_resumes_it_never_resending_a_part(
+    operator: Service, conn: asyncpg.Connection
+) -> None:
+    seeded = await seed_campaign(conn, leads=1, split_messages=True, min_chars_to_split=10)
+    [message] = seeded.message_ids
+    operator.stubs.send.faults.status = 400  # refused for good: no retry
+
+    def refuse_the_second_part(info: RequestInfo) -> Fault | None:
+        return Fault.STATUS if info.headers.get("idempotency-key") == f"{message}:1" else None
+
+    operator.stubs.send.faults.rules.append(refuse_the_second_part)
+    assert (await operator.process()).status_code == 200
+    failed = await conn.fetchrow(
+        """select status, parts_sent, jsonb_array_length(message_parts) as parts, error_message
+             from campaign_messages where id = $1""",
+        message,
+    )
+    assert (failed["status"], failed["parts_sent"]) == ("failed", 1)
+    assert failed["parts"] >= 2
+    status = await operator.http.get(
+        operator.url + "/status", headers={"Authorization": f"Bearer {CRON_SECRET}"}
+    )
+    [group] = [f["reason"] for f in status.json()["failures"]]
+
+    operator.stubs.send.faults.rules.clear()
+    answer = await act(operator, f"/operator/runs/{seeded.run_id}/requeue", {"reason": group})
+    assert (answer.status_code, answer.json()["messages_changed"]) == (200, 1)
+    assert (await operator.process()).status_code == 200
+
+    sent = await conn.fetchrow(
+        "select status, parts_sent from campaign_messages where id = $1", message
+    )
+    delivered = Counter(operator.stubs.send.delivered_keys())
+    assert (sent["status"], sent["parts_sent"]) == ("sent", failed["parts"])
+    assert delivered == Counter(f"{message}:{i}" for i in range(failed["parts"]))
+    assert operator.stubs.send.duplicate_keys == 0  # the first part never asked for again
+    assert (await conn.fetchval("select status from campaign_runs")) == "completed"
+    await assert_no_lease_left(conn)
 
 
 # --- cancelling a run being worked ----------------------------------------------------------
