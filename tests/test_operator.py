@@ -452,6 +452,49 @@ async def test_cancel_while_a_message_has_parts_out_lets_it_finish_its_parts(
     await assert_no_lease_left(conn)
 
 
+@pytest.mark.parametrize("store_kind", ["postgres"])
+async def test_cancel_on_one_instance_while_two_instances_send_the_run(
+    operator: Service, operator_settings: Settings, conn: asyncpg.Connection
+) -> None:
+    seeded = await seed_campaign(conn, leads=12, split_messages=True, min_chars_to_split=10)
+    operator.stubs.send.latency = Latency(fixed_ms=120)
+    with LoopbackServer(create_app(operator_settings), lifespan=True) as other:
+        second = Service(other.url, operator_settings, operator.stubs, operator.http)
+        body = {"batch_size": 3, "concurrency": 2}
+        calls = [asyncio.create_task(s.process(body)) for s in (operator, second)]
+        for _ in range(200):  # 10 s at most: until a part is out
+            if await conn.fetchval("select count(*) from campaign_messages where parts_sent > 0"):
+                break
+            await asyncio.sleep(0.05)
+        cancelled = await act(second, f"/operator/runs/{seeded.run_id}/cancel")
+        answers = await asyncio.gather(*calls)
+        after = await operator.process()
+
+    assert cancelled.status_code == 200
+    assert [a.status_code for a in answers] == [200, 200]
+    assert after.status_code == 200
+    assert after.json()["claimed"] == 0
+    assert (await conn.fetchval("select status from campaign_runs")) == "cancelled"
+    rows = await conn.fetch(
+        """select id, status, error_message, parts_sent,
+                  coalesce(jsonb_array_length(message_parts), 0) as parts
+             from campaign_messages where run_id = $1""",
+        seeded.run_id,
+    )
+    delivered = Counter(k.split(":")[0] for k in operator.stubs.send.delivered_keys())
+    ended = Counter(r["status"] for r in rows)
+    # Nothing pending or failed; both sent and skipped ones: the cancel came mid-run.
+    assert set(ended) == {"sent", "skipped"}, ended
+    for row in rows:  # sent in full, or skipped with nothing of it out: never half-sent
+        if row["status"] == "sent":
+            assert row["parts_sent"] == row["parts"] == delivered[str(row["id"])] >= 2
+        else:
+            assert (row["error_message"], row["parts_sent"]) == ("cancelled", 0)
+            assert delivered[str(row["id"])] == 0
+    assert operator.stubs.send.duplicate_keys == 0
+    await assert_no_lease_left(conn)
+
+
 async def wait_for_status(conn: asyncpg.Connection, status: str) -> None:
     for _ in range(200):  # 10 s at most
         if await conn.fetchval("select count(*) from campaign_messages where status = $1", status):
