@@ -212,7 +212,7 @@ def _eta(status: str, eta: float | None) -> str:
         return NONE
     if eta is None:
         return "unknown"
-    return "done" if eta <= 0 else "in " + duration(eta)
+    return "now" if eta <= 0 else "in " + duration(eta)  # 0: its last message is due now
 
 
 def _inbox(inbox: Mapping[str, Any], at: datetime | None) -> InboxRow:
