@@ -39,10 +39,13 @@ async def test_a_pending_message_held_through_the_cancel_is_skipped_by_the_next_
     row = await message_row(conn, held)
     assert (row["status"], row["error_message"]) == ("skipped", "cancelled")
     assert (await run_row(conn, seeded.run_id))["status"] == "cancelled"
-    assert await conn.fetchval(
-        "select count(*) from campaign_messages where run_id = $1 and status = 'pending'",
-        seeded.run_id,
-    ) == 0
+    assert (
+        await conn.fetchval(
+            "select count(*) from campaign_messages where run_id = $1 and status = 'pending'",
+            seeded.run_id,
+        )
+        == 0
+    )
 
 
 async def test_the_tidy_leaves_the_pending_messages_of_running_and_paused_runs(
