@@ -62,9 +62,15 @@ def inbox_flash(action: str, answer: Mapping[str, Any]) -> str:
     if action == "lift brake":
         return f"Lifted the brake of {inbox}" + _brake(answer) + "."
     done = "Set pacing" if action == "set pacing" else "Cleared pacing"
+    day_0 = ""
+    if answer.get("first_sent_day_before") != answer.get("first_sent_day_after"):
+        day_0 = (
+            f"; warm-up day 0 {answer.get('first_sent_day_before') or 'none'} → "
+            f"{answer.get('first_sent_day_after') or 'none'}"
+        )
     return (
         f"{done} of {inbox}: {_overrides(answer.get('overrides_before'))} → "
-        f"{_overrides(answer.get('overrides_after'))}."
+        f"{_overrides(answer.get('overrides_after'))}{day_0}."
     )
 
 
