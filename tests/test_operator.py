@@ -360,6 +360,31 @@ async def test_requeue_of_a_message_failed_with_a_part_out_resumes_it_never_rese
     await assert_no_lease_left(conn)
 
 
+@pytest.mark.parametrize("store_kind", ["postgres"])
+async def test_each_action_logs_what_it_changed_never_the_phone(
+    operator: Service, conn: asyncpg.Connection, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The routes pick status_after and workspace_id for their log line; the log dropped both,
+    # so a pause and a cancel logged the same line and a suppression named no workspace.
+    seeded = await seed_campaign(conn, leads=1)
+    workspace = await conn.fetchval("select workspace_id from campaign_configs")
+    capfd.readouterr()
+
+    assert (await act(operator, f"/operator/runs/{seeded.run_id}/pause")).status_code == 200
+    assert (await act(operator, f"/operator/runs/{seeded.run_id}/cancel")).status_code == 200
+    contact = {"workspace_id": str(workspace), "phone": "+55 11 98765-4321"}
+    assert (await act(operator, "/operator/contacts/suppress", contact)).status_code == 200
+
+    lines = [json.loads(x) for x in capfd.readouterr().err.splitlines() if x.startswith("{")]
+    actions = [x for x in lines if x["message"] == "operator action"]
+    assert [(x.get("run_id"), x.get("status_after")) for x in actions[:2]] == [
+        (str(seeded.run_id), "paused"),
+        (str(seeded.run_id), "cancelled"),
+    ]
+    assert actions[2].get("workspace_id") == str(workspace)
+    assert "98765" not in json.dumps(lines)
+
+
 # --- cancelling a run being worked ----------------------------------------------------------
 
 
