@@ -50,7 +50,8 @@ class Listing:
     @classmethod
     def from_query(cls, status: object, page: object) -> Listing:
         status = status if status in STATUS_FILTERS else "all"
-        number = int(page) if isinstance(page, str) and page.isdigit() else 1
+        # isascii: "²" is a digit to str.isdigit(), not to int()
+        number = int(page) if isinstance(page, str) and page.isascii() and page.isdigit() else 1
         return cls(str(status), min(max(number, 1), 10_000))
 
     @property

@@ -187,3 +187,17 @@ async def test_a_running_run_with_a_message_due_now_is_not_shown_as_done(
     eta = re.search(r'data-field="eta"[^>]*>([^<]+)<', row)
     assert eta
     assert eta.group(1) == "now"
+
+
+async def test_a_page_number_of_other_digits_reads_as_the_first_page(
+    console: Console, conn: asyncpg.Connection
+) -> None:
+    # "²" passes str.isdigit() but not int(): the page answered 500, and so did the redirect
+    # of a button posted from such a page, after its action was done.
+    seeded = await seed_campaign(conn, leads=1)
+    for query in ("?page=%C2%B2", "?status=all&page=%C2%B9%C2%B2"):
+        page = await console.page(query)
+        assert run_rows(page) == [str(seeded.run_id)]
+    response = await console.post(f"/console/runs/{seeded.run_id}/pause?page=%C2%B2")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console?status=all&page=1#flash"
