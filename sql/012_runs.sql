@@ -187,7 +187,12 @@ language plpgsql security definer set search_path = public
 as $$
 declare
   v_forgotten int;
+  v_cancelled int;
 begin
+  -- campaign_messages before the fold's advisory lock, as every writer takes them
+  -- (009_message_counts.sql): skipping them after the fold deadlocked with a re-applied
+  -- counts migration, which holds campaign_messages while it waits for that lock.
+  v_cancelled := cq_skip_cancelled_leftovers();  -- 052
   delete from campaign_run_turns t
    where t.run_id in (select d.run_id from campaign_run_turns d
                        where not exists (select 1 from campaign_runs r
@@ -197,7 +202,7 @@ begin
   get diagnostics v_forgotten = row_count;
   return jsonb_build_object('folded', cq_fold_message_counts(), 'turns_forgotten', v_forgotten,
                             'sent_texts_forgotten', cq_forget_sent_texts(),  -- 047
-                            'cancelled_skipped', cq_skip_cancelled_leftovers());  -- 052
+                            'cancelled_skipped', v_cancelled);
 end;
 $$;
 
