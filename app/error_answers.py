@@ -9,11 +9,13 @@ line naming the route, the caller's address and what was wrong, never a secret.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from fastapi import Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from app.logs import log
 
@@ -51,6 +53,16 @@ async def forbidden(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         {"success": False, "error": "forbidden: the CRON_SECRET cannot act on campaigns"}, 403
     )
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    """405, except under /console and /operator/ without OPERATOR_TOKEN: 404 there, as for
+    the methods those routes take, so a prober cannot tell they exist."""
+    path = request.url.path
+    operator_path = path == "/console" or path.startswith(("/console/", "/operator/"))
+    if operator_path and request.app.state.services.settings.operator_token is None:
+        return JSONResponse({"detail": "Not Found"}, 404)
+    return await http_exception_handler(request, cast(HTTPException, exc))
 
 
 def _what_was_wrong(request: Request) -> str:

@@ -20,6 +20,8 @@ _FIELDS = (
     "error",
     "phone",
     "inbox_id",  # the failure brake's line
+    "workspace_id",  # an operator's action (app.operator_routes, app.console.actions)
+    "status_after",
     # the start-up line (app.startup)
     "version",
     "store",

@@ -41,7 +41,7 @@ from app.auth import (
 )
 from app.console import router as console_router
 from app.delivery.sender import Sender
-from app.error_answers import forbidden, invalid_request, unauthorized
+from app.error_answers import forbidden, invalid_request, method_not_allowed, unauthorized
 from app.logs import configure_logging, log
 from app.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from app.metrics import ServiceMetrics
@@ -53,7 +53,13 @@ from app.request_body import parse_body
 from app.settings import Settings, SettingsError, load_settings
 from app.shutdown import on_sigterm
 from app.startup import log_start_up, package_version, secrets_of
-from app.status_page import STATUS_RUNS_DEFAULT, STATUS_RUNS_MAX, STATUS_RUNS_MIN
+from app.status_page import (
+    STATUS_OFFSET_MAX,
+    STATUS_RUNS_DEFAULT,
+    STATUS_RUNS_MAX,
+    STATUS_RUNS_MIN,
+    StatusFilter,
+)
 from app.store.rpc import DatabaseError, Rpc
 from app.store.store import FailureBrake, Pacing, Store
 
@@ -261,6 +267,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(UnauthorizedError, unauthorized)
     app.add_exception_handler(ForbiddenError, forbidden)
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(405, method_not_allowed)
     _add_docs(app)
     return app
 
@@ -349,14 +356,25 @@ async def status(
             "first); `runs_total` counts them all.",
         ),
     ] = STATUS_RUNS_DEFAULT,
+    offset: Annotated[
+        int, Query(ge=0, le=STATUS_OFFSET_MAX, description="The runs passed over first.")
+    ] = 0,
+    runs_status: Annotated[
+        StatusFilter | None,
+        Query(
+            alias="status",
+            description="The runs of one status, or `all`; unset: running and paused.",
+        ),
+    ] = None,
 ) -> JSONResponse:
     """Queue depth and lag, each run's progress, cost and ETA, inboxes' pace, failures by
     reason, throughput (docs/architecture.md, "Status"); `?run_id=` answers about that run only,
-    `?limit=` pages the runs (default 50, 1 to 500)."""
+    `?limit=` and `?offset=` page the runs (default 50, 1 to 500), `?status=` filters them."""
     settings = services.settings
     pacing = Pacing.from_settings(settings)
     try:
-        return JSONResponse(await services.store.queue_status(run_id, pacing, limit))
+        answer = await services.store.queue_status(run_id, pacing, limit, offset, runs_status)
+        return JSONResponse(answer)
     except DatabaseError as exc:
         log.error("database unavailable", extra={"error": str(exc)})
         return JSONResponse({"success": False, "error": "database unavailable"}, 503)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from typing import Annotated, Any, Self
 from urllib.parse import urlsplit
@@ -164,6 +165,23 @@ class Settings(BaseSettings):
         if not (secret.isascii() and secret.isprintable()):
             raise ValueError(NOT_ASCII_CRON_SECRET)
         return SecretStr(secret)
+
+    @field_validator("operator_token")
+    @classmethod
+    def _operator_token_not_the_cron_secret(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        # The same value would let the scheduler's secret act on campaigns.
+        cron = info.data.get("cron_secret")
+        if (
+            value is not None
+            and cron is not None
+            and hmac.compare_digest(
+                value.get_secret_value().encode(), cron.get_secret_value().encode()
+            )
+        ):
+            raise ValueError("must not be the CRON_SECRET")
+        return value
 
     @field_validator("inbox_max_gap_s")
     @classmethod

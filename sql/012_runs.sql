@@ -189,8 +189,9 @@ declare
   v_forgotten int;
   v_cancelled int;
 begin
-  -- A write of campaign_messages before the fold's advisory lock and the counts, as every
-  -- message writer and 009's migration take them (009_message_counts.sql).
+  -- campaign_messages before the fold's advisory lock, as every writer takes them
+  -- (009_message_counts.sql): skipping them after the fold deadlocked with a re-applied
+  -- counts migration, which holds campaign_messages while it waits for that lock.
   v_cancelled := cq_skip_cancelled_leftovers();  -- 052
   delete from campaign_run_turns t
    where t.run_id in (select d.run_id from campaign_run_turns d

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from app.main import create_app
 from app.sandbox.seed import seed_campaign
 from app.sandbox.server import LoopbackServer
-from app.sandbox.stubs import Latency, RequestInfo
+from app.sandbox.stubs import Fault, Latency, RequestInfo
 from app.settings import Settings
 from tests.processing.invariants import assert_no_lease_left
 from tests.service import Service
@@ -76,6 +76,32 @@ async def test_without_an_operator_token_every_operator_route_is_404(
             response = await act(service, path, token=token)
             assert response.status_code == 404, (path, token)
     assert (await conn.fetchval("select status from campaign_runs")) == "running"
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+async def test_without_an_operator_token_every_method_on_the_console_and_operator_paths_is_404(
+    service: Service,
+) -> None:
+    # Another method on a route that exists answered 405, which told a prober the console
+    # and the actions are there; without the token they must not seem to exist at all.
+    asked = [
+        ("GET", f"/operator/runs/{NOWHERE}/pause"),
+        ("PUT", f"/operator/inboxes/{NOWHERE}/pacing"),
+        ("GET", "/operator/contacts/suppress"),
+        ("POST", "/console"),
+        ("GET", "/console/sign-out"),
+        ("DELETE", "/console/sign-in"),
+        ("GET", f"/console/runs/{NOWHERE}/pause"),
+    ]
+    for method, path in asked:
+        response = await service.http.request(method, service.url + path, timeout=30)
+        assert response.status_code == 404, (method, path, response.status_code)
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+async def test_with_an_operator_token_another_method_is_still_405(operator: Service) -> None:
+    response = await operator.http.get(operator.url + f"/operator/runs/{NOWHERE}/pause")
+    assert (response.status_code, response.headers["allow"]) == (405, "POST")
 
 
 @pytest.mark.parametrize("store_kind", ["postgres"])
@@ -293,6 +319,72 @@ async def test_the_cli_refuses_bad_arguments_in_one_line(tmp_path: Path) -> None
     assert "database unavailable" in err
 
 
+@pytest.mark.parametrize("store_kind", ["postgres"])
+async def test_requeue_of_a_message_failed_with_a_part_out_resumes_it_never_resending_a_part(
+    operator: Service, conn: asyncpg.Connection
+) -> None:
+    seeded = await seed_campaign(conn, leads=1, split_messages=True, min_chars_to_split=10)
+    [message] = seeded.message_ids
+    operator.stubs.send.faults.status = 400  # refused for good: no retry
+
+    def refuse_the_second_part(info: RequestInfo) -> Fault | None:
+        return Fault.STATUS if info.headers.get("idempotency-key") == f"{message}:1" else None
+
+    operator.stubs.send.faults.rules.append(refuse_the_second_part)
+    assert (await operator.process()).status_code == 200
+    failed = await conn.fetchrow(
+        """select status, parts_sent, jsonb_array_length(message_parts) as parts, error_message
+             from campaign_messages where id = $1""",
+        message,
+    )
+    assert (failed["status"], failed["parts_sent"]) == ("failed", 1)
+    assert failed["parts"] >= 2
+    status = await operator.http.get(
+        operator.url + "/status", headers={"Authorization": f"Bearer {CRON_SECRET}"}
+    )
+    [group] = [f["reason"] for f in status.json()["failures"]]
+
+    operator.stubs.send.faults.rules.clear()
+    answer = await act(operator, f"/operator/runs/{seeded.run_id}/requeue", {"reason": group})
+    assert (answer.status_code, answer.json()["messages_changed"]) == (200, 1)
+    assert (await operator.process()).status_code == 200
+
+    sent = await conn.fetchrow(
+        "select status, parts_sent from campaign_messages where id = $1", message
+    )
+    delivered = Counter(operator.stubs.send.delivered_keys())
+    assert (sent["status"], sent["parts_sent"]) == ("sent", failed["parts"])
+    assert delivered == Counter(f"{message}:{i}" for i in range(failed["parts"]))
+    assert operator.stubs.send.duplicate_keys == 0  # the first part never asked for again
+    assert (await conn.fetchval("select status from campaign_runs")) == "completed"
+    await assert_no_lease_left(conn)
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+async def test_each_action_logs_what_it_changed_never_the_phone(
+    operator: Service, conn: asyncpg.Connection, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The routes pick status_after and workspace_id for their log line; the log dropped both,
+    # so a pause and a cancel logged the same line and a suppression named no workspace.
+    seeded = await seed_campaign(conn, leads=1)
+    workspace = await conn.fetchval("select workspace_id from campaign_configs")
+    capfd.readouterr()
+
+    assert (await act(operator, f"/operator/runs/{seeded.run_id}/pause")).status_code == 200
+    assert (await act(operator, f"/operator/runs/{seeded.run_id}/cancel")).status_code == 200
+    contact = {"workspace_id": str(workspace), "phone": "+55 11 98765-4321"}
+    assert (await act(operator, "/operator/contacts/suppress", contact)).status_code == 200
+
+    lines = [json.loads(x) for x in capfd.readouterr().err.splitlines() if x.startswith("{")]
+    actions = [x for x in lines if x["message"] == "operator action"]
+    assert [(x.get("run_id"), x.get("status_after")) for x in actions[:2]] == [
+        (str(seeded.run_id), "paused"),
+        (str(seeded.run_id), "cancelled"),
+    ]
+    assert actions[2].get("workspace_id") == str(workspace)
+    assert "98765" not in json.dumps(lines)
+
+
 # --- cancelling a run being worked ----------------------------------------------------------
 
 
@@ -382,6 +474,49 @@ async def test_cancel_while_a_message_has_parts_out_lets_it_finish_its_parts(
     )
     assert tuple(skipped) == ("skipped", "cancelled", 0)
     assert (await conn.fetchval("select status from campaign_runs")) == "cancelled"
+    await assert_no_lease_left(conn)
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+async def test_cancel_on_one_instance_while_two_instances_send_the_run(
+    operator: Service, operator_settings: Settings, conn: asyncpg.Connection
+) -> None:
+    seeded = await seed_campaign(conn, leads=12, split_messages=True, min_chars_to_split=10)
+    operator.stubs.send.latency = Latency(fixed_ms=120)
+    with LoopbackServer(create_app(operator_settings), lifespan=True) as other:
+        second = Service(other.url, operator_settings, operator.stubs, operator.http)
+        body = {"batch_size": 3, "concurrency": 2}
+        calls = [asyncio.create_task(s.process(body)) for s in (operator, second)]
+        for _ in range(200):  # 10 s at most: until a part is out
+            if await conn.fetchval("select count(*) from campaign_messages where parts_sent > 0"):
+                break
+            await asyncio.sleep(0.05)
+        cancelled = await act(second, f"/operator/runs/{seeded.run_id}/cancel")
+        answers = await asyncio.gather(*calls)
+        after = await operator.process()
+
+    assert cancelled.status_code == 200
+    assert [a.status_code for a in answers] == [200, 200]
+    assert after.status_code == 200
+    assert after.json()["claimed"] == 0
+    assert (await conn.fetchval("select status from campaign_runs")) == "cancelled"
+    rows = await conn.fetch(
+        """select id, status, error_message, parts_sent,
+                  coalesce(jsonb_array_length(message_parts), 0) as parts
+             from campaign_messages where run_id = $1""",
+        seeded.run_id,
+    )
+    delivered = Counter(k.split(":")[0] for k in operator.stubs.send.delivered_keys())
+    ended = Counter(r["status"] for r in rows)
+    # Nothing pending or failed; both sent and skipped ones: the cancel came mid-run.
+    assert set(ended) == {"sent", "skipped"}, ended
+    for row in rows:  # sent in full, or skipped with nothing of it out: never half-sent
+        if row["status"] == "sent":
+            assert row["parts_sent"] == row["parts"] == delivered[str(row["id"])] >= 2
+        else:
+            assert (row["error_message"], row["parts_sent"]) == ("cancelled", 0)
+            assert delivered[str(row["id"])] == 0
+    assert operator.stubs.send.duplicate_keys == 0
     await assert_no_lease_left(conn)
 
 

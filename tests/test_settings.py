@@ -227,6 +227,16 @@ def test_the_operator_token_is_optional_and_checked_like_the_cron_secret(
     assert token.get_secret_value() == "an-operator-token-0123"
 
 
+def test_an_operator_token_equal_to_the_cron_secret_is_refused_in_one_line(
+    env: pytest.MonkeyPatch,
+) -> None:
+    # The scheduler's secret must never act on campaigns: were the two the same, a Bearer
+    # CRON_SECRET would pass as the operator's token on /operator/ and sign in to /console.
+    line = refusal(env, OPERATOR_TOKEN=" " + VALID["CRON_SECRET"] + "\n")
+    assert line == "invalid settings: OPERATOR_TOKEN: must not be the CRON_SECRET"
+    assert VALID["CRON_SECRET"] not in line
+
+
 def test_the_pacing_handed_to_the_database_carries_every_inbox_setting(
     make_settings: SettingsFactory,
 ) -> None:

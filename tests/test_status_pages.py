@@ -50,6 +50,42 @@ async def test_a_limit_out_of_range_is_422_in_the_posts_shape(
     assert (problem["loc"], problem["type"]) == (["query", "limit"], kind)
 
 
+async def test_get_status_takes_an_offset_and_a_status_filter(
+    service: Service, conn: asyncpg.Connection
+) -> None:
+    # Without ?offset= no run past the 500th could ever be read over HTTP; both were
+    # silently ignored before (every page was the first, every filter "active").
+    runs = [await seed_campaign(conn, leads=1) for _ in range(3)]
+    await conn.execute(
+        "update campaign_runs set status = 'completed' where id = $1", runs[0].run_id
+    )
+    whole = (await get_status(service)).json()
+
+    rest = (await get_status(service, "?limit=1&offset=1")).json()
+    ended = (await get_status(service, "?status=completed")).json()
+    every = (await get_status(service, "?status=all")).json()
+
+    assert whole["runs_total"] == rest["runs_total"] == 2
+    assert [r["run_id"] for r in rest["runs"]] == [r["run_id"] for r in whole["runs"]][1:]
+    assert [r["run_id"] for r in ended["runs"]] == [str(runs[0].run_id)]
+    assert ended["runs_total"] == 1
+    assert every["runs_total"] == 3
+
+
+@pytest.mark.parametrize("store_kind", ["postgres"])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("?offset=-1", "offset"), ("?offset=x", "offset"), ("?status=bogus", "status")],
+)
+async def test_a_bad_offset_or_status_is_422_naming_it(
+    service: Service, conn: asyncpg.Connection, query: str, field: str
+) -> None:
+    response = await get_status(service, query)
+    assert response.status_code == 422
+    [problem] = response.json()["detail"]
+    assert problem["loc"] == ["query", field]
+
+
 async def test_the_cli_shows_a_page_and_says_of_how_many(
     conn: asyncpg.Connection, db_dsn: str, tmp_path: Path
 ) -> None:

@@ -74,7 +74,8 @@ class Listing:
     @classmethod
     def from_query(cls, status: object, page: object) -> Listing:
         status = status if status in STATUS_FILTERS else "all"
-        number = int(page) if isinstance(page, str) and page.isdigit() else 1
+        # isascii: "²" is a digit to str.isdigit(), not to int()
+        number = int(page) if isinstance(page, str) and page.isascii() and page.isdigit() else 1
         return cls(str(status), min(max(number, 1), 10_000))
 
     @property
@@ -246,7 +247,7 @@ def _eta(status: str, eta: float | None) -> str:
         return NONE
     if eta is None:
         return "unknown"
-    return "done" if eta <= 0 else "in " + duration(eta)
+    return "now" if eta <= 0 else "in " + duration(eta)  # 0: its last message is due now
 
 
 def _inbox(inbox: Mapping[str, Any], at: datetime | None) -> InboxRow:

@@ -80,15 +80,20 @@ class RunCalls:
         run_id: uuid.UUID | None = None,
         pacing: Pacing | None = None,
         limit: int = STATUS_RUNS_DEFAULT,
+        offset: int = 0,
+        status: str | None = None,
     ) -> dict[str, Any]:
         """campaign_queue_status (README: "Seeing the queue"): queue, runs, inboxes, failures,
         retrying, throughput, circuit, last_call.
 
         pacing: the service's INBOX_* settings, for the ETAs of inboxes without overrides
         (without it the database assumes the defaults, 20 / 60 / 300). limit: the runs shown
-        at most (app.status_page: 1 to 500); runs_total counts them all.
+        at most (app.status_page: 1 to 500); runs_total counts them all. offset: the runs
+        passed over first; status: those of one status, or "all" (None: running and paused).
         """
         args: dict[str, Any] = {"p_run_id": run_id, "p_limit": limit}
+        if offset or status is not None:  # the older call's arguments otherwise
+            args.update(p_offset=offset, p_status=status)
         if pacing is not None:
             args.update(pacing.args(), p_inbox_timezone=pacing.timezone)
         data = await self._call("campaign_queue_status", **args)

@@ -74,3 +74,29 @@ async def test_suppress_and_unsuppress_a_contact(
     assert not await conn.fetchval("select count(*) from campaign_suppressions")
     page = await console.page()
     assert DIGITS not in re.sub(r"\D", "", page)
+
+
+async def test_setting_the_warm_ups_day_0_says_it_changed(
+    console: Console, conn: asyncpg.Connection
+) -> None:
+    # The answer carries first_sent_day before and after; the flash showed the overrides
+    # only, so a change of day 0 alone read as "none → none".
+    seeded = await seed_campaign(conn, leads=1)
+    inbox, short = seeded.inbox_id, str(seeded.inbox_id)[:8]
+    before = await conn.fetchval(
+        "select first_sent_day from campaign_inbox_pacing_state where inbox_id = $1", inbox
+    )
+    day = await conn.fetchval("select (now() - interval '3 days')::date")
+
+    flash = await console.act(f"/console/inboxes/{inbox}/pacing", {"first_sent_day": str(day)})
+
+    assert (
+        await conn.fetchval(
+            "select first_sent_day from campaign_inbox_pacing_state where inbox_id = $1", inbox
+        )
+        == day
+    )
+    assert flash == (
+        f"Set pacing of inbox {short}…: none (the service's settings) → none (the service's "
+        f"settings); warm-up day 0 {before or 'none'} → {day}."
+    )

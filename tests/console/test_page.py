@@ -171,3 +171,33 @@ async def test_the_inbox_buttons_set_and_clear_its_pacing(
     assert (await console.act(f"/console/inboxes/{unknown}/clear-pacing")).startswith(
         f"Refused: clear pacing of inbox {str(unknown)[:8]}…: no such inbox."
     )
+
+
+async def test_a_running_run_with_a_message_due_now_is_not_shown_as_done(
+    console: Console, conn: asyncpg.Connection
+) -> None:
+    # eta_s 0 means its last message is due now; "done" told the operator it had ended.
+    seeded = await seed_campaign(conn, leads=1)
+    await conn.execute(  # a paced inbox, whose next slot is free now
+        "select set_inbox_pacing(p_inbox_id => $1, p_min_gap_s => 30, p_max_gap_s => 60)",
+        seeded.inbox_id,
+    )
+    page = await console.page()
+    row = page.split(f'<tr data-run-id="{seeded.run_id}"', 1)[1].split("</tr>", 1)[0]
+    eta = re.search(r'data-field="eta"[^>]*>([^<]+)<', row)
+    assert eta
+    assert eta.group(1) == "now"
+
+
+async def test_a_page_number_of_other_digits_reads_as_the_first_page(
+    console: Console, conn: asyncpg.Connection
+) -> None:
+    # "²" passes str.isdigit() but not int(): the page answered 500, and so did the redirect
+    # of a button posted from such a page, after its action was done.
+    seeded = await seed_campaign(conn, leads=1)
+    for query in ("?page=%C2%B2", "?status=all&page=%C2%B9%C2%B2"):
+        page = await console.page(query)
+        assert run_rows(page) == [str(seeded.run_id)]
+    response = await console.post(f"/console/runs/{seeded.run_id}/pause?page=%C2%B2")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console?status=all&page=1#flash"

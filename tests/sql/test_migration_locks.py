@@ -116,8 +116,10 @@ async def test_reapplying_the_counts_migration_queues_behind_a_fold_at_its_advis
 
     async with connection(db_dsn) as folder:
         async with folder.transaction():
-            tidied = await folder.fetchval("select tidy_campaign_queue()")
-            assert tidied["folded"] > 0  # holds the advisory lock and the rows it rewrote
+            # The fold alone: tidy_campaign_queue also writes campaign_messages (a cancelled
+            # run's leftovers), before its fold, so its transaction holds that table too.
+            folded = await folder.fetchval("select cq_fold_message_counts()")
+            assert folded > 0  # holds the advisory lock and the rows it rewrote
             migrate = asyncio.create_task(apply_migrations(db_dsn))
             migrator = await _blocked_backend(conn, besides=folder.get_server_pid())
             locks_while_blocked = await _tables_locked(conn, migrator)
@@ -125,6 +127,24 @@ async def test_reapplying_the_counts_migration_queues_behind_a_fold_at_its_advis
     # Behind the fold at the advisory lock, before the counts table: a fold that has its
     # advisory lock and is about to rewrite counts never waits on the migration.
     assert locks_while_blocked == {"campaign_messages": "granted", "fold": "waiting"}
+
+
+async def test_the_tidy_writes_campaign_messages_before_it_takes_the_folds_lock(
+    conn: asyncpg.Connection, db_dsn: str
+) -> None:
+    # The writers' order (campaign_messages, then the fold's lock): a tidy that folded first
+    # and then skipped a cancelled run's leftovers deadlocked with a re-applied counts
+    # migration holding campaign_messages and waiting for the fold's lock.
+    await seed_campaign(conn, leads=2)
+    async with connection(db_dsn) as holder, connection(db_dsn) as tidier:
+        async with holder.transaction():  # keeps any writer of campaign_messages waiting
+            await holder.execute("lock table campaign_messages in share mode")
+            tidy = asyncio.create_task(tidier.fetchval("select tidy_campaign_queue()"))
+            blocked = await _blocked_backend(conn, besides=holder.get_server_pid())
+            locks_while_blocked = await _tables_locked(conn, blocked)
+        tidied = await asyncio.wait_for(tidy, 30)
+    assert locks_while_blocked == {"campaign_messages": "waiting"}  # the fold's lock not held
+    assert tidied["cancelled_skipped"] == 0
 
 
 async def _serve(rpc: PostgresRpc, stop: asyncio.Event, seed: int) -> int:
