@@ -96,7 +96,4 @@ async def test_setting_the_warm_ups_day_0_says_it_changed(
         )
         == day
     )
-    assert flash == (
-        f"Set pacing of inbox {short}…: none (the service's settings) → none (the service's "
-        f"settings); warm-up day 0 {before or 'none'} → {day}."
-    )
+    assert flash == f"Set pacing of inbox {short}…: warm-up day 0 {before or 'not set'} → {day}."

@@ -134,8 +134,9 @@ async def test_the_tidy_writes_campaign_messages_before_it_takes_the_folds_lock(
 ) -> None:
     # The writers' order (campaign_messages, then the fold's lock): a tidy that folded first
     # and then skipped a cancelled run's leftovers deadlocked with a re-applied counts
-    # migration holding campaign_messages and waiting for the fold's lock.
-    await seed_campaign(conn, leads=2)
+    # migration holding campaign_messages and waiting for the fold's lock. Two leftovers of a
+    # cancelled run, so the tidy has messages to write (with none it writes nothing).
+    await seed_campaign(conn, leads=2, run_status="cancelled")
     async with connection(db_dsn) as holder, connection(db_dsn) as tidier:
         async with holder.transaction():  # keeps any writer of campaign_messages waiting
             await holder.execute("lock table campaign_messages in share mode")
@@ -144,7 +145,7 @@ async def test_the_tidy_writes_campaign_messages_before_it_takes_the_folds_lock(
             locks_while_blocked = await _tables_locked(conn, blocked)
         tidied = await asyncio.wait_for(tidy, 30)
     assert locks_while_blocked == {"campaign_messages": "waiting"}  # the fold's lock not held
-    assert tidied["cancelled_skipped"] == 0
+    assert tidied["cancelled_skipped"] == 2
 
 
 async def _serve(rpc: PostgresRpc, stop: asyncio.Event, seed: int) -> int:
