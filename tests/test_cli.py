@@ -454,6 +454,12 @@ def test_migrate_against_an_unreachable_port_names_it_and_what_to_check(tmp_path
             asyncpg.UniqueViolationError("duplicate key"),
             None,
         ),
+        (
+            "postgresql://postgres@/app?host=localhost&port=\u00b2",  # a digit int() refuses
+            ConnectionRefusedError(111, "refused"),
+            "cannot reach localhost:5432 (ConnectionRefusedError): is Postgres running at "
+            "localhost:5432? check DATABASE_URL",
+        ),
     ],
 )
 def test_a_connection_failure_says_what_to_check(

@@ -271,8 +271,8 @@ def _error_in_body(error: dict[str, Any]) -> OutboundError:
     status: int | None = None
     if isinstance(code, int) and not isinstance(code, bool):
         status = code
-    elif isinstance(code, str) and code.strip().isdigit():
-        status = int(code.strip())
+    elif isinstance(code, str) and code.strip().isascii() and code.strip().isdigit():
+        status = int(code.strip())  # str.isdigit alone takes '²', which int() refuses
     message = f"openrouter: error in answer (code {status if status is not None else '?'})"
     if status is None or status in RETRYABLE_CLIENT_STATUSES or status >= 500:
         return RetryableError(message, status=status)

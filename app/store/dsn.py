@@ -36,6 +36,6 @@ def database_address(dsn: str) -> DatabaseAddress:
         host = unquote((query.get("host") or [""])[0].split(",")[0]) or None
     if port is None:
         first = (query.get("port") or [""])[0].split(",")[0]
-        port = int(first) if first.isdigit() else 5432
+        port = int(first) if first.isascii() and first.isdigit() else 5432
     database = unquote(parts.path.lstrip("/")) or (query.get("dbname") or [""])[0] or None
     return DatabaseAddress(host, port, database)

@@ -259,6 +259,7 @@ async def test_an_error_in_a_200_with_a_client_code_fails_at_once_like_that_stat
     [
         '{"error": {"message": "upstream failed"}}',  # no code: an unnamed provider failure
         '{"error": {"code": "oops"}}',
+        '{"error": {"code": "\u00b2"}}',  # a digit to str.isdigit, not to int()
         '{"choices": [{"error": {"code": 502, "message": "x"}, "finish_reason": "error"}]}',
     ],
 )
