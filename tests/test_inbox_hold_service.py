@@ -21,6 +21,7 @@ from app.sandbox.server import LoopbackServer
 from app.settings import Settings
 from app.status import render
 from app.status_answer import StatusAnswer
+from tests.clock import midday_zone
 from tests.service import Service
 from tests.stubs import CRON_SECRET, Stubs
 
@@ -94,7 +95,10 @@ async def test_the_warmups_cap_holds_across_two_instances(
 ) -> None:
     await seed_campaign(conn, leads=8)
     services = await two_instances(
-        inbox_daily_cap=50, inbox_warmup_days=10, inbox_warmup_start_cap=2
+        inbox_daily_cap=50,
+        inbox_warmup_days=10,
+        inbox_warmup_start_cap=2,
+        inbox_timezone=midday_zone(),  # it failed when the calls straddled midnight
     )
 
     assert await both_process(services) == 2  # day 0

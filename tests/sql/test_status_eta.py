@@ -10,7 +10,7 @@ time would leave it; a run's messages are all due, so its last scheduled_at does
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -18,13 +18,14 @@ import pytest
 
 from app.sandbox.seed import SeededCampaign, seed_campaign
 from app.store.postgres import PostgresRpc
+from tests.clock import midday_zone
 from tests.sql.test_pacing import set_pacing, set_state
 from tests.sql.test_status import run_of, status
 
 ZONE = "America/Sao_Paulo"  # INBOX_TIMEZONE's default: the day the caps count
 # The hourly cap's tests span two hours; the estimate starts each day's hours afresh at its
 # midnight (docs/architecture.md, "Status"), so they count in a zone where it is about noon.
-MIDDAY_ZONE = f"Etc/GMT{datetime.now(UTC).hour - 12:+d}"  # Etc/GMT-10 is UTC+10
+MIDDAY_ZONE = midday_zone()
 
 
 async def now(conn: asyncpg.Connection) -> datetime:
