@@ -121,3 +121,19 @@ async def test_on_a_phone_the_charts_times_are_readable_and_an_ended_run_has_no_
     await expect(form.get_by_label("warm-up start cap", exact=True)).to_be_visible()
     width = await page.evaluate("() => document.documentElement.scrollWidth")
     assert width <= 375
+
+
+async def test_what_a_person_typed_survives_the_refresh_after_they_click_away(
+    page: Page, console: Console
+) -> None:
+    await sign_in(page, console)
+    row = page.locator("section#inboxes tr[data-inbox-id]").first
+    await row.get_by_text("Edit pacing").click()
+    field = row.locator("form[data-action=pacing]").get_by_label("hourly cap", exact=True)
+    await field.fill("40")
+    await page.locator("h1").click()  # the field loses its focus, its value stays typed
+
+    # Longer than the refresh's 5 s: the page's inner part would have been swapped in.
+    await page.wait_for_timeout(6_500)
+    await expect(field).to_have_value("40")
+    await expect(row.locator("form[data-action=pacing]")).to_be_visible()
