@@ -207,30 +207,27 @@ end;
 $$;
 
 
-create or replace function requeue_failed_campaign_messages(p_run_id uuid)
+-- The requeue itself, for a caller that holds the run's row (requeue_failed_campaign_messages
+-- below, requeue_campaign_run_failures in 052_operator_runs.sql): the run's failed messages,
+-- or those of one reason group (cq_failure_reason, 020_status.sql), back to pending, and the
+-- run running again if it had ended. Returns how many.
+--
+-- A message partly delivered (parts_sent > 0) keeps its text and parts: the new attempt
+-- resumes at the first unsent part, never re-sends. One that sent nothing is written again:
+-- its text may be what the endpoint rejected, and re-sending it unchanged would fail forever.
+-- Its conversation stays (it is the lead's conversation, whatever the text). One another
+-- transaction holds stays failed for the next requeue (the lock order above).
+create or replace function cq_requeue_failed(p_run_id uuid, p_reason text default null)
 returns integer
 language plpgsql security definer set search_path = public
 as $$
 declare
-  v_status text;
   v_count int;
 begin
-  -- The run row first, then its messages: a finalize that locks the run after us waits and
-  -- then sees the messages we made pending; one that locked it before us completes the run
-  -- and we make it running again below.
-  select status into v_status from campaign_runs where id = p_run_id for update;
-  if not found or v_status = 'cancelled' then
-    return 0;
-  end if;
-
-  -- A message partly delivered (parts_sent > 0) keeps its text and parts: the new attempt
-  -- resumes at the first unsent part, never re-sends. One that sent nothing is written again:
-  -- its text may be what the endpoint rejected, and re-sending it unchanged would fail forever.
-  -- Its conversation stays (it is the lead's conversation, whatever the text). One another
-  -- transaction holds stays failed for the next requeue (the lock order above).
   with free as (
     select m.id from campaign_messages m
      where m.run_id = p_run_id and m.status = 'failed'
+       and (p_reason is null or cq_failure_reason(m.error_message) = p_reason)
        for update of m skip locked
   )
   update campaign_messages m
@@ -250,5 +247,24 @@ begin
      where id = p_run_id;
   end if;
   return v_count;
+end;
+$$;
+
+
+create or replace function requeue_failed_campaign_messages(p_run_id uuid)
+returns integer
+language plpgsql security definer set search_path = public
+as $$
+declare
+  v_status text;
+begin
+  -- The run row first, then its messages: a finalize that locks the run after us waits and
+  -- then sees the messages we made pending; one that locked it before us completes the run
+  -- and we make it running again.
+  select status into v_status from campaign_runs where id = p_run_id for update;
+  if not found or v_status = 'cancelled' then
+    return 0;
+  end if;
+  return cq_requeue_failed(p_run_id);
 end;
 $$;

@@ -215,30 +215,10 @@ begin
   if v_status = 'cancelled' then
     return cq_run_answer(p_run_id, false, 'run_cancelled', v_status, v_status, 0);
   end if;
-  -- One another transaction holds stays failed for the next requeue (the lock order).
-  with free as (
-    select m.id from campaign_messages m
-     where m.run_id = p_run_id and m.status = 'failed'
-       and (p_reason is null or cq_failure_reason(m.error_message) = p_reason)
-       for update of m skip locked
-  )
-  update campaign_messages m
-     set status = 'pending', scheduled_at = now(), retry_count = 0, error_message = null,
-         generated_message = case when m.parts_sent > 0 then m.generated_message end,
-         message_parts = case when m.parts_sent > 0 then m.message_parts end,
-         lock_token = null, locked_at = null, claimed_by = null, updated_at = now()
-    from free
-   where m.id = free.id;
-  get diagnostics v_count = row_count;
+  v_count := cq_requeue_failed(p_run_id, p_reason);  -- 012_runs.sql
   if v_count = 0 then
     return cq_run_answer(p_run_id, false, 'nothing_to_requeue', v_status, v_status, 0);
   end if;
-  update campaign_runs
-     set leads_failed = greatest(leads_failed - v_count, 0),
-         completed_at = case when status in ('completed', 'failed') then null
-                             else completed_at end,
-         status = case when status in ('completed', 'failed') then 'running' else status end
-   where id = p_run_id;
   return cq_run_answer(p_run_id, true, null, v_status,
                        case when v_status in ('completed', 'failed') then 'running'
                             else v_status end,

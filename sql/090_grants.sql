@@ -96,7 +96,8 @@ begin
     'cq_contact_answer(boolean,text,uuid,text,boolean,boolean,campaign_suppressions)',
     'cq_contact_refusal(uuid,text)',
     'cq_stamp_override_hold()',
-    'cq_skip_cancelled_leftovers(integer)'
+    'cq_skip_cancelled_leftovers(integer)',
+    'cq_requeue_failed(uuid,text)'
   ] loop
     execute format('revoke all on function %s from public, anon, authenticated, service_role',
                    v_fn);

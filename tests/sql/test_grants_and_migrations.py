@@ -99,6 +99,7 @@ INTERNAL_FUNCTIONS = [
     "cq_skip_late_in_lead_zones",
     "cq_stamp_override_hold",
     "cq_skip_cancelled_leftovers",
+    "cq_requeue_failed",
 ]
 
 
