@@ -119,10 +119,10 @@ async def status(
     """Queue depth and lag, each run's progress, cost and ETA, inboxes' pace, failures by
     reason, throughput (docs/architecture.md, "Status"); `?run_id=` answers about that run only,
     `?limit=` and `?offset=` page the runs (default 50, 1 to 500), `?status=` filters them."""
-    settings = services.settings
-    pacing = Pacing.from_settings(settings)
     try:
-        answer = await services.store.queue_status(run_id, pacing, limit, offset, runs_status)
+        answer = await services.store.queue_status(
+            run_id, _pacing(services), limit, offset, runs_status
+        )
         return JSONResponse(answer)
     except DatabaseError as exc:
         log.error("database unavailable", extra={"error": str(exc)})
@@ -142,8 +142,7 @@ async def metrics(services: ServicesDep) -> Response:
 
 
 def _pacing(services: Services) -> Pacing:
-    settings = services.settings
-    return Pacing.from_settings(settings)
+    return Pacing.from_settings(services.settings)
 
 
 async def _parse_body(request: Request) -> ProcessQueueBody | JSONResponse:

@@ -113,12 +113,9 @@ async def pacing_button(request: Request, inbox_id: str) -> Response:
     try:
         body = PacingBody.model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}"
-            for e in exc.errors(include_url=False, include_input=False, include_context=False)
-        )
         return back_to_console(
-            request, f"Refused: set pacing of inbox {inbox_id[:8]}…: {problems}. Nothing changed."
+            request,
+            f"Refused: set pacing of inbox {inbox_id[:8]}…: {_problems(exc)}. Nothing changed.",
         )
     return await _act(
         request,
